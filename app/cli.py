@@ -1,0 +1,126 @@
+"""The `passerelle` command line: serve, migrate, import places, manage keys."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlmodel import Session
+
+from app.db import get_engine, migrate as apply_migrations
+from app.models import Role
+from app.services import keys as key_service
+from app.services.communes import import_communes
+from app.services.demo import demo_keys, load_demo
+from app.services.place_import import import_places, read_rows
+
+app = typer.Typer(help="Passerelle : orientation vers la médiation numérique.", no_args_is_help=True)
+places_app = typer.Typer(help="Lieux France Services et de médiation numérique.", no_args_is_help=True)
+communes_app = typer.Typer(help="Référentiel des communes.", no_args_is_help=True)
+keys_app = typer.Typer(help="Clés d'API.", no_args_is_help=True)
+app.add_typer(places_app, name="places")
+app.add_typer(communes_app, name="communes")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Applique les migrations de la base de données."""
+    apply_migrations(get_engine())
+    console.print("Migrations appliquées.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port d'écoute.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Charge la démo (Corrèze) et crée une clé par rôle.")] = False,
+) -> None:
+    """Applique les migrations puis sert l'API."""
+    import uvicorn
+
+    engine = get_engine()
+    apply_migrations(engine)
+    if demo:
+        with Session(engine) as session:
+            report = load_demo(session)
+            tokens = demo_keys(session)
+        console.print(f"Démo chargée : {report.imported} lieux en Corrèze.")
+        for role, token in tokens.items():
+            console.print(f"  clé {role:<13} {token}", highlight=False)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+
+
+@places_app.command("import")
+def places_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Importe des lieux au format du schéma national des lieux de médiation numérique (CSV ou JSON)."""
+    try:
+        rows = read_rows(file)
+    except (ValueError, UnicodeDecodeError) as exc:
+        errors.print(f"Fichier illisible : {exc}")
+        raise typer.Exit(1) from exc
+    with Session(get_engine()) as session, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Import des lieux", total=len(rows))
+        report = import_places(session, rows, on_row=lambda: progress.advance(task))
+    console.print(f"{report.imported} lieux importés ({report.created} créés, {report.updated} mis à jour), "
+                  f"{len(report.rejected)} lignes rejetées.")
+    if report.rejected:
+        table = Table("ligne", "motif du rejet")
+        for line, reason in report.rejected:
+            table.add_row(str(line), reason)
+        console.print(table)
+
+
+@communes_app.command("import")
+def communes_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+    """Importe le référentiel des communes (format de app/data/communes-19.csv)."""
+    with Session(get_engine()) as session:
+        count = import_communes(session, file)
+    console.print(f"{count} communes importées.")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="agent, mediateur, coordinateur ou admin.")],
+    place: Annotated[str | None, typer.Option(help="Identifiant du lieu (agent, mediateur).")] = None,
+    territory: Annotated[str | None, typer.Option(help="departement:19, epci:<SIREN>, region:<code>, national.")] = None,
+    name: Annotated[str, typer.Option(help="Nom lisible de la clé.")] = "",
+) -> None:
+    """Crée une clé ; le jeton est affiché seul sur la dernière ligne, une seule fois."""
+    with Session(get_engine()) as session:
+        try:
+            key, token = key_service.create_key(session, role, place_id=place, territory=territory, name=name)
+        except key_service.KeyError_ as exc:
+            errors.print(str(exc))
+            raise typer.Exit(2) from exc
+    console.print(f"Clé {key.id} créée (rôle {key.role}). Conservez le jeton : il ne sera plus affiché.")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Liste les clés (jamais les jetons)."""
+    with Session(get_engine()) as session:
+        keys = key_service.list_keys(session)
+    table = Table("id", "nom", "rôle", "lieu", "territoire", "début du jeton", "créée", "révoquée")
+    for key in keys:
+        table.add_row(key.id, key.name, key.role, key.place_id or "", key.territory or "", key.prefix + "…",
+                      key.created_at.isoformat(timespec="minutes"),
+                      key.revoked_at.isoformat(timespec="minutes") if key.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Révoque une clé : elle ne donne plus accès à rien."""
+    with Session(get_engine()) as session:
+        key = key_service.revoke_key(session, key_id)
+    if key is None:
+        errors.print(f"Clé inconnue : {key_id}.")
+        raise typer.Exit(1)
+    console.print(f"Clé {key_id} révoquée.")

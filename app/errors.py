@@ -1,0 +1,157 @@
+"""RFC 9457 problem details: the one shape every error takes, with French details."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://passerelle.inclusion-numerique.example/problemes/"
+
+TITLES = {
+    400: "Requête incorrecte",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Ressource introuvable",
+    405: "Méthode non autorisée",
+    409: "Conflit d'état",
+    412: "Précondition échouée",
+    413: "Requête trop volumineuse",
+    415: "Type de contenu non pris en charge",
+    422: "Données invalides",
+    500: "Erreur interne",
+}
+
+
+class Problem(Exception):
+    """An error the service means to return; raised by services and dependencies."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.errors = errors
+        self.headers = headers
+        self.extra = extra
+
+
+def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> Problem:
+    return Problem(422, detail or msg, slug="donnees-invalides", errors=[{"loc": loc, "msg": msg}])
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (slug or str(status)),
+        "title": TITLES.get(status, "Erreur"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+# Pydantic error types -> French messages. Anything unlisted falls back to a generic message.
+_MESSAGES: dict[str, str] = {
+    "missing": "Champ obligatoire.",
+    "extra_forbidden": "Champ inconnu.",
+    "string_type": "Doit être une chaîne de caractères.",
+    "bool_type": "Doit être un booléen (true ou false).",
+    "int_type": "Doit être un nombre entier.",
+    "int_parsing": "Doit être un nombre entier.",
+    "float_type": "Doit être un nombre.",
+    "float_parsing": "Doit être un nombre.",
+    "dict_type": "Doit être un objet JSON.",
+    "model_type": "Doit être un objet JSON.",
+    "model_attributes_type": "Doit être un objet JSON.",
+    "list_type": "Doit être une liste.",
+    "json_invalid": "JSON mal formé.",
+    "json_type": "JSON mal formé.",
+    "string_too_short": "Texte trop court.",
+    "string_too_long": "Texte trop long.",
+    "string_pattern_mismatch": "Format invalide.",
+    "greater_than_equal": "Valeur trop petite.",
+    "less_than_equal": "Valeur trop grande.",
+    "greater_than": "Valeur trop petite.",
+    "less_than": "Valeur trop grande.",
+    "value_error": "Valeur invalide.",
+    "date_from_datetime_parsing": "Date invalide (attendu AAAA-MM-JJ).",
+    "date_parsing": "Date invalide (attendu AAAA-MM-JJ).",
+    "too_long": "Liste trop longue.",
+}
+
+
+def _french(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind in ("enum", "literal_error"):
+        expected = str(ctx.get("expected", "")).replace(" or ", ", ").replace("'", "")
+        return f"Valeur non autorisée ; valeurs possibles : {expected}."
+    if kind == "value_error" and "error" in ctx:
+        # Our own validators raise ValueError with a French message.
+        return str(ctx["error"])
+    if kind in ("string_too_long", "too_long") and "max_length" in ctx:
+        return f"Trop long : {ctx['max_length']} au maximum."
+    return _MESSAGES.get(kind, "Valeur invalide.")
+
+
+def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": _french(e)} for e in raw]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            exc.status, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers,
+            **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        if any(e.get("type") in ("json_invalid", "json_type") for e in exc.errors()):
+            return problem_response(
+                422,
+                "Le corps de la requête n'est pas un JSON valide.",
+                slug="json-invalide",
+                errors=[{"loc": ["body"], "msg": "JSON mal formé."}],
+            )
+        fields = ", ".join(".".join(str(p) for p in e["loc"][1:] or e["loc"]) for e in errors)
+        detail = f"Données invalides : corrigez {fields}." if fields else "Données invalides."
+        return problem_response(422, detail, slug="donnees-invalides", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = {
+            404: "Aucune ressource à cette adresse.",
+            405: "Méthode non autorisée pour cette adresse.",
+            413: "Corps de requête trop volumineux.",
+        }.get(exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Never echo the exception: it may carry personal data.
+        return problem_response(500, "Erreur interne du service ; réessayez plus tard.")

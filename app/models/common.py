@@ -1,0 +1,24 @@
+"""Helpers shared by the models: opaque ids and UTC timestamps written as RFC 3339."""
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import PlainSerializer
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+UtcDatetime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]

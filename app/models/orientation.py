@@ -1,0 +1,169 @@
+"""Orientations: the front-desk decision for one person, and the consent-bound contact."""
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic import Field as PydField
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from app.models.common import UtcDatetime, new_id, utcnow
+from app.models.place import PlaceAlternative, PlaceSummary
+from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
+
+COMMUNE_PATTERN = r"^(\d{5}|2[AB]\d{3})$"
+
+
+class Orientation(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("ori"), primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    api_key_id: str = Field(foreign_key="api_key.id")
+    origin_place_id: str = Field(foreign_key="place.id", index=True)
+    profile: str
+    profile_source: str
+    answers: dict[str, str] | None = Field(default=None, sa_column=Column(JSON))
+    route: str
+    do_now_at_france_services: bool
+    reasons: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    rules_version: str
+    theme: str
+    urgent: bool
+    already_followed: bool
+    commune: str = Field(foreign_key="commune.code", index=True)
+    consent: bool
+    alternatives: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+
+
+class Contact(SQLModel, table=True):
+    """Personal data, kept apart so that erasing it touches one row and nothing else."""
+
+    orientation_id: str = Field(foreign_key="orientation.id", primary_key=True)
+    first_name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    availability: str | None = None
+
+
+# --- API schemas -------------------------------------------------------------------------
+
+
+class AssessmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile: Profile | None = None
+    answers: dict[str, str] | None = PydField(default=None, max_length=20)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "AssessmentIn":
+        if (self.profile is None) == (self.answers is None):
+            raise ValueError(
+                "Indiquez soit « profile », soit « answers » (réponses au diagnostic), "
+                "mais pas les deux."
+            )
+        return self
+
+
+class ProcedureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str
+    urgent: StrictBool = False
+
+    @field_validator("theme")
+    @classmethod
+    def _known_theme(cls, value: str) -> str:
+        if value not in PROCEDURE_THEMES:
+            raise ValueError(
+                "Thème de démarche inconnu ; valeurs possibles : "
+                + ", ".join(PROCEDURE_THEMES)
+                + " (voir GET /v1/procedure-themes)."
+            )
+        return value
+
+
+_PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
+
+
+class PersonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commune: str = PydField(pattern=COMMUNE_PATTERN)
+    consent: StrictBool = False
+    first_name: str | None = PydField(default=None, min_length=1, max_length=80)
+    phone: str | None = PydField(default=None, max_length=30)
+    email: EmailStr | None = PydField(default=None, max_length=254)
+    availability: str | None = PydField(default=None, max_length=200)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = _PHONE_SEPARATORS.sub("", value)
+        if re.fullmatch(r"\+33[1-9]\d{8}", digits):
+            return "0" + digits[3:]
+        if re.fullmatch(r"0[1-9]\d{8}|\+\d{8,15}", digits):
+            return digits
+        raise ValueError("Numéro de téléphone invalide (exemple : 06 01 02 03 04).")
+
+    @model_validator(mode="after")
+    def _contact_needs_consent(self) -> "PersonIn":
+        if not self.consent and self.has_contact:
+            raise ValueError(
+                "Coordonnées transmises sans le consentement de la personne : "
+                "retirez-les ou indiquez « consent »: true."
+            )
+        return self
+
+    @property
+    def has_contact(self) -> bool:
+        return any(v is not None for v in (self.first_name, self.phone, self.email,
+                                           self.availability))
+
+
+class OrientationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assessment: AssessmentIn
+    procedure: ProcedureIn
+    already_followed: StrictBool = False
+    person: PersonIn
+
+
+class ProcedureOut(BaseModel):
+    theme: str
+    urgent: bool
+
+
+class ReferralBrief(BaseModel):
+    id: str
+    code: str
+    status: str
+    place: PlaceSummary
+    expires_at: UtcDatetime
+
+
+class OrientationOut(BaseModel):
+    id: str
+    created_at: UtcDatetime
+    profile: Profile
+    profile_source: ProfileSource
+    route: Route
+    do_now_at_france_services: bool
+    reasons: list[str]
+    rules_version: str
+    procedure: ProcedureOut
+    commune: str
+    referral: ReferralBrief | None
+    alternatives: list[PlaceAlternative]

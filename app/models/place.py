@@ -1,0 +1,105 @@
+"""Places: France Services and lieux de médiation numérique, in the national schema's terms."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field as PydField, field_validator
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from app.models.common import UtcDatetime, new_id, utcnow
+
+
+class PlaceKind(StrEnum):
+    MEDIATION = "mediation"
+    FRANCE_SERVICES = "france_services"
+
+
+class Place(SQLModel, table=True):
+    id: str = Field(default_factory=lambda: new_id("lieu"), primary_key=True)
+    source_id: str | None = Field(default=None, unique=True, index=True)
+    name: str
+    kind: str = Field(index=True)
+    address: str = ""
+    postal_code: str = ""
+    commune: str = Field(default="", index=True)  # INSEE code
+    commune_name: str = ""
+    latitude: float = Field(index=True)
+    longitude: float
+    services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    phone: str | None = None
+    email: str | None = None
+    website: str | None = None
+    hours: str | None = None
+    accepts_referrals: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PlaceIn(BaseModel):
+    """What an admin sends to create or replace a place."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = PydField(min_length=1, max_length=200)
+    kind: PlaceKind
+    address: str = PydField(default="", max_length=300)
+    postal_code: str = PydField(default="", pattern=r"^(\d{5})?$")
+    commune: str = PydField(pattern=r"^(\d{5}|2[AB]\d{3})$")
+    commune_name: str = PydField(default="", max_length=200)
+    latitude: float = PydField(ge=-90, le=90)
+    longitude: float = PydField(ge=-180, le=180)
+    services: list[str] = PydField(default_factory=list, max_length=30)
+    phone: str | None = PydField(default=None, max_length=30)
+    email: EmailStr | None = None
+    website: str | None = PydField(default=None, max_length=300)
+    hours: str | None = PydField(default=None, max_length=500)
+    accepts_referrals: bool = True
+
+    @field_validator("services")
+    @classmethod
+    def _services_short(cls, value: list[str]) -> list[str]:
+        if any(len(s) > 120 or not s.strip() for s in value):
+            raise ValueError("Chaque service doit être un texte non vide de 120 caractères au plus.")
+        return value
+
+
+class PlaceOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    address: str
+    postal_code: str
+    commune: str
+    commune_name: str
+    latitude: float
+    longitude: float
+    services: list[str]
+    phone: str | None
+    email: str | None
+    website: str | None
+    hours: str | None
+    accepts_referrals: bool
+    distance_km: float | None = None
+    updated_at: UtcDatetime
+
+
+class PlaceSummary(BaseModel):
+    """A place as the front desk hands it to a person: where, when, how to reach it."""
+
+    id: str
+    name: str
+    address: str
+    postal_code: str
+    commune: str
+    commune_name: str
+    distance_km: float | None
+    phone: str | None
+    email: str | None
+    hours: str | None
+
+
+class PlaceAlternative(BaseModel):
+    id: str
+    name: str
+    distance_km: float

@@ -1,0 +1,36 @@
+"""HTTP layer of the front-desk orientation."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from app.auth import Agent
+from app.config import Settings, get_settings
+from app.db import get_session
+from app.models.orientation import OrientationIn, OrientationOut
+from app.services import orientation as service
+
+router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
+
+
+@router.post("", status_code=201, response_model=OrientationOut,
+             summary="Orienter une personne depuis l'accueil France Services")
+def create_orientation(
+    payload: OrientationIn,
+    principal: Agent,
+    session: Annotated[Session, Depends(get_session)],
+    settings: Annotated[Settings, Depends(get_settings)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    body = service.create_orientation(session, principal, payload, settings, idempotency_key)
+    return JSONResponse(body, status_code=201,
+                        headers={"Location": f"/v1/orientations/{body['id']}"})
+
+
+@router.get("/{orientation_id}", response_model=OrientationOut, summary="Relire une orientation")
+def get_orientation(
+    orientation_id: str, principal: Agent, session: Annotated[Session, Depends(get_session)]
+) -> OrientationOut:
+    return service.get_orientation(session, principal, orientation_id)

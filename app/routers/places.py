@@ -1,0 +1,59 @@
+"""HTTP layer of places: nearest-first search for everyone, writes for admins."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlmodel import Session, col, select
+
+from app.auth import Admin, AnyRole
+from app.db import get_session
+from app.models import Place, PlaceKind
+from app.models.place import PlaceIn, PlaceOut
+from app.services import places as service
+from app.services.communes import get_commune
+
+router = APIRouter(prefix="/v1/places", tags=["lieux"])
+
+
+@router.get("", response_model=list[PlaceOut], summary="Lieux, les plus proches d'abord")
+def list_places(
+    _: AnyRole,
+    session: Annotated[Session, Depends(get_session)],
+    near: Annotated[str | None, Query(pattern=r"^(\d{5}|2[AB]\d{3})$")] = None,
+    kind: PlaceKind | None = None,
+    service_name: Annotated[str | None, Query(alias="service", max_length=120)] = None,
+    max_km: Annotated[float | None, Query(gt=0, le=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 20,
+) -> list[PlaceOut]:
+    services = (service_name,) if service_name else ()
+    if near is not None:
+        origin = get_commune(session, near, ["query", "near"])
+        found = service.places_near(session, origin, kind=kind, services_any=services,
+                                    max_km=max_km, limit=limit)
+        return [service.place_out(f.place, f.distance_km) for f in found]
+    query = select(Place).order_by(col(Place.name))
+    if kind is not None:
+        query = query.where(Place.kind == kind.value)
+    places = [p for p in session.exec(query).all() if not services or services[0] in p.services]
+    return [service.place_out(p) for p in places[:limit]]
+
+
+@router.get("/{place_id}", response_model=PlaceOut, summary="Un lieu")
+def get_place(
+    place_id: str, _: AnyRole, session: Annotated[Session, Depends(get_session)]
+) -> PlaceOut:
+    return service.place_out(service.get_place(session, place_id))
+
+
+@router.post("", response_model=PlaceOut, status_code=201, summary="Créer un lieu")
+def create_place(
+    data: PlaceIn, _: Admin, session: Annotated[Session, Depends(get_session)]
+) -> PlaceOut:
+    return service.place_out(service.create_place(session, data))
+
+
+@router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")
+def replace_place(
+    place_id: str, data: PlaceIn, _: Admin, session: Annotated[Session, Depends(get_session)]
+) -> PlaceOut:
+    return service.place_out(service.replace_place(session, place_id, data))

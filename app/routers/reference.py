@@ -1,0 +1,31 @@
+"""Published reference: the diagnostic's questions and the procedure themes."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, RULES_VERSION
+from app.triage.diagnostic import DIAGNOSTIC_VERSION
+
+router = APIRouter(prefix="/v1", tags=["référentiels"])
+
+
+@router.get("/diagnostic", summary="Questions du diagnostic d'autonomie numérique")
+def diagnostic() -> dict[str, Any]:
+    return {
+        "version": DIAGNOSTIC_VERSION,
+        "rules_version": RULES_VERSION,
+        "questions": [
+            {
+                "id": q.id,
+                "label": q.label,
+                "answers": [{"id": a.id, "label": a.label} for a in q.answers],
+            }
+            for q in DIAGNOSTIC
+        ],
+    }
+
+
+@router.get("/procedure-themes", summary="Thèmes de démarches")
+def procedure_themes() -> dict[str, Any]:
+    return {"themes": [{"slug": t.slug, "label": t.label} for t in PROCEDURE_THEMES.values()]}

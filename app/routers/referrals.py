@@ -1,0 +1,37 @@
+"""HTTP layer of referrals: the sender's and the receiver's views."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlmodel import Session
+
+from app.auth import AgentOrMediateur
+from app.db import get_session
+from app.models import ReferralStatus
+from app.models.referral import ReferralOut, ReferralPage
+from app.services import referrals as service
+
+router = APIRouter(prefix="/v1/referrals", tags=["orientations vers un médiateur"])
+
+
+@router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")
+def list_referrals(
+    principal: AgentOrMediateur,
+    session: Annotated[Session, Depends(get_session)],
+    status: ReferralStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ReferralPage:
+    return service.list_referrals(session, principal, status=status, limit=limit, cursor=cursor)
+
+
+@router.get("/{referral_id}", response_model=ReferralOut, summary="Une orientation vers un médiateur")
+def get_referral(
+    referral_id: str,
+    principal: AgentOrMediateur,
+    session: Annotated[Session, Depends(get_session)],
+    response: Response,
+) -> ReferralOut:
+    referral = service.get_referral(session, principal, referral_id)
+    response.headers["ETag"] = service.etag(referral)
+    return service.referral_out(session, referral)

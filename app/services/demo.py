@@ -1,0 +1,35 @@
+"""Demo data for Corrèze: the commune reference, sixteen places and one key per role."""
+
+from sqlmodel import Session, select
+
+from app.models import Place, Role
+from app.services.communes import DATA_DIR, DEMO_COMMUNES, import_communes
+from app.services.keys import create_key
+from app.services.place_import import ImportReport, import_places, read_rows
+
+DEMO_PLACES = DATA_DIR / "lieux-demo-19.csv"
+DEMO_AGENT_PLACE = "demo-fs-tulle"
+DEMO_MEDIATEUR_PLACE = "demo-med-tulle"
+
+
+def load_demo(session: Session) -> ImportReport:
+    import_communes(session, DEMO_COMMUNES)
+    return import_places(session, read_rows(DEMO_PLACES))
+
+
+def demo_keys(session: Session) -> dict[str, str]:
+    """Creates one key per role, attached to demo places; returns role -> token."""
+    def place_id(source_id: str) -> str:
+        place = session.exec(select(Place).where(Place.source_id == source_id)).one()
+        return place.id
+
+    tokens = {}
+    for role, kwargs in (
+        (Role.AGENT, {"place_id": place_id(DEMO_AGENT_PLACE)}),
+        (Role.MEDIATEUR, {"place_id": place_id(DEMO_MEDIATEUR_PLACE)}),
+        (Role.COORDINATEUR, {"territory": "departement:19"}),
+        (Role.ADMIN, {}),
+    ):
+        _, token = create_key(session, role, name=f"démo {role.value}", **kwargs)
+        tokens[role.value] = token
+    return tokens

@@ -1,0 +1,70 @@
+"""API key management: create (the token is shown once), list, revoke."""
+
+import re
+
+from sqlmodel import Session, col, select
+
+from app.auth import hash_token, new_token
+from app.models import ApiKey, Place, PlaceKind, Role
+from app.models.common import utcnow
+
+TERRITORY = re.compile(r"^(departement:(\d{2,3}|2[AB])|epci:\d{9}|region:\d{2}|national)$")
+
+
+class KeyError_(ValueError):
+    """A key request that does not fit the role's scope rules (message in French)."""
+
+
+def create_key(
+    session: Session,
+    role: Role,
+    *,
+    place_id: str | None = None,
+    territory: str | None = None,
+    name: str = "",
+) -> tuple[ApiKey, str]:
+    if role in (Role.AGENT, Role.MEDIATEUR):
+        if not place_id:
+            raise KeyError_(f"Le rôle {role.value} exige --place (l'identifiant du lieu).")
+        place = session.get(Place, place_id)
+        if place is None:
+            raise KeyError_(f"Lieu inconnu : {place_id}.")
+        expected = PlaceKind.FRANCE_SERVICES if role is Role.AGENT else PlaceKind.MEDIATION
+        if place.kind != expected.value:
+            raise KeyError_(
+                f"Le rôle {role.value} se rattache à un lieu de type {expected.value} ; "
+                f"« {place.name} » est de type {place.kind}."
+            )
+        territory = None
+    elif role is Role.COORDINATEUR:
+        territory = territory or ""
+        if not TERRITORY.match(territory):
+            raise KeyError_(
+                "Le rôle coordinateur exige --territory : departement:19, epci:<SIREN>, "
+                "region:<code> ou national."
+            )
+        place_id = None
+    else:
+        place_id, territory = None, None
+    token = new_token()
+    key = ApiKey(name=name, role=role.value, place_id=place_id, territory=territory,
+                 token_hash=hash_token(token), prefix=token[:8])
+    session.add(key)
+    session.commit()
+    session.refresh(key)
+    return key, token
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.exec(select(ApiKey).order_by(col(ApiKey.created_at))).all())
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        return None
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+        session.commit()
+    return key

@@ -1,0 +1,220 @@
+"""The front-desk orientation: triage, matching, referral and handoff event in one transaction."""
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.auth import Principal
+from app.config import Settings
+from app.errors import Problem
+from app.models import (
+    Contact,
+    HandoffEvent,
+    Orientation,
+    Place,
+    PlaceKind,
+    Referral,
+    ReferralStatus,
+)
+from app.models.common import utcnow
+from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
+from app.models.place import PlaceAlternative
+from app.services import idempotency
+from app.services.communes import get_commune
+from app.services.places import places_near, place_summary
+from app.services.referrals import scope_filter, unused_code
+from app.triage import (
+    PROCEDURE_THEMES,
+    DiagnosticError,
+    Profile,
+    ProfileSource,
+    decide,
+    profile_from_answers,
+)
+from app.triage.rules import REASON_NO_PLACE_IN_RANGE
+
+
+def _profile(payload: OrientationIn) -> tuple[Profile, ProfileSource]:
+    assessment = payload.assessment
+    if assessment.profile is not None:
+        return assessment.profile, ProfileSource.DECLARED
+    assert assessment.answers is not None
+    try:
+        return profile_from_answers(assessment.answers), ProfileSource.DIAGNOSTIC
+    except DiagnosticError as exc:
+        raise Problem(
+            422,
+            "Réponses au diagnostic incomplètes ou invalides : voir GET /v1/diagnostic.",
+            slug="donnees-invalides",
+            errors=[
+                {"loc": ["body", "assessment", "answers", q], "msg": msg}
+                for q, msg in exc.problems.items()
+            ],
+        ) from exc
+
+
+def create_orientation(
+    session: Session,
+    principal: Principal,
+    payload: OrientationIn,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Returns the orientation document; everything it writes commits together or not at all."""
+    digest = ""
+    if idempotency_key:
+        digest = idempotency.request_hash("/v1/orientations", payload.model_dump(mode="json"))
+        record = idempotency.replay(session, principal.key_id, idempotency_key, digest)
+        if record is not None:
+            return record.response
+
+    profile, source = _profile(payload)
+    commune = get_commune(session, payload.person.commune, ["body", "person", "commune"])
+    if principal.place_id is None:
+        raise Problem(403, "Cette clé d'agent n'est rattachée à aucun lieu France Services.",
+                      slug="acces-refuse")
+    decision = decide(profile, urgent=payload.procedure.urgent,
+                      already_followed=payload.already_followed)
+    reasons = list(decision.reasons)
+
+    chosen, alternatives = None, []
+    if decision.needs_referral:
+        candidates = places_near(
+            session,
+            commune,
+            kind=PlaceKind.MEDIATION,
+            services_any=PROCEDURE_THEMES[payload.procedure.theme].services,
+            accepting_referrals=True,
+            max_km=settings.max_referral_distance_km,
+            limit=settings.alternatives + 1,
+        )
+        if candidates:
+            chosen, alternatives = candidates[0], candidates[1:]
+        else:
+            reasons.append(REASON_NO_PLACE_IN_RANGE)
+
+    now = utcnow()
+    orientation = Orientation(
+        created_at=now,
+        api_key_id=principal.key_id,
+        origin_place_id=principal.place_id,
+        profile=profile.value,
+        profile_source=source.value,
+        answers=payload.assessment.answers,
+        route=decision.route.value,
+        do_now_at_france_services=decision.do_now_at_france_services,
+        reasons=reasons,
+        rules_version=decision.rules_version,
+        theme=payload.procedure.theme,
+        urgent=payload.procedure.urgent,
+        already_followed=payload.already_followed,
+        commune=commune.code,
+        consent=payload.person.consent,
+        alternatives=[
+            PlaceAlternative(id=a.place.id, name=a.place.name, distance_km=a.distance_km).model_dump()
+            for a in alternatives
+        ],
+    )
+    code = unused_code(session) if chosen is not None else None
+    session.add(orientation)
+    session.flush()  # the rows below point at it; no relationships tell SQLAlchemy the order
+    if payload.person.consent and payload.person.has_contact:
+        person = payload.person
+        session.add(Contact(orientation_id=orientation.id, first_name=person.first_name,
+                            phone=person.phone, email=person.email,
+                            availability=person.availability))
+    referral = None
+    if chosen is not None:
+        referral = Referral(
+            orientation_id=orientation.id,
+            code=code,
+            status=ReferralStatus.EN_ATTENTE.value,
+            place_id=chosen.place.id,
+            origin_place_id=principal.place_id,
+            distance_km=chosen.distance_km,
+            profile=profile.value,
+            theme=payload.procedure.theme,
+            urgent=payload.procedure.urgent,
+            commune=commune.code,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(days=settings.referral_ttl_days),
+        )
+        session.add(referral)
+        session.flush()
+    session.add(
+        HandoffEvent(
+            orientation_id=orientation.id,
+            referral_id=referral.id if referral else None,
+            at=now,
+            kind="orientation",
+            route=decision.route.value,
+            actor_key_id=principal.key_id,
+            actor_role=principal.role.value,
+            actor_place_id=principal.place_id,
+            to_status=referral.status if referral else None,
+        )
+    )
+    body = _document(session, orientation, referral).model_dump(mode="json")
+    if idempotency_key:
+        idempotency.remember(session, principal.key_id, idempotency_key, digest, 201, body)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent retry with the same Idempotency-Key won the race: answer as it did.
+        session.rollback()
+        if idempotency_key:
+            record = idempotency.replay(session, principal.key_id, idempotency_key, digest)
+            if record is not None:
+                return record.response
+        raise
+    return body
+
+
+def _document(session: Session, orientation: Orientation, referral: Referral | None) -> OrientationOut:
+    brief = None
+    if referral is not None:
+        place = session.get(Place, referral.place_id)
+        assert place is not None
+        brief = ReferralBrief(
+            id=referral.id,
+            code=referral.code,
+            status=referral.status,
+            place=place_summary(place, referral.distance_km),
+            expires_at=referral.expires_at,
+        )
+    return OrientationOut(
+        id=orientation.id,
+        created_at=orientation.created_at,
+        profile=Profile(orientation.profile),
+        profile_source=ProfileSource(orientation.profile_source),
+        route=orientation.route,  # type: ignore[arg-type]
+        do_now_at_france_services=orientation.do_now_at_france_services,
+        reasons=orientation.reasons,
+        rules_version=orientation.rules_version,
+        procedure=ProcedureOut(theme=orientation.theme, urgent=orientation.urgent),
+        commune=orientation.commune,
+        referral=brief,
+        alternatives=[PlaceAlternative(**a) for a in orientation.alternatives],
+    )
+
+
+def get_orientation(session: Session, principal: Principal, orientation_id: str) -> OrientationOut:
+    orientation = session.exec(
+        select(Orientation).where(
+            Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
+        )
+    ).first()
+    if orientation is None:
+        raise Problem(404, "Aucune orientation avec cet identifiant.", slug="introuvable")
+    first_referral = session.exec(
+        select(Referral)
+        .where(Referral.orientation_id == orientation.id, scope_filter(principal),
+               col(Referral.previous_referral_id).is_(None))
+        .order_by(col(Referral.created_at))
+    ).first()
+    return _document(session, orientation, first_referral)
+
+

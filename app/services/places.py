@@ -1,0 +1,98 @@
+"""Places: nearest-first search, matching for referrals, admin writes."""
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from app.errors import Problem
+from app.models import Commune, Place, PlaceKind
+from app.models.common import utcnow
+from app.models.place import PlaceIn, PlaceOut, PlaceSummary
+from app.triage.geo import bounding_box, distance_km
+
+
+@dataclass(frozen=True)
+class Located:
+    place: Place
+    distance_km: float
+
+
+def places_near(
+    session: Session,
+    origin: Commune,
+    *,
+    kind: PlaceKind | None = None,
+    services_any: tuple[str, ...] = (),
+    accepting_referrals: bool | None = None,
+    max_km: float | None = None,
+    limit: int | None = None,
+) -> list[Located]:
+    """Places nearest first from the commune's centroid, filtered; ties broken by id."""
+    query = select(Place)
+    if kind is not None:
+        query = query.where(Place.kind == kind.value)
+    if accepting_referrals is not None:
+        query = query.where(Place.accepts_referrals == accepting_referrals)
+    if max_km is not None:
+        lat_min, lat_max, lon_min, lon_max = bounding_box(origin.latitude, origin.longitude, max_km)
+        query = query.where(
+            col(Place.latitude).between(lat_min, lat_max),
+            col(Place.longitude).between(lon_min, lon_max),
+        )
+    wanted = set(services_any)
+    found = []
+    for place in session.exec(query).all():
+        if wanted and not wanted.intersection(place.services):
+            continue
+        d = distance_km(origin.latitude, origin.longitude, place.latitude, place.longitude)
+        if max_km is None or d <= max_km:
+            found.append(Located(place, round(d, 1)))
+    found.sort(key=lambda located: (located.distance_km, located.place.id))
+    return found[:limit] if limit is not None else found
+
+
+def get_place(session: Session, place_id: str) -> Place:
+    place = session.get(Place, place_id)
+    if place is None:
+        raise Problem(404, f"Aucun lieu avec l'identifiant {place_id}.", slug="introuvable")
+    return place
+
+
+def create_place(session: Session, data: PlaceIn) -> Place:
+    place = Place(**data.model_dump(mode="json"))
+    session.add(place)
+    session.commit()
+    session.refresh(place)
+    return place
+
+
+def replace_place(session: Session, place_id: str, data: PlaceIn) -> Place:
+    place = get_place(session, place_id)
+    for field, value in data.model_dump(mode="json").items():
+        setattr(place, field, value)
+    place.updated_at = utcnow()
+    session.add(place)
+    session.commit()
+    session.refresh(place)
+    return place
+
+
+def place_out(place: Place, distance: float | None = None) -> PlaceOut:
+    return PlaceOut.model_validate(place, from_attributes=True).model_copy(
+        update={"distance_km": distance}
+    )
+
+
+def place_summary(place: Place, distance: float | None) -> PlaceSummary:
+    return PlaceSummary(
+        id=place.id,
+        name=place.name,
+        address=place.address,
+        postal_code=place.postal_code,
+        commune=place.commune,
+        commune_name=place.commune_name,
+        distance_km=distance,
+        phone=place.phone,
+        email=place.email,
+        hours=place.hours,
+    )

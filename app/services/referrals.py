@@ -1,0 +1,130 @@
+"""Referrals: codes, scope, reading and listing for the sending agent and the receiving médiateur."""
+
+import base64
+import secrets
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlmodel import Session, col, select
+
+from app.auth import Principal
+from app.errors import Problem
+from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Role
+from app.models.orientation import ProcedureOut
+from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
+from app.services.places import place_summary
+
+# Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
+CODE_ALPHABET = "ACDEFGHJKMNPQRTWXY34679"
+
+
+def new_code() -> str:
+    chars = [secrets.choice(CODE_ALPHABET) for _ in range(6)]
+    return "".join(chars[:3]) + "-" + "".join(chars[3:])
+
+
+def unused_code(session: Session) -> str:
+    for _ in range(10):
+        code = new_code()
+        if session.exec(select(Referral.id).where(Referral.code == code)).first() is None:
+            return code
+    raise RuntimeError("no free referral code after 10 draws")
+
+
+def scope_filter(principal: Principal):  # type: ignore[no-untyped-def]
+    """The one rule of who sees which referral: a médiateur its place's, an agent what it sent."""
+    if principal.role is Role.MEDIATEUR:
+        return Referral.place_id == principal.place_id
+    if principal.role is Role.AGENT:
+        return Referral.origin_place_id == principal.place_id
+    return False
+
+
+def get_referral(session: Session, principal: Principal, referral_id: str) -> Referral:
+    referral = session.exec(
+        select(Referral).where(Referral.id == referral_id, scope_filter(principal))
+    ).first()
+    if referral is None:
+        raise Problem(404, "Aucune orientation vers un médiateur avec cet identifiant.",
+                      slug="introuvable")
+    return referral
+
+
+def referral_out(session: Session, referral: Referral) -> ReferralOut:
+    place = session.get(Place, referral.place_id)
+    origin = session.get(Place, referral.origin_place_id)
+    orientation = session.get(Orientation, referral.orientation_id)
+    assert place is not None and origin is not None and orientation is not None
+    person = PersonOut(consent=orientation.consent)
+    if orientation.consent:
+        contact = session.get(Contact, orientation.id)
+        if contact is not None:
+            person = PersonOut(consent=True, first_name=contact.first_name, phone=contact.phone,
+                               email=contact.email, availability=contact.availability)
+    return ReferralOut(
+        id=referral.id,
+        code=referral.code,
+        status=ReferralStatus(referral.status),
+        orientation_id=referral.orientation_id,
+        previous_referral_id=referral.previous_referral_id,
+        place=place_summary(place, referral.distance_km),
+        origin_place=PlaceRef(id=origin.id, name=origin.name),
+        profile=referral.profile,
+        procedure=ProcedureOut(theme=referral.theme, urgent=referral.urgent),
+        commune=referral.commune,
+        distance_km=referral.distance_km,
+        created_at=referral.created_at,
+        updated_at=referral.updated_at,
+        expires_at=referral.expires_at,
+        person=person,
+    )
+
+
+def etag(referral: Referral) -> str:
+    return f'"{referral.id}.{referral.version}"'
+
+
+def _encode_cursor(referral: Referral) -> str:
+    raw = f"{referral.created_at.isoformat()}|{referral.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, referral_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), referral_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(
+            400,
+            "Curseur de pagination invalide : reprenez la valeur « next_cursor » d'une réponse.",
+            slug="curseur-invalide",
+        ) from exc
+
+
+def list_referrals(
+    session: Session,
+    principal: Principal,
+    *,
+    status: ReferralStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> ReferralPage:
+    query = select(Referral).where(scope_filter(principal))
+    if status is not None:
+        query = query.where(Referral.status == status.value)
+    if cursor:
+        created, referral_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                col(Referral.created_at) < created,
+                and_(col(Referral.created_at) == created, col(Referral.id) < referral_id),
+            )
+        )
+    query = query.order_by(col(Referral.created_at).desc(), col(Referral.id).desc()).limit(limit + 1)
+    rows = list(session.exec(query).all())
+    page, more = rows[:limit], len(rows) > limit
+    return ReferralPage(
+        items=[referral_out(session, r) for r in page],
+        next_cursor=_encode_cursor(page[-1]) if more else None,
+    )

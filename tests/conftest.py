@@ -1,0 +1,168 @@
+"""Fixtures: a real SQLite file and a real PostgreSQL server started by the suite itself."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pytest_postgresql.janitor import DatabaseJanitor
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from app.config import Settings, get_settings
+from app.db import get_engine, make_engine, migrate
+from app.main import create_app
+from app.models import Place, Role
+from app.services.communes import DEMO_COMMUNES, import_communes
+from app.services.demo import DEMO_PLACES
+from app.services.keys import create_key
+from app.services.place_import import import_places, read_rows
+
+# Everything a test writes; the commune reference stays loaded for the whole session.
+MUTABLE_TABLES = ("handoff_event", "idempotency_record", "referral", "contact", "orientation",
+                  "api_key", "place")
+
+
+def _pg_bindir() -> Path:
+    found = shutil.which("pg_ctl") or next(iter(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
+    if not found:
+        pytest.fail("PostgreSQL binaries (pg_ctl, initdb) are required: install postgresql-15.")
+    return Path(found).resolve().parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Starts a throw-away PostgreSQL server. PostgreSQL refuses to run as root, so as root the
+    server runs as the `postgres` system user (pytest-postgresql's own process fixture cannot)."""
+    bindir = _pg_bindir()
+    workdir = Path(tempfile.mkdtemp(prefix="passerelle-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = workdir / "data", _free_port()
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--locale=C"], check=True, capture_output=True)
+    options = (f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off")
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+                    "-l", str(workdir / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        with DatabaseJanitor(user="postgres", host="127.0.0.1", port=port, version=15,
+                             dbname="passerelle_test"):
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/passerelle_test"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'passerelle.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    with Session(engine) as session:
+        import_communes(session, DEMO_COMMUNES)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Engine:
+    with migrated_engine.begin() as connection:
+        for table in MUTABLE_TABLES:
+            connection.execute(text(f"DELETE FROM {table}"))
+    return migrated_engine
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
+    app = create_app()
+    app.dependency_overrides[get_engine] = lambda: engine
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Points the command line at the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield
+    get_engine().dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+@dataclass
+class World:
+    """The Corrèze demo places and one key per role, as a front desk would have them."""
+
+    places: dict[str, str]  # demo source id -> place id
+    tokens: dict[str, str]  # name -> token
+
+    def auth(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    with Session(engine) as session:
+        import_places(session, read_rows(DEMO_PLACES))
+        places = {p.source_id: p.id for p in session.exec(select(Place)).all() if p.source_id}
+        tokens = {}
+        for name, role, kwargs in (
+            ("agent_tulle", Role.AGENT, {"place_id": places["demo-fs-tulle"]}),
+            ("agent_ussel", Role.AGENT, {"place_id": places["demo-fs-ussel"]}),
+            ("med_tulle", Role.MEDIATEUR, {"place_id": places["demo-med-tulle"]}),
+            ("med_ussel", Role.MEDIATEUR, {"place_id": places["demo-med-ussel"]}),
+            ("coord", Role.COORDINATEUR, {"territory": "departement:19"}),
+            ("admin", Role.ADMIN, {}),
+        ):
+            _, tokens[name] = create_key(session, role, name=name, **kwargs)  # type: ignore[arg-type]
+    return World(places, tokens)
+
+
+def orientation_body(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "assessment": {"profile": "non_autonome_non_refractaire"},
+        "procedure": {"theme": "caf", "urgent": True},
+        "already_followed": False,
+        "person": {"commune": "19272", "consent": True, "first_name": "Jeanne",
+                   "phone": "06 01 02 03 04", "email": None, "availability": "mardi matin"},
+    }
+    body.update(changes)
+    return body
+
+
+def count(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
