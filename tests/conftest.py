@@ -62,7 +62,7 @@ def postgres_url() -> Iterator[str]:
     subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
                     "-l", str(workdir / "log"), "-w", "start"], check=True, capture_output=True)
     try:
-        with DatabaseJanitor(user="postgres", host="127.0.0.1", port=port, version=15,
+        with DatabaseJanitor(user="postgres", host="127.0.0.1", port=port,
                              dbname="passerelle_test"):
             yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/passerelle_test"
     finally:
