@@ -1,0 +1,54 @@
+"""Keys on the command line, and the health probes."""
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from app.cli import app as cli
+from tests.conftest import World
+
+
+def test_keys_create_list_revoke(client: TestClient, world: World, cli_env) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    made = runner.invoke(cli, ["keys", "create", "--role", "mediateur", "--place",
+                               world.places["demo-med-brive"], "--name", "Brive"])
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    assert token.startswith("psl_")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/referrals", headers=headers).status_code == 200
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert "Brive" in listed.output and token not in listed.output
+    key_id = made.output.split("Clé ")[1].split(" ")[0]
+    assert runner.invoke(cli, ["keys", "revoke", key_id]).exit_code == 0
+    assert client.get("/v1/referrals", headers=headers).status_code == 401
+    assert runner.invoke(cli, ["keys", "revoke", "cle_missing"]).exit_code == 1
+
+
+def test_keys_scope_rules(world: World, cli_env) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    no_place = runner.invoke(cli, ["keys", "create", "--role", "agent"])
+    assert no_place.exit_code == 2 and "--place" in no_place.output
+    wrong_kind = runner.invoke(cli, ["keys", "create", "--role", "agent", "--place",
+                                     world.places["demo-med-tulle"]])
+    assert wrong_kind.exit_code == 2
+    bad_territory = runner.invoke(cli, ["keys", "create", "--role", "coordinateur",
+                                        "--territory", "canton:3"])
+    assert bad_territory.exit_code == 2
+    good = runner.invoke(cli, ["keys", "create", "--role", "coordinateur", "--territory",
+                               "epci:241927201"])
+    assert good.exit_code == 0
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok"}
+    assert client.get("/openapi.json").status_code == 200
+    themes = client.get("/v1/procedure-themes").json()["themes"]
+    assert {"caf", "assurance_maladie", "retraite", "france_travail", "impots", "identite",
+            "numerique_quotidien", "autre"} <= {t["slug"] for t in themes}
+
+
+def test_unknown_path_is_a_problem(client: TestClient) -> None:
+    response = client.get("/v1/nothing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
