@@ -43,7 +43,9 @@ def current_principal(
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> ».")
+        raise _unauthorized(
+            "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »."
+        )
     key = session.exec(select(ApiKey).where(ApiKey.token_hash == hash_token(token.strip()))).first()
     if key is None or key.revoked_at is not None:
         raise _unauthorized("Jeton d'accès inconnu ou révoqué.")

@@ -9,15 +9,20 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlmodel import Session
 
-from app.db import get_engine, migrate as apply_migrations
+from app.db import get_engine
+from app.db import migrate as apply_migrations
 from app.models import Role
 from app.services import keys as key_service
 from app.services.communes import import_communes
 from app.services.demo import demo_keys, load_demo
 from app.services.place_import import import_places, read_rows
 
-app = typer.Typer(help="Passerelle : orientation vers la médiation numérique.", no_args_is_help=True)
-places_app = typer.Typer(help="Lieux France Services et de médiation numérique.", no_args_is_help=True)
+app = typer.Typer(
+    help="Passerelle : orientation vers la médiation numérique.", no_args_is_help=True
+)
+places_app = typer.Typer(
+    help="Lieux France Services et de médiation numérique.", no_args_is_help=True
+)
 communes_app = typer.Typer(help="Référentiel des communes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Clés d'API.", no_args_is_help=True)
 app.add_typer(places_app, name="places")
@@ -39,7 +44,9 @@ def migrate() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Adresse d'écoute.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port d'écoute.")] = 8000,
-    demo: Annotated[bool, typer.Option("--demo", help="Charge la démo (Corrèze) et crée une clé par rôle.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Charge la démo (Corrèze) et crée une clé par rôle.")
+    ] = False,
 ) -> None:
     """Applique les migrations puis sert l'API."""
     import uvicorn
@@ -57,8 +64,10 @@ def serve(
 
 
 @places_app.command("import")
-def places_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
-    """Importe des lieux au format du schéma national des lieux de médiation numérique (CSV ou JSON)."""
+def places_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Importe des lieux au format du schéma national de la médiation numérique (CSV, JSON)."""
     try:
         rows = read_rows(file)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -67,8 +76,10 @@ def places_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
     with Session(get_engine()) as session, Progress(console=console, transient=True) as progress:
         task = progress.add_task("Import des lieux", total=len(rows))
         report = import_places(session, rows, on_row=lambda: progress.advance(task))
-    console.print(f"{report.imported} lieux importés ({report.created} créés, {report.updated} mis à jour), "
-                  f"{len(report.rejected)} lignes rejetées.")
+    console.print(
+        f"{report.imported} lieux importés ({report.created} créés, {report.updated} mis à jour), "
+        f"{len(report.rejected)} lignes rejetées."
+    )
     if report.rejected:
         table = Table("ligne", "motif du rejet")
         for line, reason in report.rejected:
@@ -77,7 +88,9 @@ def places_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
 
 
 @communes_app.command("import")
-def communes_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+def communes_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
     """Importe le référentiel des communes (format de app/data/communes-19.csv)."""
     with Session(get_engine()) as session:
         count = import_communes(session, file)
@@ -87,18 +100,26 @@ def communes_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=F
 @keys_app.command("create")
 def keys_create(
     role: Annotated[Role, typer.Option(help="agent, mediateur, coordinateur ou admin.")],
-    place: Annotated[str | None, typer.Option(help="Identifiant du lieu (agent, mediateur).")] = None,
-    territory: Annotated[str | None, typer.Option(help="departement:19, epci:<SIREN>, region:<code>, national.")] = None,
+    place: Annotated[
+        str | None, typer.Option(help="Identifiant du lieu (agent, mediateur).")
+    ] = None,
+    territory: Annotated[
+        str | None, typer.Option(help="departement:19, epci:<SIREN>, region:<code>, national.")
+    ] = None,
     name: Annotated[str, typer.Option(help="Nom lisible de la clé.")] = "",
 ) -> None:
     """Crée une clé ; le jeton est affiché seul sur la dernière ligne, une seule fois."""
     with Session(get_engine()) as session:
         try:
-            key, token = key_service.create_key(session, role, place_id=place, territory=territory, name=name)
+            key, token = key_service.create_key(
+                session, role, place_id=place, territory=territory, name=name
+            )
         except key_service.KeyError_ as exc:
             errors.print(str(exc))
             raise typer.Exit(2) from exc
-    console.print(f"Clé {key.id} créée (rôle {key.role}). Conservez le jeton : il ne sera plus affiché.")
+    console.print(
+        f"Clé {key.id} créée (rôle {key.role}). Conservez le jeton : il ne sera plus affiché."
+    )
     print(token)
 
 
@@ -109,9 +130,16 @@ def keys_list() -> None:
         keys = key_service.list_keys(session)
     table = Table("id", "nom", "rôle", "lieu", "territoire", "début du jeton", "créée", "révoquée")
     for key in keys:
-        table.add_row(key.id, key.name, key.role, key.place_id or "", key.territory or "", key.prefix + "…",
-                      key.created_at.isoformat(timespec="minutes"),
-                      key.revoked_at.isoformat(timespec="minutes") if key.revoked_at else "")
+        table.add_row(
+            key.id,
+            key.name,
+            key.role,
+            key.place_id or "",
+            key.territory or "",
+            key.prefix + "…",
+            key.created_at.isoformat(timespec="minutes"),
+            key.revoked_at.isoformat(timespec="minutes") if key.revoked_at else "",
+        )
     console.print(table)
 
 

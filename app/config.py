@@ -9,9 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSERELLE_", extra="ignore")
 
-    database_url: str = Field(
-        default="sqlite:///./passerelle.db", validation_alias="DATABASE_URL"
-    )
+    database_url: str = Field(default="sqlite:///./passerelle.db", validation_alias="DATABASE_URL")
     # Farthest a médiation place may be from the person's commune to receive a referral.
     max_referral_distance_km: float = 30.0
     # How many other suitable places an orientation offers besides the chosen one.

@@ -124,7 +124,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(
-            exc.status, exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers,
+            exc.status,
+            exc.detail,
+            slug=exc.slug,
+            errors=exc.errors,
+            headers=exc.headers,
             **exc.extra,
         )
 

@@ -14,8 +14,11 @@ import sys
 import unicodedata
 from pathlib import Path
 
-RENAMED = {"malemort": "malemortsurcorreze", "laguennesuravalouze": "laguenne",
-           "argentatsurdordogne": "argentat"}
+RENAMED = {
+    "malemort": "malemortsurcorreze",
+    "laguennesuravalouze": "laguenne",
+    "argentatsurdordogne": "argentat",
+}
 
 
 def norm(name: str) -> str:
@@ -28,14 +31,23 @@ def mean(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def main(etalab_dir: str, rg_csv: str) -> None:
-    communes = [c for c in json.loads(Path(etalab_dir, "communes.json").read_text())
-                if c["departement"] == "19" and c["type"] == "commune-actuelle"]
-    epci_of = {m["code"]: (e["code"], e["nom"])
-               for e in json.loads(Path(etalab_dir, "epci.json").read_text())
-               for m in e["membres"]}
-    geonames = {norm(r["name"]): (float(r["lat"]), float(r["lon"]))
-                for r in csv.DictReader(open(rg_csv, encoding="utf-8"))
-                if r["cc"] == "FR" and r["admin2"] == "Departement de la Correze"}
+    communes = [
+        c
+        for c in json.loads(Path(etalab_dir, "communes.json").read_text())
+        if c["departement"] == "19" and c["type"] == "commune-actuelle"
+    ]
+    epci_of = {
+        m["code"]: (e["code"], e["nom"])
+        for e in json.loads(Path(etalab_dir, "epci.json").read_text())
+        for m in e["membres"]
+    }
+    with open(rg_csv, encoding="utf-8") as handle:
+        cities = list(csv.DictReader(handle))
+    geonames = {
+        norm(r["name"]): (float(r["lat"]), float(r["lon"]))
+        for r in cities
+        if r["cc"] == "FR" and r["admin2"] == "Departement de la Correze"
+    }
 
     exact: dict[str, tuple[float, float]] = {}
     for c in communes:
@@ -52,8 +64,21 @@ def main(etalab_dir: str, rg_csv: str) -> None:
             by_epci.setdefault(epci_of[c["code"]][0], []).append(exact[c["code"]])
 
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["code_insee", "nom", "codes_postaux", "departement", "region", "epci_siren",
-                  "epci_nom", "population", "latitude", "longitude", "precision_centroide"])
+    out.writerow(
+        [
+            "code_insee",
+            "nom",
+            "codes_postaux",
+            "departement",
+            "region",
+            "epci_siren",
+            "epci_nom",
+            "population",
+            "latitude",
+            "longitude",
+            "precision_centroide",
+        ]
+    )
     for c in sorted(communes, key=lambda c: c["code"]):
         epci_siren, epci_name = epci_of[c["code"]]
         if c["code"] in exact:
@@ -64,9 +89,21 @@ def main(etalab_dir: str, rg_csv: str) -> None:
                 (lat, lon), precision = mean(near), "code_postal"
             else:
                 (lat, lon), precision = mean(by_epci[epci_siren]), "epci"
-        out.writerow([c["code"], c["nom"], " ".join(c["codesPostaux"]), c["departement"],
-                      c["region"], epci_siren, epci_name, c.get("population", ""),
-                      f"{lat:.5f}", f"{lon:.5f}", precision])
+        out.writerow(
+            [
+                c["code"],
+                c["nom"],
+                " ".join(c["codesPostaux"]),
+                c["departement"],
+                c["region"],
+                epci_siren,
+                epci_name,
+                c.get("population", ""),
+                f"{lat:.5f}",
+                f"{lon:.5f}",
+                precision,
+            ]
+        )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,21 @@ from app.services.keys import create_key
 from app.services.place_import import import_places, read_rows
 
 # Everything a test writes; the commune reference stays loaded for the whole session.
-MUTABLE_TABLES = ("handoff_event", "idempotency_record", "referral", "contact", "orientation",
-                  "api_key", "place")
+MUTABLE_TABLES = (
+    "handoff_event",
+    "idempotency_record",
+    "referral",
+    "contact",
+    "orientation",
+    "api_key",
+    "place",
+)
 
 
 def _pg_bindir() -> Path:
-    found = shutil.which("pg_ctl") or next(iter(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
+    found = shutil.which("pg_ctl") or next(
+        iter(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None
+    )
     if not found:
         pytest.fail("PostgreSQL binaries (pg_ctl, initdb) are required: install postgresql-15.")
     return Path(found).resolve().parent
@@ -55,19 +64,52 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(workdir, "postgres", "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = workdir / "data", _free_port()
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--locale=C"], check=True, capture_output=True)
-    options = (f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
-                    "-l", str(workdir / "log"), "-w", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = (
+        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(workdir / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
-        with DatabaseJanitor(user="postgres", host="127.0.0.1", port=port,
-                             dbname="passerelle_test"):
+        with DatabaseJanitor(
+            user="postgres", host="127.0.0.1", port=port, dbname="passerelle_test"
+        ):
             yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/passerelle_test"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -156,8 +198,14 @@ def orientation_body(**changes: object) -> dict[str, object]:
         "assessment": {"profile": "non_autonome_non_refractaire"},
         "procedure": {"theme": "caf", "urgent": True},
         "already_followed": False,
-        "person": {"commune": "19272", "consent": True, "first_name": "Jeanne",
-                   "phone": "06 01 02 03 04", "email": None, "availability": "mardi matin"},
+        "person": {
+            "commune": "19272",
+            "consent": True,
+            "first_name": "Jeanne",
+            "phone": "06 01 02 03 04",
+            "email": None,
+            "availability": "mardi matin",
+        },
     }
     body.update(changes)
     return body

@@ -33,26 +33,39 @@ def test_wrong_role_is_403(client: TestClient, world: World) -> None:
 
 
 def test_other_places_referrals_are_404(client: TestClient, world: World) -> None:
-    created = client.post("/v1/orientations", json=orientation_body(),
-                          headers=world.auth("agent_tulle")).json()
+    created = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()
     referral_id = created["referral"]["id"]
-    for who, status in (("agent_tulle", 200), ("med_tulle", 200), ("agent_ussel", 404),
-                        ("med_ussel", 404)):
+    for who, status in (
+        ("agent_tulle", 200),
+        ("med_tulle", 200),
+        ("agent_ussel", 404),
+        ("med_ussel", 404),
+    ):
         response = client.get(f"/v1/referrals/{referral_id}", headers=world.auth(who))
         assert response.status_code == status, who
     missing = client.get("/v1/referrals/orv_missing", headers=world.auth("med_ussel"))
     foreign = client.get(f"/v1/referrals/{referral_id}", headers=world.auth("med_ussel"))
     assert missing.json()["detail"] == foreign.json()["detail"]
-    assert client.get(f"/v1/orientations/{created['id']}",
-                      headers=world.auth("agent_ussel")).status_code == 404
+    assert (
+        client.get(
+            f"/v1/orientations/{created['id']}", headers=world.auth("agent_ussel")
+        ).status_code
+        == 404
+    )
 
 
 def test_lists_show_only_own_place(client: TestClient, world: World) -> None:
-    tulle = client.post("/v1/orientations", json=orientation_body(),
-                        headers=world.auth("agent_tulle")).json()
+    tulle = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()
     ussel_person = {"commune": "19275", "consent": False}
-    ussel = client.post("/v1/orientations", json=orientation_body(person=ussel_person),
-                        headers=world.auth("agent_ussel")).json()
+    ussel = client.post(
+        "/v1/orientations",
+        json=orientation_body(person=ussel_person),
+        headers=world.auth("agent_ussel"),
+    ).json()
 
     def ids(who: str) -> list[str]:
         page = client.get("/v1/referrals", headers=world.auth(who)).json()
@@ -65,9 +78,12 @@ def test_lists_show_only_own_place(client: TestClient, world: World) -> None:
 
 
 def test_referral_list_paginates_newest_first(client: TestClient, world: World) -> None:
-    made = [client.post("/v1/orientations", json=orientation_body(),
-                        headers=world.auth("agent_tulle")).json()["referral"]["id"]
-            for _ in range(5)]
+    made = [
+        client.post(
+            "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+        ).json()["referral"]["id"]
+        for _ in range(5)
+    ]
     seen, cursor = [], None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -77,22 +93,28 @@ def test_referral_list_paginates_newest_first(client: TestClient, world: World) 
         if cursor is None:
             break
     assert sorted(seen) == sorted(made) and len(seen) == 5
-    created = [client.get(f"/v1/referrals/{i}", headers=world.auth("med_tulle")).json()["created_at"]
-               for i in seen]
+    created = [
+        client.get(f"/v1/referrals/{i}", headers=world.auth("med_tulle")).json()["created_at"]
+        for i in seen
+    ]
     assert created == sorted(created, reverse=True)
-    filtered = client.get("/v1/referrals", params={"status": "acceptee"},
-                          headers=world.auth("med_tulle")).json()
+    filtered = client.get(
+        "/v1/referrals", params={"status": "acceptee"}, headers=world.auth("med_tulle")
+    ).json()
     assert filtered["items"] == []
     bad = client.get("/v1/referrals", params={"cursor": "%%%"}, headers=world.auth("med_tulle"))
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
-    wrong_status = client.get("/v1/referrals", params={"status": "perdue"},
-                              headers=world.auth("med_tulle"))
+    wrong_status = client.get(
+        "/v1/referrals", params={"status": "perdue"}, headers=world.auth("med_tulle")
+    )
     assert wrong_status.status_code == 422
 
 
 def test_referral_has_etag(client: TestClient, world: World) -> None:
-    created = client.post("/v1/orientations", json=orientation_body(),
-                          headers=world.auth("agent_tulle")).json()
-    response = client.get(f"/v1/referrals/{created['referral']['id']}",
-                          headers=world.auth("med_tulle"))
+    created = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()
+    response = client.get(
+        f"/v1/referrals/{created['referral']['id']}", headers=world.auth("med_tulle")
+    )
     assert response.headers["etag"].startswith('"') and response.json()["status"] == "en_attente"

@@ -9,8 +9,19 @@ from tests.conftest import World
 
 def test_keys_create_list_revoke(client: TestClient, world: World, cli_env) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
-    made = runner.invoke(cli, ["keys", "create", "--role", "mediateur", "--place",
-                               world.places["demo-med-brive"], "--name", "Brive"])
+    made = runner.invoke(
+        cli,
+        [
+            "keys",
+            "create",
+            "--role",
+            "mediateur",
+            "--place",
+            world.places["demo-med-brive"],
+            "--name",
+            "Brive",
+        ],
+    )
     assert made.exit_code == 0, made.output
     token = made.output.strip().splitlines()[-1]
     assert token.startswith("psl_")
@@ -28,14 +39,17 @@ def test_keys_scope_rules(world: World, cli_env) -> None:  # type: ignore[no-unt
     runner = CliRunner()
     no_place = runner.invoke(cli, ["keys", "create", "--role", "agent"])
     assert no_place.exit_code == 2 and "--place" in no_place.output
-    wrong_kind = runner.invoke(cli, ["keys", "create", "--role", "agent", "--place",
-                                     world.places["demo-med-tulle"]])
+    wrong_kind = runner.invoke(
+        cli, ["keys", "create", "--role", "agent", "--place", world.places["demo-med-tulle"]]
+    )
     assert wrong_kind.exit_code == 2
-    bad_territory = runner.invoke(cli, ["keys", "create", "--role", "coordinateur",
-                                        "--territory", "canton:3"])
+    bad_territory = runner.invoke(
+        cli, ["keys", "create", "--role", "coordinateur", "--territory", "canton:3"]
+    )
     assert bad_territory.exit_code == 2
-    good = runner.invoke(cli, ["keys", "create", "--role", "coordinateur", "--territory",
-                               "epci:241927201"])
+    good = runner.invoke(
+        cli, ["keys", "create", "--role", "coordinateur", "--territory", "epci:241927201"]
+    )
     assert good.exit_code == 0
 
 
@@ -44,8 +58,16 @@ def test_health(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ok"}
     assert client.get("/openapi.json").status_code == 200
     themes = client.get("/v1/procedure-themes").json()["themes"]
-    assert {"caf", "assurance_maladie", "retraite", "france_travail", "impots", "identite",
-            "numerique_quotidien", "autre"} <= {t["slug"] for t in themes}
+    assert {
+        "caf",
+        "assurance_maladie",
+        "retraite",
+        "france_travail",
+        "impots",
+        "identite",
+        "numerique_quotidien",
+        "autre",
+    } <= {t["slug"] for t in themes}
 
 
 def test_unknown_path_is_a_problem(client: TestClient) -> None:

@@ -11,7 +11,9 @@ from tests.conftest import World, count, orientation_body
 
 
 def orient(client: TestClient, world: World, who: str = "agent_tulle", **changes: object):  # type: ignore[no-untyped-def]
-    return client.post("/v1/orientations", json=orientation_body(**changes), headers=world.auth(who))
+    return client.post(
+        "/v1/orientations", json=orientation_body(**changes), headers=world.auth(who)
+    )
 
 
 @pytest.mark.parametrize(
@@ -25,11 +27,24 @@ def orient(client: TestClient, world: World, who: str = "agent_tulle", **changes
         ("autonome", True, False, "aucune", False, False),
     ],
 )
-def test_typology_rules(client: TestClient, world: World, engine: Engine, profile: str,
-                        urgent: bool, followed: bool, route: str, do_now: bool,
-                        referred: bool) -> None:
-    response = orient(client, world, assessment={"profile": profile},
-                      procedure={"theme": "impots", "urgent": urgent}, already_followed=followed)
+def test_typology_rules(
+    client: TestClient,
+    world: World,
+    engine: Engine,
+    profile: str,
+    urgent: bool,
+    followed: bool,
+    route: str,
+    do_now: bool,
+    referred: bool,
+) -> None:
+    response = orient(
+        client,
+        world,
+        assessment={"profile": profile},
+        procedure={"theme": "impots", "urgent": urgent},
+        already_followed=followed,
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["profile"] == profile and body["profile_source"] == "declared"
@@ -42,7 +57,9 @@ def test_typology_rules(client: TestClient, world: World, engine: Engine, profil
         assert "deja_suivi_par_un_mediateur" in body["reasons"]
 
 
-def test_referral_goes_to_nearest_suitable_place_with_code(client: TestClient, world: World) -> None:
+def test_referral_goes_to_nearest_suitable_place_with_code(
+    client: TestClient, world: World
+) -> None:
     body = orient(client, world).json()
     referral = body["referral"]
     assert referral["status"] == "en_attente"
@@ -58,8 +75,8 @@ def test_referral_goes_to_nearest_suitable_place_with_code(client: TestClient, w
 @pytest.mark.parametrize(
     ("commune", "theme", "expected"),
     [
-        ("19275", "caf", "demo-med-ussel"),          # Ussel: its own conseiller numérique
-        ("19028", "caf", "demo-med-bort"),           # Bort-les-Orgues
+        ("19275", "caf", "demo-med-ussel"),  # Ussel: its own conseiller numérique
+        ("19028", "caf", "demo-med-bort"),  # Bort-les-Orgues
         # Lubersac's place takes no referrals: Uzerche (~13 km) before Objat (~20 km).
         ("19121", "caf", "demo-med-uzerche"),
         # Treignac's only place offers creative workshops, not procedures: on to Uzerche.
@@ -69,16 +86,18 @@ def test_referral_goes_to_nearest_suitable_place_with_code(client: TestClient, w
         ("19031", "france_travail", "demo-med-brive"),
     ],
 )
-def test_nearest_place_on_real_coordinates(client: TestClient, world: World, commune: str,
-                                           theme: str, expected: str) -> None:
+def test_nearest_place_on_real_coordinates(
+    client: TestClient, world: World, commune: str, theme: str, expected: str
+) -> None:
     person = {"commune": commune, "consent": False}
     body = orient(client, world, person=person, procedure={"theme": theme, "urgent": False}).json()
     assert body["referral"]["place"]["id"] == world.places[expected], body
     assert world.places["demo-med-lubersac"] not in [a["id"] for a in body["alternatives"]]
 
 
-def test_no_place_within_distance_still_answers(client: TestClient, world: World,
-                                                settings: Settings, engine: Engine) -> None:
+def test_no_place_within_distance_still_answers(
+    client: TestClient, world: World, settings: Settings, engine: Engine
+) -> None:
     settings.max_referral_distance_km = 3
     response = orient(client, world, person={"commune": "19255", "consent": False})  # Seilhac
     assert response.status_code == 201
@@ -94,13 +113,20 @@ def test_diagnostic_answers_compute_the_profile(client: TestClient, world: World
     lowest = {q["id"]: q["answers"][0]["id"] for q in questions}
     willing = {**lowest, "envie_apprendre": "oui"}
     body = orient(client, world, assessment={"answers": willing}).json()
-    assert (body["profile"], body["profile_source"]) == ("non_autonome_non_refractaire", "diagnostic")
+    assert (body["profile"], body["profile_source"]) == (
+        "non_autonome_non_refractaire",
+        "diagnostic",
+    )
     unwilling = orient(client, world, assessment={"answers": lowest}).json()
-    assert (unwilling["profile"], unwilling["route"]) == ("non_autonome_sans_envie", "france_services")
+    assert (unwilling["profile"], unwilling["route"]) == (
+        "non_autonome_sans_envie",
+        "france_services",
+    )
 
 
-def test_handoff_event_written_with_the_orientation(client: TestClient, world: World,
-                                                    engine: Engine) -> None:
+def test_handoff_event_written_with_the_orientation(
+    client: TestClient, world: World, engine: Engine
+) -> None:
     body = orient(client, world).json()
     orient(client, world, assessment={"profile": "non_autonome_sans_envie"})
     with Session(engine) as session:
@@ -109,7 +135,11 @@ def test_handoff_event_written_with_the_orientation(client: TestClient, world: W
     first, second = events
     assert (first.orientation_id, first.referral_id) == (body["id"], body["referral"]["id"])
     assert (first.kind, first.actor_role, first.to_status, first.route) == (
-        "orientation", "agent", "en_attente", "mediateur")
+        "orientation",
+        "agent",
+        "en_attente",
+        "mediateur",
+    )
     assert first.actor_place_id == world.places["demo-fs-tulle"]
     assert (second.referral_id, second.route) == (None, "france_services")
 
@@ -134,12 +164,23 @@ def test_contact_shown_only_with_consent(client: TestClient, world: World) -> No
     with_consent = orient(client, world).json()["referral"]["id"]
     without = orient(client, world, person={"commune": "19272", "consent": False}).json()
     seen = client.get(f"/v1/referrals/{with_consent}", headers=world.auth("med_tulle")).json()
-    assert seen["person"] == {"consent": True, "first_name": "Jeanne", "phone": "0601020304",
-                              "email": None, "availability": "mardi matin"}
-    hidden = client.get(f"/v1/referrals/{without['referral']['id']}",
-                        headers=world.auth("med_tulle")).json()
-    assert hidden["person"] == {"consent": False, "first_name": None, "phone": None,
-                                "email": None, "availability": None}
+    assert seen["person"] == {
+        "consent": True,
+        "first_name": "Jeanne",
+        "phone": "0601020304",
+        "email": None,
+        "availability": "mardi matin",
+    }
+    hidden = client.get(
+        f"/v1/referrals/{without['referral']['id']}", headers=world.auth("med_tulle")
+    ).json()
+    assert hidden["person"] == {
+        "consent": False,
+        "first_name": None,
+        "phone": None,
+        "email": None,
+        "availability": None,
+    }
 
 
 def test_idempotent_retry(client: TestClient, world: World, engine: Engine) -> None:
@@ -149,14 +190,16 @@ def test_idempotent_retry(client: TestClient, world: World, engine: Engine) -> N
     assert first.status_code == retry.status_code == 201
     assert retry.json() == first.json()
     assert count(engine, "orientation") == 1 and count(engine, "referral") == 1
-    other = client.post("/v1/orientations", headers=headers,
-                        json=orientation_body(already_followed=True))
+    other = client.post(
+        "/v1/orientations", headers=headers, json=orientation_body(already_followed=True)
+    )
     assert other.status_code == 422 and other.json()["type"].endswith("idempotence")
     assert count(engine, "orientation") == 1
 
 
-def test_crash_mid_request_leaves_nothing(client: TestClient, world: World, engine: Engine,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_mid_request_leaves_nothing(
+    client: TestClient, world: World, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken_event(**_: object) -> None:
         raise RuntimeError("disk full while writing the handoff log")
 
@@ -173,8 +216,11 @@ BAD_INPUTS = [
     ("malformed JSON", b'{"assessment": ', None),
     ("not an object", b"[1, 2]", None),
     ("unknown profile", None, {"assessment": {"profile": "expert"}}),
-    ("both profile and answers", None,
-     {"assessment": {"profile": "autonome", "answers": {"courriel": "oui"}}}),
+    (
+        "both profile and answers",
+        None,
+        {"assessment": {"profile": "autonome", "answers": {"courriel": "oui"}}},
+    ),
     ("neither", None, {"assessment": {}}),
     ("incomplete diagnostic", None, {"assessment": {"answers": {"courriel": "oui"}}}),
     ("unknown theme", None, {"procedure": {"theme": "cuisine", "urgent": True}}),
@@ -190,15 +236,20 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("label", "raw", "changes"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_is_a_french_problem_and_stores_nothing(
-    client: TestClient, world: World, engine: Engine, label: str, raw: bytes | None,
+    client: TestClient,
+    world: World,
+    engine: Engine,
+    label: str,
+    raw: bytes | None,
     changes: dict[str, object] | None,
 ) -> None:
     headers = {**world.auth("agent_tulle"), "Content-Type": "application/json"}
     if raw is not None:
         response = client.post("/v1/orientations", content=raw, headers=headers)
     else:
-        response = client.post("/v1/orientations", json=orientation_body(**changes or {}),
-                               headers=headers)
+        response = client.post(
+            "/v1/orientations", json=orientation_body(**changes or {}), headers=headers
+        )
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()

@@ -10,28 +10,40 @@ from app.cli import app as cli
 from tests.conftest import World, count
 
 PLACE = {
-    "name": "Espace numérique de Lapleau", "kind": "mediation", "address": "Place de la Mairie",
-    "postal_code": "19550", "commune": "19106", "latitude": 45.2995, "longitude": 2.1515,
-    "services": ["Aide aux démarches administratives"], "phone": "05 55 00 30 01",
-    "email": "numerique.lapleau@example.org", "hours": "Mo 09:00-12:00",
+    "name": "Espace numérique de Lapleau",
+    "kind": "mediation",
+    "address": "Place de la Mairie",
+    "postal_code": "19550",
+    "commune": "19106",
+    "latitude": 45.2995,
+    "longitude": 2.1515,
+    "services": ["Aide aux démarches administratives"],
+    "phone": "05 55 00 30 01",
+    "email": "numerique.lapleau@example.org",
+    "hours": "Mo 09:00-12:00",
 }
 
 
 def test_places_near_a_commune_nearest_first(client: TestClient, world: World) -> None:
-    response = client.get("/v1/places", params={"near": "19275", "kind": "mediation"},
-                          headers=world.auth("med_tulle"))
+    response = client.get(
+        "/v1/places", params={"near": "19275", "kind": "mediation"}, headers=world.auth("med_tulle")
+    )
     assert response.status_code == 200
     places = response.json()
     assert places[0]["id"] == world.places["demo-med-ussel"]
     distances = [p["distance_km"] for p in places]
     assert distances == sorted(distances)
     assert {p["kind"] for p in places} == {"mediation"}
-    within = client.get("/v1/places", params={"near": "19275", "max_km": 15},
-                        headers=world.auth("agent_tulle")).json()
+    within = client.get(
+        "/v1/places", params={"near": "19275", "max_km": 15}, headers=world.auth("agent_tulle")
+    ).json()
     assert within and all(p["distance_km"] <= 15 for p in within)
     service = "Insertion professionnelle via le numérique"
-    pro = client.get("/v1/places", params={"near": "19275", "service": service},
-                     headers=world.auth("agent_tulle")).json()
+    pro = client.get(
+        "/v1/places",
+        params={"near": "19275", "service": service},
+        headers=world.auth("agent_tulle"),
+    ).json()
     assert pro and all(service in p["services"] for p in pro)
 
 
@@ -49,14 +61,20 @@ def test_admin_creates_and_replaces_places(client: TestClient, world: World) -> 
     created = client.post("/v1/places", json=PLACE, headers=world.auth("admin"))
     assert created.status_code == 201, created.text
     place_id = created.json()["id"]
-    replaced = client.put(f"/v1/places/{place_id}", json={**PLACE, "accepts_referrals": False},
-                          headers=world.auth("admin"))
+    replaced = client.put(
+        f"/v1/places/{place_id}",
+        json={**PLACE, "accepts_referrals": False},
+        headers=world.auth("admin"),
+    )
     assert replaced.status_code == 200 and replaced.json()["accepts_referrals"] is False
     bad = client.post("/v1/places", json={**PLACE, "latitude": 123}, headers=world.auth("admin"))
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "latitude"]
 
 
-CSV_HEADER = "id,nom,adresse,code_postal,code_insee,commune,latitude,longitude,services,dispositif_programmes_nationaux\n"
+CSV_HEADER = (
+    "id,nom,adresse,code_postal,code_insee,commune,latitude,longitude,services,"
+    "dispositif_programmes_nationaux\n"
+)
 
 
 def test_import_reports_rejected_rows(tmp_path: Path, world: World, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
@@ -64,10 +82,13 @@ def test_import_reports_rejected_rows(tmp_path: Path, world: World, engine, cli_
     source = tmp_path / "lieux.csv"
     source.write_text(
         CSV_HEADER
-        + "a1,EPN de Meyssac,Rue de la Mairie,19500,19138,Meyssac,45.0557,1.6739,Aide aux démarches administratives|Maîtrise des outils numériques du quotidien,Conseillers numériques\n"
+        + "a1,EPN de Meyssac,Rue de la Mairie,19500,19138,Meyssac,45.0557,1.6739,"
+        + "Aide aux démarches administratives|Maîtrise des outils numériques du quotidien,"
+        + "Conseillers numériques\n"
         + "a2,Sans coordonnées,Place,19500,19138,Meyssac,,,,\n"
         + "a3,Code postal faux,Place,195,19138,Meyssac,45.0,1.6,,\n"
-        + "a4,France Services de Meyssac,Avenue,19500,19138,Meyssac,45.0557,1.6739,,France Services\n",
+        + "a4,France Services de Meyssac,Avenue,19500,19138,Meyssac,45.0557,1.6739,,"
+        + "France Services\n",
         encoding="utf-8",
     )
     result = CliRunner().invoke(cli, ["places", "import", str(source)])
@@ -82,13 +103,26 @@ def test_import_reports_rejected_rows(tmp_path: Path, world: World, engine, cli_
 
 def test_import_json(tmp_path: Path, world: World, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "lieux.json"
-    source.write_text(json.dumps([
-        {"id": "j1", "nom": "Point numérique de Beynat", "adresse": "Le bourg",
-         "code_postal": "19190", "code_insee": "19023", "commune": "Beynat",
-         "latitude": 45.1242, "longitude": 1.7239,
-         "services": ["Aide aux démarches administratives"], "courriels": ["a@example.org"]},
-        {"nom": "Incomplet"},
-    ]), encoding="utf-8")
+    source.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "j1",
+                    "nom": "Point numérique de Beynat",
+                    "adresse": "Le bourg",
+                    "code_postal": "19190",
+                    "code_insee": "19023",
+                    "commune": "Beynat",
+                    "latitude": 45.1242,
+                    "longitude": 1.7239,
+                    "services": ["Aide aux démarches administratives"],
+                    "courriels": ["a@example.org"],
+                },
+                {"nom": "Incomplet"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(cli, ["places", "import", str(source)])
     assert result.exit_code == 0, result.output
     assert "1 lieux importés" in result.output and "adresse manquante" in result.output

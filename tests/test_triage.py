@@ -16,8 +16,12 @@ ALL_ANSWERS = [
 answers_strategy = st.fixed_dictionaries(
     {q.id: st.sampled_from([a.id for a in q.answers]) for q in DIAGNOSTIC}
 )
-LEVEL = {Profile.NON_AUTONOME_SANS_ENVIE: 0, Profile.NON_AUTONOME_NON_REFRACTAIRE: 0,
-         Profile.PARTIELLEMENT_AUTONOME: 1, Profile.AUTONOME: 2}
+LEVEL = {
+    Profile.NON_AUTONOME_SANS_ENVIE: 0,
+    Profile.NON_AUTONOME_NON_REFRACTAIRE: 0,
+    Profile.PARTIELLEMENT_AUTONOME: 1,
+    Profile.AUTONOME: 2,
+}
 
 
 def _skill_questions() -> list[str]:
@@ -28,23 +32,34 @@ def _skill_questions() -> list[str]:
     ("profile", "urgent", "followed", "route", "do_now", "refer"),
     [
         (Profile.NON_AUTONOME_SANS_ENVIE, u, f, Route.FRANCE_SERVICES, True, False)
-        for u in (True, False) for f in (True, False)
+        for u in (True, False)
+        for f in (True, False)
     ]
     + [
         (p, u, f, Route.MEDIATEUR, u, not f)
         for p in (Profile.NON_AUTONOME_NON_REFRACTAIRE, Profile.PARTIELLEMENT_AUTONOME)
-        for u in (True, False) for f in (True, False)
+        for u in (True, False)
+        for f in (True, False)
     ]
-    + [(Profile.AUTONOME, u, f, Route.AUCUNE, False, False) for u in (True, False)
-       for f in (True, False)],
+    + [
+        (Profile.AUTONOME, u, f, Route.AUCUNE, False, False)
+        for u in (True, False)
+        for f in (True, False)
+    ],
 )
-def test_every_rule(profile: Profile, urgent: bool, followed: bool, route: Route, do_now: bool,
-                    refer: bool) -> None:
+def test_every_rule(
+    profile: Profile, urgent: bool, followed: bool, route: Route, do_now: bool, refer: bool
+) -> None:
     decision = decide(profile, urgent=urgent, already_followed=followed)
     assert (decision.route, decision.do_now_at_france_services, decision.needs_referral) == (
-        route, do_now, refer)
+        route,
+        do_now,
+        refer,
+    )
     assert decision.reasons[0].startswith("profil_")
-    assert ("deja_suivi_par_un_mediateur" in decision.reasons) == (route is Route.MEDIATEUR and followed)
+    assert ("deja_suivi_par_un_mediateur" in decision.reasons) == (
+        route is Route.MEDIATEUR and followed
+    )
     if route is not Route.AUCUNE:
         assert ("demarche_urgente" if urgent else "demarche_non_urgente") in decision.reasons
 

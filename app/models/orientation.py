@@ -128,8 +128,9 @@ class PersonIn(BaseModel):
 
     @property
     def has_contact(self) -> bool:
-        return any(v is not None for v in (self.first_name, self.phone, self.email,
-                                           self.availability))
+        return any(
+            v is not None for v in (self.first_name, self.phone, self.email, self.availability)
+        )
 
 
 class OrientationIn(BaseModel):

@@ -3,7 +3,8 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field as PydField, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
+from pydantic import Field as PydField
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
@@ -60,7 +61,9 @@ class PlaceIn(BaseModel):
     @classmethod
     def _services_short(cls, value: list[str]) -> list[str]:
         if any(len(s) > 120 or not s.strip() for s in value):
-            raise ValueError("Chaque service doit être un texte non vide de 120 caractères au plus.")
+            raise ValueError(
+                "Chaque service doit être un texte non vide de 120 caractères au plus."
+            )
         return value
 
 

@@ -27,6 +27,7 @@ def readyz(engine: Annotated[Engine, Depends(get_engine)]) -> JSONResponse | dic
     except Exception:
         return problem_response(503, "Base de données injoignable.", slug="indisponible")
     if not current:
-        return problem_response(503, "Migrations non appliquées : lancez « passerelle migrate ».",
-                                slug="indisponible")
+        return problem_response(
+            503, "Migrations non appliquées : lancez « passerelle migrate ».", slug="indisponible"
+        )
     return {"status": "ok"}

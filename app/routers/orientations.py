@@ -15,8 +15,12 @@ from app.services import orientation as service
 router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
 
 
-@router.post("", status_code=201, response_model=OrientationOut,
-             summary="Orienter une personne depuis l'accueil France Services")
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrientationOut,
+    summary="Orienter une personne depuis l'accueil France Services",
+)
 def create_orientation(
     payload: OrientationIn,
     principal: Agent,
@@ -25,8 +29,9 @@ def create_orientation(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     body = service.create_orientation(session, principal, payload, settings, idempotency_key)
-    return JSONResponse(body, status_code=201,
-                        headers={"Location": f"/v1/orientations/{body['id']}"})
+    return JSONResponse(
+        body, status_code=201, headers={"Location": f"/v1/orientations/{body['id']}"}
+    )
 
 
 @router.get("/{orientation_id}", response_model=OrientationOut, summary="Relire une orientation")

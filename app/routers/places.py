@@ -28,8 +28,9 @@ def list_places(
     services = (service_name,) if service_name else ()
     if near is not None:
         origin = get_commune(session, near, ["query", "near"])
-        found = service.places_near(session, origin, kind=kind, services_any=services,
-                                    max_km=max_km, limit=limit)
+        found = service.places_near(
+            session, origin, kind=kind, services_any=services, max_km=max_km, limit=limit
+        )
         return [service.place_out(f.place, f.distance_km) for f in found]
     query = select(Place).order_by(col(Place.name))
     if kind is not None:

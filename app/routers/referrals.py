@@ -25,7 +25,9 @@ def list_referrals(
     return service.list_referrals(session, principal, status=status, limit=limit, cursor=cursor)
 
 
-@router.get("/{referral_id}", response_model=ReferralOut, summary="Une orientation vers un médiateur")
+@router.get(
+    "/{referral_id}", response_model=ReferralOut, summary="Une orientation vers un médiateur"
+)
 def get_referral(
     referral_id: str,
     principal: AgentOrMediateur,

@@ -29,9 +29,9 @@ def import_communes(session: Session, path: Path) -> int:
         rows = list(csv.DictReader(handle))
     existing = {c.code: c for c in session.exec(select(Commune)).all()}
     for row in rows:
-        commune = existing.get(row["code_insee"]) or Commune(code=row["code_insee"], name="",
-                                                               departement="", latitude=0,
-                                                               longitude=0)
+        commune = existing.get(row["code_insee"]) or Commune(
+            code=row["code_insee"], name="", departement="", latitude=0, longitude=0
+        )
         commune.name = row["nom"]
         commune.postal_codes = row["codes_postaux"]
         commune.departement = row["departement"]

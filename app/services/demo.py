@@ -19,6 +19,7 @@ def load_demo(session: Session) -> ImportReport:
 
 def demo_keys(session: Session) -> dict[str, str]:
     """Creates one key per role, attached to demo places; returns role -> token."""
+
     def place_id(source_id: str) -> str:
         place = session.exec(select(Place).where(Place.source_id == source_id)).one()
         return place.id

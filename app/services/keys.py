@@ -47,8 +47,14 @@ def create_key(
     else:
         place_id, territory = None, None
     token = new_token()
-    key = ApiKey(name=name, role=role.value, place_id=place_id, territory=territory,
-                 token_hash=hash_token(token), prefix=token[:8])
+    key = ApiKey(
+        name=name,
+        role=role.value,
+        place_id=place_id,
+        territory=territory,
+        token_hash=hash_token(token),
+        prefix=token[:8],
+    )
     session.add(key)
     session.commit()
     session.refresh(key)

@@ -23,7 +23,7 @@ from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, 
 from app.models.place import PlaceAlternative
 from app.services import idempotency
 from app.services.communes import get_commune
-from app.services.places import places_near, place_summary
+from app.services.places import place_summary, places_near
 from app.services.referrals import scope_filter, unused_code
 from app.triage import (
     PROCEDURE_THEMES,
@@ -73,10 +73,14 @@ def create_orientation(
     profile, source = _profile(payload)
     commune = get_commune(session, payload.person.commune, ["body", "person", "commune"])
     if principal.place_id is None:
-        raise Problem(403, "Cette clé d'agent n'est rattachée à aucun lieu France Services.",
-                      slug="acces-refuse")
-    decision = decide(profile, urgent=payload.procedure.urgent,
-                      already_followed=payload.already_followed)
+        raise Problem(
+            403,
+            "Cette clé d'agent n'est rattachée à aucun lieu France Services.",
+            slug="acces-refuse",
+        )
+    decision = decide(
+        profile, urgent=payload.procedure.urgent, already_followed=payload.already_followed
+    )
     reasons = list(decision.reasons)
 
     chosen, alternatives = None, []
@@ -113,23 +117,30 @@ def create_orientation(
         commune=commune.code,
         consent=payload.person.consent,
         alternatives=[
-            PlaceAlternative(id=a.place.id, name=a.place.name, distance_km=a.distance_km).model_dump()
+            PlaceAlternative(
+                id=a.place.id, name=a.place.name, distance_km=a.distance_km
+            ).model_dump()
             for a in alternatives
         ],
     )
-    code = unused_code(session) if chosen is not None else None
     session.add(orientation)
     session.flush()  # the rows below point at it; no relationships tell SQLAlchemy the order
     if payload.person.consent and payload.person.has_contact:
         person = payload.person
-        session.add(Contact(orientation_id=orientation.id, first_name=person.first_name,
-                            phone=person.phone, email=person.email,
-                            availability=person.availability))
+        session.add(
+            Contact(
+                orientation_id=orientation.id,
+                first_name=person.first_name,
+                phone=person.phone,
+                email=person.email,
+                availability=person.availability,
+            )
+        )
     referral = None
     if chosen is not None:
         referral = Referral(
             orientation_id=orientation.id,
-            code=code,
+            code=unused_code(session),
             status=ReferralStatus.EN_ATTENTE.value,
             place_id=chosen.place.id,
             origin_place_id=principal.place_id,
@@ -173,7 +184,9 @@ def create_orientation(
     return body
 
 
-def _document(session: Session, orientation: Orientation, referral: Referral | None) -> OrientationOut:
+def _document(
+    session: Session, orientation: Orientation, referral: Referral | None
+) -> OrientationOut:
     brief = None
     if referral is not None:
         place = session.get(Place, referral.place_id)
@@ -211,10 +224,11 @@ def get_orientation(session: Session, principal: Principal, orientation_id: str)
         raise Problem(404, "Aucune orientation avec cet identifiant.", slug="introuvable")
     first_referral = session.exec(
         select(Referral)
-        .where(Referral.orientation_id == orientation.id, scope_filter(principal),
-               col(Referral.previous_referral_id).is_(None))
+        .where(
+            Referral.orientation_id == orientation.id,
+            scope_filter(principal),
+            col(Referral.previous_referral_id).is_(None),
+        )
         .order_by(col(Referral.created_at))
     ).first()
     return _document(session, orientation, first_referral)
-
-

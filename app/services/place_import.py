@@ -83,7 +83,9 @@ def _kind(row: dict[str, Any]) -> PlaceKind:
         try:
             return PlaceKind(explicit)
         except ValueError as exc:
-            raise RowError(f"type_lieu inconnu : {explicit!r} (mediation ou france_services)") from exc
+            raise RowError(
+                f"type_lieu inconnu : {explicit!r} (mediation ou france_services)"
+            ) from exc
     programmes = " ".join(_list(row, "dispositif_programmes_nationaux")).lower()
     typologie = _text(row, "typologie").upper()
     if "france services" in programmes or "FRANCE_SERVICES" in typologie:
@@ -123,9 +125,10 @@ def parse_place(row: dict[str, Any], communes_by_postcode: dict[str, list[str]])
     kind = _kind(row)
     emails = _list(row, "courriels")
     websites = _list(row, "site_web")
-    source_id = _text(row, "id") or hashlib.sha256(
-        f"{name}|{address}|{postal_code}".encode()
-    ).hexdigest()[:24]
+    source_id = (
+        _text(row, "id")
+        or hashlib.sha256(f"{name}|{address}|{postal_code}".encode()).hexdigest()[:24]
+    )
     return {
         "source_id": source_id,
         "name": name[:200],

@@ -1,4 +1,4 @@
-"""Referrals: codes, scope, reading and listing for the sending agent and the receiving médiateur."""
+"""Referrals: codes, scope, reading and listing for the sending agent and the receiving place."""
 
 import base64
 import secrets
@@ -45,8 +45,9 @@ def get_referral(session: Session, principal: Principal, referral_id: str) -> Re
         select(Referral).where(Referral.id == referral_id, scope_filter(principal))
     ).first()
     if referral is None:
-        raise Problem(404, "Aucune orientation vers un médiateur avec cet identifiant.",
-                      slug="introuvable")
+        raise Problem(
+            404, "Aucune orientation vers un médiateur avec cet identifiant.", slug="introuvable"
+        )
     return referral
 
 
@@ -59,8 +60,13 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     if orientation.consent:
         contact = session.get(Contact, orientation.id)
         if contact is not None:
-            person = PersonOut(consent=True, first_name=contact.first_name, phone=contact.phone,
-                               email=contact.email, availability=contact.availability)
+            person = PersonOut(
+                consent=True,
+                first_name=contact.first_name,
+                phone=contact.phone,
+                email=contact.email,
+                availability=contact.availability,
+            )
     return ReferralOut(
         id=referral.id,
         code=referral.code,
@@ -121,7 +127,9 @@ def list_referrals(
                 and_(col(Referral.created_at) == created, col(Referral.id) < referral_id),
             )
         )
-    query = query.order_by(col(Referral.created_at).desc(), col(Referral.id).desc()).limit(limit + 1)
+    query = query.order_by(col(Referral.created_at).desc(), col(Referral.id).desc()).limit(
+        limit + 1
+    )
     rows = list(session.exec(query).all())
     page, more = rows[:limit], len(rows) > limit
     return ReferralPage(

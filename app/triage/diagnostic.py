@@ -24,7 +24,9 @@ class Question:
         return next((a for a in self.answers if a.id == answer_id), None)
 
 
-def _three(no: tuple[str, str], helped: tuple[str, str], alone: tuple[str, str]) -> tuple[Answer, ...]:
+def _three(
+    no: tuple[str, str], helped: tuple[str, str], alone: tuple[str, str]
+) -> tuple[Answer, ...]:
     return (Answer(*no, 0), Answer(*helped, 1), Answer(*alone, 2))
 
 

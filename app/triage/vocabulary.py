@@ -44,9 +44,7 @@ PROCEDURE_THEMES: dict[str, ProcedureTheme] = {
         ProcedureTheme("caf", "Caisse d'allocations familiales (CAF)", _ADMIN),
         ProcedureTheme("assurance_maladie", "Assurance maladie (CPAM, MSA)", _ADMIN),
         ProcedureTheme("retraite", "Retraite (Assurance retraite, Agirc-Arrco)", _ADMIN),
-        ProcedureTheme(
-            "france_travail", "France Travail (emploi)", (*_ADMIN, SERVICE_INSERTION)
-        ),
+        ProcedureTheme("france_travail", "France Travail (emploi)", (*_ADMIN, SERVICE_INSERTION)),
         ProcedureTheme("impots", "Impôts (DGFiP)", _ADMIN),
         ProcedureTheme("identite", "Titres d'identité et permis (ANTS)", _ADMIN),
         ProcedureTheme("justice", "Justice (accès au droit)", _ADMIN),
