@@ -230,6 +230,12 @@ BAD_INPUTS = [
     ("bad phone", None, {"person": {"commune": "19272", "consent": True, "phone": "12"}}),
     ("bad email", None, {"person": {"commune": "19272", "consent": True, "email": "jeanne@"}}),
     ("unknown field", None, {"secu": "1 80 01 19 272 001 42"}),
+    (
+        "NUL character",
+        None,
+        {"person": {"commune": "19272", "consent": True, "first_name": "Jea\u0000nne"}},
+    ),
+    ("NaN literal", b'{"assessment": {"profile": NaN}}', None),
     ("oversized", b'{"x": "' + b"a" * 70_000 + b'"}', None),
 ]
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     EmailStr,
     StrictBool,
     field_validator,
@@ -16,7 +15,7 @@ from pydantic import Field as PydField
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from app.models.common import UtcDatetime, new_id, utcnow
+from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.place import PlaceAlternative, PlaceSummary
 from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
 
@@ -58,9 +57,7 @@ class Contact(SQLModel, table=True):
 # --- API schemas -------------------------------------------------------------------------
 
 
-class AssessmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AssessmentIn(InputModel):
     profile: Profile | None = None
     answers: dict[str, str] | None = PydField(default=None, max_length=20)
 
@@ -74,9 +71,7 @@ class AssessmentIn(BaseModel):
         return self
 
 
-class ProcedureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProcedureIn(InputModel):
     theme: str
     urgent: StrictBool = False
 
@@ -95,9 +90,7 @@ class ProcedureIn(BaseModel):
 _PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
 
 
-class PersonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PersonIn(InputModel):
     commune: str = PydField(pattern=COMMUNE_PATTERN)
     consent: StrictBool = False
     first_name: str | None = PydField(default=None, min_length=1, max_length=80)
@@ -133,9 +126,7 @@ class PersonIn(BaseModel):
         )
 
 
-class OrientationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OrientationIn(InputModel):
     assessment: AssessmentIn
     procedure: ProcedureIn
     already_followed: StrictBool = False

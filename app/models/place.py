@@ -3,12 +3,12 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, EmailStr, field_validator
+from pydantic import BaseModel, EmailStr, field_validator
 from pydantic import Field as PydField
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-from app.models.common import UtcDatetime, new_id, utcnow
+from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 
 
 class PlaceKind(StrEnum):
@@ -37,10 +37,8 @@ class Place(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class PlaceIn(BaseModel):
+class PlaceIn(InputModel):
     """What an admin sends to create or replace a place."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = PydField(min_length=1, max_length=200)
     kind: PlaceKind

@@ -18,7 +18,7 @@ from app.models import (
     Referral,
     ReferralStatus,
 )
-from app.models.common import utcnow
+from app.models.common import ID_PATTERN, utcnow
 from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
 from app.models.place import PlaceAlternative
 from app.services import idempotency
@@ -215,11 +215,13 @@ def _document(
 
 
 def get_orientation(session: Session, principal: Principal, orientation_id: str) -> OrientationOut:
-    orientation = session.exec(
-        select(Orientation).where(
-            Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
-        )
-    ).first()
+    orientation = None
+    if ID_PATTERN.match(orientation_id):
+        orientation = session.exec(
+            select(Orientation).where(
+                Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
+            )
+        ).first()
     if orientation is None:
         raise Problem(404, "Aucune orientation avec cet identifiant.", slug="introuvable")
     first_referral = session.exec(

@@ -34,7 +34,8 @@ class RowError(ValueError):
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Rows with their line (CSV: line in the file; JSON: position in the list, from 1)."""
-    text = path.read_text(encoding="utf-8-sig")
+    # PostgreSQL cannot store NUL characters; no real file needs them.
+    text = path.read_text(encoding="utf-8-sig").replace("\x00", "")
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         data = json.loads(text)
         if isinstance(data, dict):

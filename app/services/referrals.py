@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from app.auth import Principal
 from app.errors import Problem
 from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Role
+from app.models.common import ID_PATTERN
 from app.models.orientation import ProcedureOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
 from app.services.places import place_summary
@@ -41,9 +42,11 @@ def scope_filter(principal: Principal):  # type: ignore[no-untyped-def]
 
 
 def get_referral(session: Session, principal: Principal, referral_id: str) -> Referral:
-    referral = session.exec(
-        select(Referral).where(Referral.id == referral_id, scope_filter(principal))
-    ).first()
+    referral = None
+    if ID_PATTERN.match(referral_id):
+        referral = session.exec(
+            select(Referral).where(Referral.id == referral_id, scope_filter(principal))
+        ).first()
     if referral is None:
         raise Problem(
             404, "Aucune orientation vers un médiateur avec cet identifiant.", slug="introuvable"
@@ -99,6 +102,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, referral_id = raw.split("|", 1)
+        if not ID_PATTERN.match(referral_id):
+            raise ValueError(referral_id)
         return datetime.fromisoformat(created), referral_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(
