@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test install install-test lint clean
+.PHONY: run test bench install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ run: install
 test: install-test
 	$(BIN)/pytest -q
 
+bench: install
+	$(BIN)/python -m bench.orientation 500
+
 lint: install-test
-	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff check app tests migrations bench scripts
 	$(BIN)/mypy app
 
 clean:

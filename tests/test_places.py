@@ -129,3 +129,10 @@ def test_import_json(tmp_path: Path, world: World, engine, cli_env) -> None:  # 
     unreadable = tmp_path / "broken.json"
     unreadable.write_text("[{", encoding="utf-8")
     assert CliRunner().invoke(cli, ["places", "import", str(unreadable)]).exit_code == 1
+
+
+def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> None:
+    headers = {**world.auth("admin"), "Content-Type": "application/json"}
+    raw = json.dumps(PLACE).replace("45.2995", "NaN").encode()
+    response = client.post("/v1/places", content=raw, headers=headers)
+    assert response.status_code == 422 and response.json()["errors"][0]["loc"][-1] == "latitude"
