@@ -4,7 +4,7 @@ import base64
 import secrets
 from datetime import datetime
 
-from sqlalchemy import and_, or_
+from sqlalchemy import ColumnElement, and_, false, or_
 from sqlmodel import Session, col, select
 
 from app.auth import Principal
@@ -32,13 +32,13 @@ def unused_code(session: Session) -> str:
     raise RuntimeError("no free referral code after 10 draws")
 
 
-def scope_filter(principal: Principal):  # type: ignore[no-untyped-def]
+def scope_filter(principal: Principal) -> ColumnElement[bool]:
     """The one rule of who sees which referral: a médiateur its place's, an agent what it sent."""
     if principal.role is Role.MEDIATEUR:
-        return Referral.place_id == principal.place_id
+        return col(Referral.place_id) == principal.place_id
     if principal.role is Role.AGENT:
-        return Referral.origin_place_id == principal.place_id
-    return False
+        return col(Referral.origin_place_id) == principal.place_id
+    return false()
 
 
 def get_referral(session: Session, principal: Principal, referral_id: str) -> Referral:
