@@ -69,5 +69,6 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
 
 AnyRole = Annotated[Principal, Depends(current_principal)]
 Agent = Annotated[Principal, Depends(require(Role.AGENT))]
+Mediateur = Annotated[Principal, Depends(require(Role.MEDIATEUR))]
 AgentOrMediateur = Annotated[Principal, Depends(require(Role.AGENT, Role.MEDIATEUR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -118,3 +118,24 @@ def test_referral_has_etag(client: TestClient, world: World) -> None:
         f"/v1/referrals/{created['referral']['id']}", headers=world.auth("med_tulle")
     )
     assert response.headers["etag"].startswith('"') and response.json()["status"] == "en_attente"
+
+
+def test_mediateur_finds_a_referral_by_its_code(client: TestClient, world: World) -> None:
+    created = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()
+    code = created["referral"]["code"]
+    for typed in (code, code.lower(), code.replace("-", ""), f" {code[:3]} {code[4:]} "):
+        response = client.get(f"/v1/referrals/by-code/{typed}", headers=world.auth("med_tulle"))
+        assert response.status_code == 200, typed
+        assert response.json()["id"] == created["referral"]["id"]
+    other_place = client.get(f"/v1/referrals/by-code/{code}", headers=world.auth("med_ussel"))
+    assert other_place.status_code == 404
+    assert (
+        client.get("/v1/referrals/by-code/AAA-AAA", headers=world.auth("med_tulle")).json()[
+            "detail"
+        ]
+        == other_place.json()["detail"]
+    )
+    agent = client.get(f"/v1/referrals/by-code/{code}", headers=world.auth("agent_tulle"))
+    assert agent.status_code == 403

@@ -74,3 +74,16 @@ def test_unknown_path_is_a_problem(client: TestClient) -> None:
     response = client.get("/v1/nothing")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_readyz_reports_missing_migrations(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.db import get_engine, make_engine
+    from app.main import create_app
+
+    app = create_app()
+    empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    app.dependency_overrides[get_engine] = lambda: empty
+    with TestClient(app) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "passerelle migrate" in response.json()["detail"]

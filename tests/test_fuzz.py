@@ -83,6 +83,7 @@ def test_arbitrary_ids_and_queries_never_fail(
     segment = quote(segment, safe="")
     for path, params, who in (
         (f"/v1/referrals/{segment}", {}, "med_tulle"),
+        (f"/v1/referrals/by-code/{segment}", {}, "med_tulle"),
         (f"/v1/orientations/{segment}", {}, "agent_tulle"),
         (f"/v1/places/{segment}", {}, "agent_tulle"),
         ("/v1/referrals", {"cursor": query, "status": query}, "med_tulle"),

@@ -1,5 +1,8 @@
 """The front-desk orientation through HTTP, on SQLite and PostgreSQL."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -195,6 +198,24 @@ def test_idempotent_retry(client: TestClient, world: World, engine: Engine) -> N
     )
     assert other.status_code == 422 and other.json()["type"].endswith("idempotence")
     assert count(engine, "orientation") == 1
+
+
+def test_concurrent_retries_make_one_orientation(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    headers = {**world.auth("agent_tulle"), "Idempotency-Key": "double-clic"}
+    start = threading.Barrier(4)
+
+    def post() -> dict[str, object]:
+        start.wait()
+        response = client.post("/v1/orientations", json=orientation_body(), headers=headers)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: post(), range(4)))
+    assert all(a == answers[0] for a in answers)
+    assert count(engine, "orientation") == 1 and count(engine, "handoff_event") == 1
 
 
 def test_crash_mid_request_leaves_nothing(

@@ -2,10 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlmodel import Session
 
-from app.auth import AgentOrMediateur
+from app.auth import AgentOrMediateur, Mediateur
 from app.db import get_session
 from app.models import ReferralStatus
 from app.models.referral import ReferralOut, ReferralPage
@@ -23,6 +23,22 @@ def list_referrals(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ReferralPage:
     return service.list_referrals(session, principal, status=status, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/by-code/{code}",
+    response_model=ReferralOut,
+    summary="Retrouver une orientation reçue par le code du coupon",
+)
+def get_referral_by_code(
+    code: Annotated[str, Path(max_length=20)],
+    principal: Mediateur,
+    session: Annotated[Session, Depends(get_session)],
+    response: Response,
+) -> ReferralOut:
+    referral = service.get_referral_by_code(session, principal, code)
+    response.headers["ETag"] = service.etag(referral)
+    return service.referral_out(session, referral)
 
 
 @router.get(

@@ -54,6 +54,30 @@ def get_referral(session: Session, principal: Principal, referral_id: str) -> Re
     return referral
 
 
+def normalize_code(raw: str) -> str | None:
+    """The code as typed at a desk: any case, with or without the dash or spaces."""
+    compact = "".join(ch for ch in raw.upper() if ch not in " -")
+    if len(compact) != 6 or any(ch not in CODE_ALPHABET for ch in compact):
+        return None
+    return f"{compact[:3]}-{compact[3:]}"
+
+
+def get_referral_by_code(session: Session, principal: Principal, raw_code: str) -> Referral:
+    code = normalize_code(raw_code)
+    referral = None
+    if code is not None:
+        referral = session.exec(
+            select(Referral).where(Referral.code == code, scope_filter(principal))
+        ).first()
+    if referral is None:
+        raise Problem(
+            404,
+            "Aucune orientation avec ce code pour votre lieu : vérifiez le code du coupon.",
+            slug="introuvable",
+        )
+    return referral
+
+
 def referral_out(session: Session, referral: Referral) -> ReferralOut:
     place = session.get(Place, referral.place_id)
     origin = session.get(Place, referral.origin_place_id)
