@@ -67,7 +67,8 @@ def test_referral_goes_to_nearest_suitable_place_with_code(
     referral = body["referral"]
     assert referral["status"] == "en_attente"
     assert referral["place"]["id"] == world.places["demo-med-tulle"]
-    assert referral["place"]["hours"] and referral["place"]["address"] == "Quai Baluze"
+    assert referral["place"]["address"] == "Quai Baluze"
+    assert referral["place"]["hours_text"] == "Du mardi au samedi : 10h00–12h30 et 14h00–18h00"
     code = referral["code"]
     assert len(code) == 7 and code[3] == "-" and not set(code) & set("0O1IL5S8BZ2UV")
     distances = [a["distance_km"] for a in body["alternatives"]]

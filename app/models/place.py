@@ -3,12 +3,13 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, EmailStr, field_validator
+from pydantic import BaseModel, EmailStr, computed_field, field_validator
 from pydantic import Field as PydField
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
+from app.models.hours import hours_in_french
 
 
 class PlaceKind(StrEnum):
@@ -65,7 +66,17 @@ class PlaceIn(InputModel):
         return value
 
 
-class PlaceOut(BaseModel):
+class _SaysHours(BaseModel):
+    hours: str | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hours_text(self) -> str | None:
+        """The hours in French, as printed on the slip."""
+        return hours_in_french(self.hours)
+
+
+class PlaceOut(_SaysHours):
     id: str
     name: str
     kind: str
@@ -85,7 +96,7 @@ class PlaceOut(BaseModel):
     updated_at: UtcDatetime
 
 
-class PlaceSummary(BaseModel):
+class PlaceSummary(_SaysHours):
     """A place as the front desk hands it to a person: where, when, how to reach it."""
 
     id: str
