@@ -111,8 +111,12 @@ def _french(error: dict[str, Any]) -> str:
     if kind == "value_error" and "error" in ctx:
         # Our own validators raise ValueError with a French message.
         return str(ctx["error"])
-    if kind in ("string_too_long", "too_long") and "max_length" in ctx:
-        return f"Trop long : {ctx['max_length']} au maximum."
+    if kind == "value_error" and "reason" in ctx:
+        return "Adresse électronique invalide (exemple : prenom.nom@exemple.fr)."
+    if kind == "string_too_long" and "max_length" in ctx:
+        return f"Texte trop long : {ctx['max_length']} caractères au maximum."
+    if kind == "too_long" and "max_length" in ctx:
+        return f"Trop d'éléments : {ctx['max_length']} au maximum."
     return _MESSAGES.get(kind, "Valeur invalide.")
 
 

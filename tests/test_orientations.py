@@ -286,3 +286,14 @@ def test_bad_input_is_a_french_problem_and_stores_nothing(
     if response.status_code == 422:
         assert problem["errors"] and all(e["msg"] and e["loc"] for e in problem["errors"])
     assert count(engine, "orientation") == 0 and count(engine, "handoff_event") == 0
+
+
+def test_error_messages_say_what_to_fix(client: TestClient, world: World) -> None:
+    person = {"commune": "19272", "consent": True, "email": "jeanne@", "first_name": "x" * 81}
+    problem = orient(client, world, person=person).json()
+    messages = {tuple(e["loc"]): e["msg"] for e in problem["errors"]}
+    assert messages[("body", "person", "email")].startswith("Adresse électronique invalide")
+    assert messages[("body", "person", "first_name")] == (
+        "Texte trop long : 80 caractères au maximum."
+    )
+    assert "person.email" in problem["detail"] and "person.first_name" in problem["detail"]

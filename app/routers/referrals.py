@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from app.auth import AgentOrMediateur, Mediateur
 from app.db import get_session
-from app.models import ReferralStatus
+from app.models import Referral, ReferralStatus
 from app.models.referral import ReferralOut, ReferralPage
 from app.services import referrals as service
 
@@ -36,9 +36,7 @@ def get_referral_by_code(
     session: Annotated[Session, Depends(get_session)],
     response: Response,
 ) -> ReferralOut:
-    referral = service.get_referral_by_code(session, principal, code)
-    response.headers["ETag"] = service.etag(referral)
-    return service.referral_out(session, referral)
+    return _answer(session, service.get_referral_by_code(session, principal, code), response)
 
 
 @router.get(
@@ -50,6 +48,9 @@ def get_referral(
     session: Annotated[Session, Depends(get_session)],
     response: Response,
 ) -> ReferralOut:
-    referral = service.get_referral(session, principal, referral_id)
+    return _answer(session, service.get_referral(session, principal, referral_id), response)
+
+
+def _answer(session: Session, referral: Referral, response: Response) -> ReferralOut:
     response.headers["ETag"] = service.etag(referral)
     return service.referral_out(session, referral)
