@@ -101,7 +101,7 @@ def communes_import(
 def keys_create(
     role: Annotated[Role, typer.Option(help="agent, mediateur, coordinateur ou admin.")],
     place: Annotated[
-        str | None, typer.Option(help="Identifiant du lieu (agent, mediateur).")
+        str | None, typer.Option(help="Lieu (agent, mediateur) : son id, ou son id dans la source.")
     ] = None,
     territory: Annotated[
         str | None, typer.Option(help="departement:19, epci:<SIREN>, region:<code>, national.")

@@ -47,6 +47,10 @@ def test_keys_scope_rules(world: World, cli_env) -> None:  # type: ignore[no-unt
         cli, ["keys", "create", "--role", "coordinateur", "--territory", "canton:3"]
     )
     assert bad_territory.exit_code == 2
+    by_source_id = runner.invoke(
+        cli, ["keys", "create", "--role", "agent", "--place", "demo-fs-ussel"]
+    )
+    assert by_source_id.exit_code == 0, by_source_id.output
     good = runner.invoke(
         cli, ["keys", "create", "--role", "coordinateur", "--territory", "epci:241927201"]
     )

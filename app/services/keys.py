@@ -26,7 +26,11 @@ def create_key(
     if role in (Role.AGENT, Role.MEDIATEUR):
         if not place_id:
             raise KeyError_(f"Le rôle {role.value} exige --place (l'identifiant du lieu).")
-        place = session.get(Place, place_id)
+        # The place's id here, or its id in the imported source (what an admin has at hand).
+        place = (
+            session.get(Place, place_id)
+            or session.exec(select(Place).where(Place.source_id == place_id)).first()
+        )
         if place is None:
             raise KeyError_(f"Lieu inconnu : {place_id}.")
         expected = PlaceKind.FRANCE_SERVICES if role is Role.AGENT else PlaceKind.MEDIATION
@@ -35,7 +39,7 @@ def create_key(
                 f"Le rôle {role.value} se rattache à un lieu de type {expected.value} ; "
                 f"« {place.name} » est de type {place.kind}."
             )
-        territory = None
+        place_id, territory = place.id, None
     elif role is Role.COORDINATEUR:
         territory = territory or ""
         if not TERRITORY.match(territory):
