@@ -55,11 +55,18 @@ def test_places_errors(client: TestClient, world: World) -> None:
     assert missing.status_code == 404
 
 
-def test_admin_creates_and_replaces_places(client: TestClient, world: World) -> None:
+def test_admin_creates_and_replaces_places(client: TestClient, world: World, engine) -> None:  # type: ignore[no-untyped-def]
     denied = client.post("/v1/places", json=PLACE, headers=world.auth("agent_tulle"))
     assert denied.status_code == 403
-    created = client.post("/v1/places", json=PLACE, headers=world.auth("admin"))
+    once = {**world.auth("admin"), "Idempotency-Key": "lapleau"}
+    created = client.post("/v1/places", json=PLACE, headers=once)
     assert created.status_code == 201, created.text
+    retried = client.post("/v1/places", json=PLACE, headers=once)
+    assert retried.status_code == 201 and retried.json() == created.json()
+    assert count(engine, "place") == len(world.places) + 1
+    reused = client.post("/v1/places", json={**PLACE, "name": "Autre"}, headers=once)
+    assert reused.status_code == 422
+    assert client.get(f"/v1/places/{created.json()['id']}", headers=once).status_code == 200
     place_id = created.json()["id"]
     replaced = client.put(
         f"/v1/places/{place_id}",

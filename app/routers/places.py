@@ -1,8 +1,9 @@
 """HTTP layer of places: nearest-first search for everyone, writes for admins."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
 from app.auth import Admin, AnyRole
@@ -48,9 +49,13 @@ def get_place(
 
 @router.post("", response_model=PlaceOut, status_code=201, summary="Créer un lieu")
 def create_place(
-    data: PlaceIn, _: Admin, session: Annotated[Session, Depends(get_session)]
-) -> PlaceOut:
-    return service.place_out(service.create_place(session, data))
+    data: PlaceIn,
+    principal: Admin,
+    session: Annotated[Session, Depends(get_session)],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    body = service.create_place(session, principal.key_id, data, idempotency_key)
+    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"})
 
 
 @router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")

@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.errors import Problem
@@ -41,3 +43,36 @@ def remember(
             api_key_id=api_key_id, key=key, request_hash=digest, status_code=status, response=body
         )
     )
+
+
+def commit_once(
+    session: Session,
+    api_key_id: str,
+    key: str | None,
+    path: str,
+    payload: dict[str, Any],
+    write: Callable[[], dict[str, Any]],
+    status: int = 201,
+) -> dict[str, Any]:
+    """Runs `write` (it adds rows to the session and returns the response body) and commits it
+    together with its idempotency record: a retry with the same key gets the first body back."""
+    if not key:
+        body = write()
+        session.commit()
+        return body
+    digest = request_hash(path, payload)
+    record = replay(session, api_key_id, key, digest)
+    if record is not None:
+        return record.response
+    body = write()
+    remember(session, api_key_id, key, digest, status, body)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer as it did.
+        session.rollback()
+        record = replay(session, api_key_id, key, digest)
+        if record is None:
+            raise
+        return record.response
+    return body

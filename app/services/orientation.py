@@ -3,7 +3,6 @@
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth import Principal
@@ -63,13 +62,19 @@ def create_orientation(
     idempotency_key: str | None,
 ) -> dict[str, Any]:
     """Returns the orientation document; everything it writes commits together or not at all."""
-    digest = ""
-    if idempotency_key:
-        digest = idempotency.request_hash("/v1/orientations", payload.model_dump(mode="json"))
-        record = idempotency.replay(session, principal.key_id, idempotency_key, digest)
-        if record is not None:
-            return record.response
+    return idempotency.commit_once(
+        session,
+        principal.key_id,
+        idempotency_key,
+        "/v1/orientations",
+        payload.model_dump(mode="json"),
+        lambda: _write_orientation(session, principal, payload, settings),
+    )
 
+
+def _write_orientation(
+    session: Session, principal: Principal, payload: OrientationIn, settings: Settings
+) -> dict[str, Any]:
     profile, source = _profile(payload)
     commune = get_commune(session, payload.person.commune, ["body", "person", "commune"])
     if principal.place_id is None:
@@ -168,20 +173,7 @@ def create_orientation(
             to_status=referral.status if referral else None,
         )
     )
-    body = _document(session, orientation, referral).model_dump(mode="json")
-    if idempotency_key:
-        idempotency.remember(session, principal.key_id, idempotency_key, digest, 201, body)
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent retry with the same Idempotency-Key won the race: answer as it did.
-        session.rollback()
-        if idempotency_key:
-            record = idempotency.replay(session, principal.key_id, idempotency_key, digest)
-            if record is not None:
-                return record.response
-        raise
-    return body
+    return _document(session, orientation, referral).model_dump(mode="json")
 
 
 def _document(

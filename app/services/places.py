@@ -1,6 +1,7 @@
 """Places: nearest-first search, matching for referrals, admin writes."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -8,6 +9,7 @@ from app.errors import Problem
 from app.models import Commune, Place, PlaceKind
 from app.models.common import ID_PATTERN, utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
+from app.services import idempotency
 from app.triage.geo import bounding_box, distance_km
 
 
@@ -58,12 +60,18 @@ def get_place(session: Session, place_id: str) -> Place:
     return place
 
 
-def create_place(session: Session, data: PlaceIn) -> Place:
-    place = Place(**data.model_dump(mode="json"))
-    session.add(place)
-    session.commit()
-    session.refresh(place)
-    return place
+def create_place(
+    session: Session, api_key_id: str, data: PlaceIn, idempotency_key: str | None
+) -> dict[str, Any]:
+    def write() -> dict[str, Any]:
+        place = Place(**data.model_dump(mode="json"))
+        session.add(place)
+        session.flush()
+        return place_out(place).model_dump(mode="json")
+
+    return idempotency.commit_once(
+        session, api_key_id, idempotency_key, "/v1/places", data.model_dump(mode="json"), write
+    )
 
 
 def replace_place(session: Session, place_id: str, data: PlaceIn) -> Place:
