@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
 
-# Every id this service hands out matches this; anything else cannot name a resource.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Every id and referral code this service hands out matches this; nothing else names a resource.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def new_id(prefix: str) -> str:

@@ -17,11 +17,12 @@ from app.models import (
     Referral,
     ReferralStatus,
 )
-from app.models.common import ID_PATTERN, utcnow
+from app.models.common import utcnow
 from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
 from app.models.place import PlaceAlternative
 from app.services import idempotency
 from app.services.communes import get_commune
+from app.services.lookup import first_or_404
 from app.services.places import place_summary, places_near
 from app.services.referrals import scope_filter, unused_code
 from app.triage import (
@@ -207,15 +208,14 @@ def _document(
 
 
 def get_orientation(session: Session, principal: Principal, orientation_id: str) -> OrientationOut:
-    orientation = None
-    if ID_PATTERN.match(orientation_id):
-        orientation = session.exec(
-            select(Orientation).where(
-                Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
-            )
-        ).first()
-    if orientation is None:
-        raise Problem(404, "Aucune orientation avec cet identifiant.", slug="introuvable")
+    orientation = first_or_404(
+        session,
+        select(Orientation).where(
+            Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
+        ),
+        orientation_id,
+        "Aucune orientation avec cet identifiant.",
+    )
     first_referral = session.exec(
         select(Referral)
         .where(

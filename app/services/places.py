@@ -5,11 +5,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.errors import Problem
 from app.models import Commune, Place, PlaceKind
-from app.models.common import ID_PATTERN, utcnow
+from app.models.common import utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
 from app.services import idempotency
+from app.services.lookup import first_or_404
 from app.triage.geo import bounding_box, distance_km
 
 
@@ -54,10 +54,12 @@ def places_near(
 
 
 def get_place(session: Session, place_id: str) -> Place:
-    place = session.get(Place, place_id) if ID_PATTERN.match(place_id) else None
-    if place is None:
-        raise Problem(404, f"Aucun lieu avec l'identifiant {place_id}.", slug="introuvable")
-    return place
+    return first_or_404(
+        session,
+        select(Place).where(Place.id == place_id),
+        place_id,
+        "Aucun lieu avec cet identifiant.",
+    )
 
 
 def create_place(

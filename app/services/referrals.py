@@ -13,6 +13,7 @@ from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Ro
 from app.models.common import ID_PATTERN
 from app.models.orientation import ProcedureOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
+from app.services.lookup import first_or_404
 from app.services.places import place_summary
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
@@ -42,16 +43,12 @@ def scope_filter(principal: Principal) -> ColumnElement[bool]:
 
 
 def get_referral(session: Session, principal: Principal, referral_id: str) -> Referral:
-    referral = None
-    if ID_PATTERN.match(referral_id):
-        referral = session.exec(
-            select(Referral).where(Referral.id == referral_id, scope_filter(principal))
-        ).first()
-    if referral is None:
-        raise Problem(
-            404, "Aucune orientation vers un médiateur avec cet identifiant.", slug="introuvable"
-        )
-    return referral
+    return first_or_404(
+        session,
+        select(Referral).where(Referral.id == referral_id, scope_filter(principal)),
+        referral_id,
+        "Aucune orientation vers un médiateur avec cet identifiant.",
+    )
 
 
 def normalize_code(raw: str) -> str | None:
@@ -63,19 +60,13 @@ def normalize_code(raw: str) -> str | None:
 
 
 def get_referral_by_code(session: Session, principal: Principal, raw_code: str) -> Referral:
-    code = normalize_code(raw_code)
-    referral = None
-    if code is not None:
-        referral = session.exec(
-            select(Referral).where(Referral.code == code, scope_filter(principal))
-        ).first()
-    if referral is None:
-        raise Problem(
-            404,
-            "Aucune orientation avec ce code pour votre lieu : vérifiez le code du coupon.",
-            slug="introuvable",
-        )
-    return referral
+    code = normalize_code(raw_code) or ""
+    return first_or_404(
+        session,
+        select(Referral).where(Referral.code == code, scope_filter(principal)),
+        code,
+        "Aucune orientation avec ce code pour votre lieu : vérifiez le code du coupon.",
+    )
 
 
 def referral_out(session: Session, referral: Referral) -> ReferralOut:
