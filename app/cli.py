@@ -93,7 +93,11 @@ def communes_import(
 ) -> None:
     """Importe le référentiel des communes (format de app/data/communes-19.csv)."""
     with Session(get_engine()) as session:
-        count = import_communes(session, file)
+        try:
+            count = import_communes(session, file)
+        except (ValueError, UnicodeDecodeError) as exc:
+            errors.print(f"Fichier refusé, rien n'a été importé : {exc}")
+            raise typer.Exit(1) from exc
     console.print(f"{count} communes importées.")
 
 

@@ -143,3 +143,19 @@ def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> 
     raw = json.dumps(PLACE).replace("45.2995", "NaN").encode()
     response = client.post("/v1/places", content=raw, headers=headers)
     assert response.status_code == 422 and response.json()["errors"][0]["loc"][-1] == "latitude"
+
+
+def test_communes_import(tmp_path: Path, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
+    from app.services.communes import DEMO_COMMUNES
+
+    before = count(engine, "commune")
+    lines = DEMO_COMMUNES.read_text(encoding="utf-8").splitlines()
+    again = tmp_path / "communes.csv"
+    again.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["communes", "import", str(again)])
+    assert result.exit_code == 0 and "3 communes importées" in result.output
+    broken = tmp_path / "broken.csv"
+    broken.write_text(lines[0] + "\n" + lines[1].replace("19001", "Affieux") + "\n")
+    refused = CliRunner().invoke(cli, ["communes", "import", str(broken)])
+    assert refused.exit_code == 1 and "ligne 2" in refused.output
+    assert count(engine, "commune") == before

@@ -1,7 +1,9 @@
 """The commune reference: lookup and import of the INSEE list with centroids."""
 
 import csv
+import re
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -24,24 +26,38 @@ def get_commune(session: Session, code: str, loc: list[str | int]) -> Commune:
 
 
 def import_communes(session: Session, path: Path) -> int:
-    """Upserts communes from the CSV format of app/data/communes-19.csv; returns the count."""
+    """Upserts communes from the CSV format of app/data/communes-19.csv; returns the count.
+    A file with a missing column or a malformed number raises ValueError, naming the line."""
     with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = [(reader.line_num, row) for row in reader]
     existing = {c.code: c for c in session.exec(select(Commune)).all()}
-    for row in rows:
-        commune = existing.get(row["code_insee"]) or Commune(
-            code=row["code_insee"], name="", departement="", latitude=0, longitude=0
-        )
-        commune.name = row["nom"]
-        commune.postal_codes = row["codes_postaux"]
-        commune.departement = row["departement"]
-        commune.region = row.get("region", "")
-        commune.epci = row.get("epci_siren", "")
-        commune.epci_name = row.get("epci_nom", "")
-        commune.population = int(row["population"]) if row.get("population") else None
-        commune.latitude = float(row["latitude"])
-        commune.longitude = float(row["longitude"])
-        commune.centroid_precision = row.get("precision_centroide") or "commune"
-        session.add(commune)
+    for line, row in rows:
+        try:
+            code = row["code_insee"]
+            if not re.fullmatch(r"\d{5}|2[AB]\d{3}", code or ""):
+                raise ValueError(f"code_insee invalide : {code!r}")
+            values: dict[str, Any] = {
+                "name": row["nom"],
+                "postal_codes": row["codes_postaux"],
+                "departement": row["departement"],
+                "region": row.get("region") or "",
+                "epci": row.get("epci_siren") or "",
+                "epci_name": row.get("epci_nom") or "",
+                "population": int(row["population"]) if row.get("population") else None,
+                "latitude": float(row["latitude"]),
+                "longitude": float(row["longitude"]),
+                "centroid_precision": row.get("precision_centroide") or "commune",
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"ligne {line} : colonne manquante ou valeur invalide ({exc})"
+            ) from exc
+        commune = existing.get(code)
+        if commune is None:
+            session.add(Commune(code=code, **values))
+        else:
+            for key, value in values.items():
+                setattr(commune, key, value)
     session.commit()
     return len(rows)

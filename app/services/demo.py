@@ -1,8 +1,8 @@
 """Demo data for Corrèze: the commune reference, sixteen places and one key per role."""
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app.models import Place, Role
+from app.models import Role
 from app.services.communes import DATA_DIR, DEMO_COMMUNES, import_communes
 from app.services.keys import create_key
 from app.services.place_import import ImportReport, import_places, read_rows
@@ -19,15 +19,10 @@ def load_demo(session: Session) -> ImportReport:
 
 def demo_keys(session: Session) -> dict[str, str]:
     """Creates one key per role, attached to demo places; returns role -> token."""
-
-    def place_id(source_id: str) -> str:
-        place = session.exec(select(Place).where(Place.source_id == source_id)).one()
-        return place.id
-
     tokens = {}
     for role, kwargs in (
-        (Role.AGENT, {"place_id": place_id(DEMO_AGENT_PLACE)}),
-        (Role.MEDIATEUR, {"place_id": place_id(DEMO_MEDIATEUR_PLACE)}),
+        (Role.AGENT, {"place_id": DEMO_AGENT_PLACE}),  # create_key resolves source ids
+        (Role.MEDIATEUR, {"place_id": DEMO_MEDIATEUR_PLACE}),
         (Role.COORDINATEUR, {"territory": "departement:19"}),
         (Role.ADMIN, {}),
     ):
