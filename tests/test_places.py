@@ -47,6 +47,21 @@ def test_places_near_a_commune_nearest_first(client: TestClient, world: World) -
     assert pro and all(service in p["services"] for p in pro)
 
 
+def test_places_without_commune_by_name(client: TestClient, world: World) -> None:
+    headers = world.auth("coord")
+    listed = client.get("/v1/places", params={"kind": "france_services"}, headers=headers).json()
+    names = [p["name"] for p in listed]
+    assert len(names) == 4 and names == sorted(names)
+    assert all(p["distance_km"] is None for p in listed)
+    loisirs = "Loisirs et créations numériques"
+    only = client.get("/v1/places", params={"service": loisirs}, headers=headers).json()
+    assert [p["id"] for p in only] == [world.places["demo-med-treignac"]]
+    assert len(client.get("/v1/places", params={"limit": 3}, headers=headers).json()) == 3
+    pointless = client.get("/v1/places", params={"max_km": 10}, headers=headers)
+    assert pointless.status_code == 422
+    assert pointless.json()["errors"][0]["loc"] == ["query", "max_km"]
+
+
 def test_places_errors(client: TestClient, world: World) -> None:
     assert client.get("/v1/places", params={"near": "19275"}).status_code == 401
     unknown = client.get("/v1/places", params={"near": "99999"}, headers=world.auth("coord"))

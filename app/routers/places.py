@@ -4,11 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.auth import Admin, AnyRole
 from app.db import get_session
-from app.models import Place, PlaceKind
+from app.models import PlaceKind
 from app.models.place import PlaceIn, PlaceOut
 from app.services import places as service
 from app.services.communes import get_commune
@@ -26,18 +26,14 @@ def list_places(
     max_km: Annotated[float | None, Query(gt=0, le=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> list[PlaceOut]:
-    services = (service_name,) if service_name else ()
-    if near is not None:
-        origin = get_commune(session, near, ["query", "near"])
-        found = service.places_near(
-            session, origin, kind=kind, services_any=services, max_km=max_km, limit=limit
-        )
-        return [service.place_out(f.place, f.distance_km) for f in found]
-    query = select(Place).order_by(col(Place.name))
-    if kind is not None:
-        query = query.where(Place.kind == kind.value)
-    places = [p for p in session.exec(query).all() if not services or services[0] in p.services]
-    return [service.place_out(p) for p in places[:limit]]
+    return service.search_places(
+        session,
+        near=get_commune(session, near, ["query", "near"]) if near else None,
+        kind=kind,
+        services_any=(service_name,) if service_name else (),
+        max_km=max_km,
+        limit=limit,
+    )
 
 
 @router.get("/{place_id}", response_model=PlaceOut, summary="Un lieu")

@@ -1,10 +1,12 @@
 """Places: nearest-first search, matching for referrals, admin writes."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from app.errors import invalid
 from app.models import Commune, Place, PlaceKind
 from app.models.common import utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
@@ -41,16 +43,45 @@ def places_near(
             col(Place.latitude).between(lat_min, lat_max),
             col(Place.longitude).between(lon_min, lon_max),
         )
-    wanted = set(services_any)
     found = []
-    for place in session.exec(query).all():
-        if wanted and not wanted.intersection(place.services):
-            continue
+    for place in _offering(session.exec(query).all(), services_any):
         d = distance_km(origin.latitude, origin.longitude, place.latitude, place.longitude)
         if max_km is None or d <= max_km:
             found.append(Located(place, round(d, 1)))
     found.sort(key=lambda located: (located.distance_km, located.place.id))
     return found[:limit] if limit is not None else found
+
+
+def _offering(places: Sequence[Place], services_any: tuple[str, ...]) -> list[Place]:
+    """Services are a JSON list, compared here the same way on SQLite and PostgreSQL."""
+    wanted = set(services_any)
+    return [p for p in places if not wanted or wanted.intersection(p.services)]
+
+
+def search_places(
+    session: Session,
+    *,
+    near: Commune | None,
+    kind: PlaceKind | None,
+    services_any: tuple[str, ...],
+    max_km: float | None,
+    limit: int,
+) -> list[PlaceOut]:
+    """GET /v1/places: nearest first from a commune, or by name when no commune is given."""
+    if near is not None:
+        found = places_near(
+            session, near, kind=kind, services_any=services_any, max_km=max_km, limit=limit
+        )
+        return [place_out(f.place, f.distance_km) for f in found]
+    if max_km is not None:
+        raise invalid(
+            ["query", "max_km"],
+            "max_km n'a de sens qu'avec near (le code INSEE d'où mesurer).",
+        )
+    query = select(Place).order_by(col(Place.name), col(Place.id))
+    if kind is not None:
+        query = query.where(Place.kind == kind.value)
+    return [place_out(p) for p in _offering(session.exec(query).all(), services_any)[:limit]]
 
 
 def get_place(session: Session, place_id: str) -> Place:
