@@ -30,6 +30,7 @@ from app.triage import (
     DiagnosticError,
     Profile,
     ProfileSource,
+    Route,
     decide,
     profile_from_answers,
 )
@@ -196,7 +197,7 @@ def _document(
         created_at=orientation.created_at,
         profile=Profile(orientation.profile),
         profile_source=ProfileSource(orientation.profile_source),
-        route=orientation.route,  # type: ignore[arg-type]
+        route=Route(orientation.route),
         do_now_at_france_services=orientation.do_now_at_france_services,
         reasons=orientation.reasons,
         rules_version=orientation.rules_version,

@@ -74,17 +74,10 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     origin = session.get(Place, referral.origin_place_id)
     orientation = session.get(Orientation, referral.orientation_id)
     assert place is not None and origin is not None and orientation is not None
-    person = PersonOut(consent=orientation.consent)
-    if orientation.consent:
-        contact = session.get(Contact, orientation.id)
-        if contact is not None:
-            person = PersonOut(
-                consent=True,
-                first_name=contact.first_name,
-                phone=contact.phone,
-                email=contact.email,
-                availability=contact.availability,
-            )
+    contact = session.get(Contact, orientation.id) if orientation.consent else None
+    person = PersonOut.model_validate(
+        {**(contact.model_dump() if contact else {}), "consent": orientation.consent}
+    )
     return ReferralOut(
         id=referral.id,
         code=referral.code,
