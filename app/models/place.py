@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, EmailStr, computed_field, field_validator
 from pydantic import Field as PydField
@@ -67,7 +68,8 @@ class PlaceIn(InputModel):
 
 
 class _SaysHours(BaseModel):
-    hours: str | None
+    if TYPE_CHECKING:  # declared by each subclass, so that it keeps its place in the JSON
+        hours: str | None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
