@@ -1,27 +1,34 @@
-"""API keys -> Principal(role, scope), and the dependencies that enforce roles."""
+"""API keys -> Principal(role, scope), and the dependencies that enforce roles.
+
+Authentication reads the in-memory copy of the keys (app.services.cache): no database round
+trip and no thread for a known key, and a wrong token costs nothing but a dictionary look-up.
+Repeated wrong tokens from one address are slowed down with 429."""
 
 import hashlib
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlmodel import Session, select
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
-from app.db import get_session
 from app.errors import Problem
-from app.models import ApiKey, Role
+from app.models import ApiKey, Principal, Role
+from app.services.cache import Cached, cached
 
 TOKEN_PREFIX = "psl_"
 
+__all__ = ["Principal", "Role", "hash_token", "new_token"]
 
-@dataclass(frozen=True)
-class Principal:
-    key_id: str
-    role: Role
-    place_id: str | None
-    territory: str | None
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="cle_api",
+    description="Clé d'API créée par « passerelle keys create » : `Authorization: Bearer psl_…`.",
+)
 
 
 def new_token() -> str:
@@ -33,27 +40,86 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def load_principals(session: Session) -> dict[str, Principal]:
+    keys = session.exec(select(ApiKey).where(col(ApiKey.revoked_at).is_(None))).all()
+    return {k.token_hash: Principal(k.id, Role(k.role), k.place_id, k.territory) for k in keys}
+
+
+class FailureThrottle:
+    """Counts wrong tokens per client address in one-minute windows; past the limit, the
+    address gets 429 until its window ends. Bounded memory: old windows are dropped."""
+
+    WINDOW = 60.0
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """Seconds to wait if the address is over its limit, else 0."""
+        started, failures = self._windows.get(address, (0.0, 0))
+        left = started + self.WINDOW - time.monotonic()
+        return int(left) + 1 if failures >= self.limit and left > 0 else 0
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            started, failures = self._windows.get(address, (now, 0))
+            if now - started >= self.WINDOW:
+                started, failures = now, 0
+            if len(self._windows) >= self.MAX_ADDRESSES:
+                self._windows = {a: w for a, w in self._windows.items() if now - w[0] < self.WINDOW}
+            self._windows[address] = (started, failures + 1)
+
+
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, slug="authentification", headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_principal(
-    request: Request, session: Annotated[Session, Depends(get_session)]
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized(
-            "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »."
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    address = request.client.host if request.client else "?"
+    wait = throttle.retry_after(address)
+    if wait:
+        raise Problem(
+            429,
+            f"Trop de jetons d'accès refusés depuis cette adresse : réessayez dans {wait} s.",
+            slug="trop-de-tentatives",
+            headers={"Retry-After": str(wait)},
         )
-    key = session.exec(select(ApiKey).where(ApiKey.token_hash == hash_token(token.strip()))).first()
-    if key is None or key.revoked_at is not None:
+    if credentials is None or not credentials.credentials.strip():
+        hint = (
+            " Le jeton ne se met jamais dans l'adresse (access_token) : elle finit dans les "
+            "journaux."
+            if "access_token" in request.query_params
+            else ""
+        )
+        raise _unauthorized(
+            "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »." + hint
+        )
+    keys: Cached[dict[str, Principal]] = cached(
+        request.app.state.engine, "api_key", load_principals
+    )
+    principals = keys.fresh()
+    if principals is None:
+        principals = await run_in_threadpool(keys.get)
+    principal = principals.get(hash_token(credentials.credentials.strip()))
+    if principal is None:
+        throttle.failed(address)
         raise _unauthorized("Jeton d'accès inconnu ou révoqué.")
-    return Principal(key.id, Role(key.role), key.place_id, key.territory)
+    return principal
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+Dependency = Callable[[Principal], Coroutine[Any, Any, Principal]]
+
+
+def require(*roles: Role) -> Dependency:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in roles:
             allowed = ", ".join(r.value for r in roles)
             raise Problem(

@@ -17,6 +17,17 @@ class Settings(BaseSettings):
     # Days a médiation place has to act on a referral before it expires.
     referral_ttl_days: int = 14
     max_body_bytes: int = 64 * 1024
+    # Threads that serve requests, and as many database connections: a thread never waits for
+    # a connection, so no request can hold one while waiting for a thread (the old stall).
+    threads: int = Field(default=20, ge=1, le=200)
+    # How often a process looks whether API keys, communes or places changed elsewhere
+    # (another worker, the command line); a change made in this process is seen at once.
+    cache_check_seconds: float = Field(default=1.0, gt=0)
+    # Wrong tokens allowed per client address and minute before 429.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    # Slow clients: the request line and headers, then the whole body, must arrive in time.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    request_read_timeout_seconds: float = Field(default=20.0, gt=0)
 
 
 @lru_cache

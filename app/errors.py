@@ -16,13 +16,18 @@ TITLES = {
     403: "Accès refusé",
     404: "Ressource introuvable",
     405: "Méthode non autorisée",
+    408: "Délai de requête dépassé",
     409: "Conflit d'état",
     412: "Précondition échouée",
     413: "Requête trop volumineuse",
     415: "Type de contenu non pris en charge",
     422: "Données invalides",
+    429: "Trop de requêtes",
+    431: "En-têtes trop volumineux",
     500: "Erreur interne",
+    503: "Service indisponible",
 }
+INTERNAL_ERROR = "Erreur interne du service ; réessayez plus tard."
 
 
 class Problem(Exception):
@@ -161,5 +166,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Never echo the exception: it may carry personal data.
-        return problem_response(500, "Erreur interne du service ; réessayez plus tard.")
+        # Last resort (the request guard answers first). Never echo the exception: it may carry
+        # personal data. The server drops the connection after an error: say so.
+        return problem_response(500, INTERNAL_ERROR, headers={"Connection": "close"})

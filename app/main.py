@@ -1,68 +1,72 @@
-"""create_app(): routers, error handlers, body-size guard."""
+"""create_app(): routers, error handlers, the request guard, and the background work of a
+serving process (thread pool size, cache polling)."""
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi_offline import FastAPIOffline
+from sqlalchemy.engine import Engine
 
 from app import errors
-from app.config import get_settings
+from app.auth import FailureThrottle
+from app.config import Settings, get_settings
+from app.db import get_engine
+from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals
+from app.services import cache
+
+logger = logging.getLogger("passerelle")
+
+DESCRIPTION = """\
+Orientation des personnes depuis l'accueil France Services vers la médiation numérique, selon
+la typologie d'autonomie numérique.
+
+Authentification : `Authorization: Bearer <clé>` (clés créées par `passerelle keys create`).
+Les erreurs sont des *problem details* (RFC 9457, `application/problem+json`) dont le champ
+`detail` dit en français quoi corriger. Les `POST` acceptent un en-tête `Idempotency-Key`.
+"""
 
 
-class BodyLimit:
-    """Reads the request body up front and refuses it past `limit` bytes with a 413 problem,
-    whether or not the client announced a Content-Length."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                response = errors.problem_response(
-                    413,
-                    f"Corps de requête trop volumineux : {self.limit} octets au maximum.",
-                    slug="trop-volumineux",
-                )
-                await response(scope, receive, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+async def _poll_caches(engine: Engine, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await anyio.to_thread.run_sync(cache.poll, engine)
+        except Exception as exc:  # the database may be down for a while: keep serving
+            logger.warning("Vérification des caches impossible : %s", type(exc).__name__)
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or get_engine()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # As many threads as database connections (see Settings.threads).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        poller = asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds))
+        try:
+            yield
+        finally:
+            poller.cancel()
+
+    app = FastAPIOffline(
         title="Passerelle",
         version="0.1.0",
-        description=(
-            "Orientation des personnes depuis l'accueil France Services vers la médiation "
-            "numérique, selon la typologie d'autonomie numérique."
-        ),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+        favicon_url="data:,",
     )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)
     for module in (health, reference, orientations, referrals, places):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=get_settings().max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     return app

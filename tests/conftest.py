@@ -21,6 +21,7 @@ from app.config import Settings, get_settings
 from app.db import get_engine, make_engine, migrate
 from app.main import create_app
 from app.models import Place, Role
+from app.services.cache import invalidate
 from app.services.communes import DEMO_COMMUNES, import_communes
 from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
@@ -135,6 +136,7 @@ def engine(migrated_engine: Engine) -> Engine:
     with migrated_engine.begin() as connection:
         for table in MUTABLE_TABLES:
             connection.execute(text(f"DELETE FROM {table}"))
+    invalidate(migrated_engine)  # rows went behind the services' back
     return migrated_engine
 
 
@@ -145,9 +147,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
-    app = create_app()
-    app.dependency_overrides[get_engine] = lambda: engine
-    app.dependency_overrides[get_settings] = lambda: settings
+    app = create_app(engine, settings)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -222,14 +222,23 @@ def test_concurrent_retries_make_one_orientation(
 def test_crash_mid_request_leaves_nothing(
     client: TestClient, world: World, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_event(**_: object) -> None:
-        raise RuntimeError("disk full while writing the handoff log")
+    from app.services import orientation
 
-    monkeypatch.setattr("app.services.orientation.HandoffEvent", broken_event)
+    real_insert = orientation.insert_row
+    written: list[str] = []
+
+    def insert_then_crash(session: Session, model: type, row: dict[str, object]) -> None:
+        if model.__name__ == "HandoffEvent":  # the orientation, contact, referral are in
+            raise RuntimeError("disk full while writing the handoff log")
+        real_insert(session, model, row)
+        written.append(model.__name__)
+
+    monkeypatch.setattr(orientation, "insert_row", insert_then_crash)
     response = orient(client, world)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert "disk" not in response.text
+    assert written == ["Orientation", "Contact", "Referral"]
     for table in ("orientation", "referral", "contact", "handoff_event"):
         assert count(engine, table) == 0, table
 

@@ -155,9 +155,13 @@ def test_import_json(tmp_path: Path, world: World, engine, cli_env) -> None:  # 
 
 def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> None:
     headers = {**world.auth("admin"), "Content-Type": "application/json"}
+    # NaN is not JSON (RFC 8259): refused as such, before any field is read.
     raw = json.dumps(PLACE).replace("45.2995", "NaN").encode()
     response = client.post("/v1/places", content=raw, headers=headers)
-    assert response.status_code == 422 and response.json()["errors"][0]["loc"][-1] == "latitude"
+    assert response.status_code == 400 and "JSON valide" in response.json()["detail"]
+    as_text = client.post("/v1/places", json={**PLACE, "latitude": "45,2995"}, headers=headers)
+    assert as_text.status_code == 422
+    assert as_text.json()["errors"][0]["loc"][-1] == "latitude"
 
 
 def test_communes_import(tmp_path: Path, engine, cli_env) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """SQLModel tables and API schemas, one module per concept."""
 
-from app.models.apikey import ApiKey, Role
+from app.models.apikey import ApiKey, Principal, Role
 from app.models.commune import Commune
+from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
 from app.models.place import Place, PlaceKind
@@ -11,11 +12,13 @@ __all__ = [
     "ApiKey",
     "Commune",
     "Contact",
+    "DataVersion",
     "HandoffEvent",
     "IdempotencyRecord",
     "Orientation",
     "Place",
     "PlaceKind",
+    "Principal",
     "Referral",
     "ReferralStatus",
     "Role",

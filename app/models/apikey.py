@@ -1,5 +1,6 @@
 """API keys: a role and a scope, the token stored only as its hash."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -13,6 +14,16 @@ class Role(StrEnum):
     MEDIATEUR = "mediateur"
     COORDINATEUR = "coordinateur"
     ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's role and scope. Plain data, usable without HTTP."""
+
+    key_id: str
+    role: Role
+    place_id: str | None
+    territory: str | None
 
 
 class ApiKey(SQLModel, table=True):

@@ -4,6 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import UtcDatetime, new_id, utcnow
@@ -24,13 +25,20 @@ class ReferralStatus(StrEnum):
 
 
 class Referral(SQLModel, table=True):
+    # Match the scoped, newest-first lists (see migration 0002).
+    __table_args__ = tuple(
+        Index(f"ix_referral_{side}{suffix}", side, *columns, "created_at", "id")
+        for side in ("place_id", "origin_place_id")
+        for suffix, columns in (("_created", ()), ("_status_created", ("status",)))
+    )
+
     id: str = Field(default_factory=lambda: new_id("orv"), primary_key=True)
     orientation_id: str = Field(foreign_key="orientation.id", index=True)
     previous_referral_id: str | None = Field(default=None, foreign_key="referral.id")
     code: str = Field(unique=True, index=True, max_length=7)
     status: str = Field(default=ReferralStatus.EN_ATTENTE, index=True)
-    place_id: str = Field(foreign_key="place.id", index=True)
-    origin_place_id: str = Field(foreign_key="place.id", index=True)
+    place_id: str = Field(foreign_key="place.id")
+    origin_place_id: str = Field(foreign_key="place.id")
     distance_km: float
     profile: str
     theme: str

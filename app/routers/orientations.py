@@ -2,13 +2,11 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from app.auth import Agent
-from app.config import Settings, get_settings
-from app.db import get_session
+from app.db import SessionDep, SettingsDep
 from app.models.orientation import OrientationIn, OrientationOut
 from app.services import orientation as service
 
@@ -24,8 +22,8 @@ router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
 def create_orientation(
     payload: OrientationIn,
     principal: Agent,
-    session: Annotated[Session, Depends(get_session)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    session: SessionDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     body = service.create_orientation(session, principal, payload, settings, idempotency_key)
@@ -35,7 +33,5 @@ def create_orientation(
 
 
 @router.get("/{orientation_id}", response_model=OrientationOut, summary="Relire une orientation")
-def get_orientation(
-    orientation_id: str, principal: Agent, session: Annotated[Session, Depends(get_session)]
-) -> OrientationOut:
+def get_orientation(orientation_id: str, principal: Agent, session: SessionDep) -> OrientationOut:
     return service.get_orientation(session, principal, orientation_id)

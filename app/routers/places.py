@@ -2,12 +2,11 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from app.auth import Admin, AnyRole
-from app.db import get_session
+from app.db import SessionDep
 from app.models import PlaceKind
 from app.models.place import PlaceIn, PlaceOut
 from app.services import places as service
@@ -19,7 +18,7 @@ router = APIRouter(prefix="/v1/places", tags=["lieux"])
 @router.get("", response_model=list[PlaceOut], summary="Lieux, les plus proches d'abord")
 def list_places(
     _: AnyRole,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     near: Annotated[str | None, Query(pattern=r"^(\d{5}|2[AB]\d{3})$")] = None,
     kind: PlaceKind | None = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=120)] = None,
@@ -37,9 +36,7 @@ def list_places(
 
 
 @router.get("/{place_id}", response_model=PlaceOut, summary="Un lieu")
-def get_place(
-    place_id: str, _: AnyRole, session: Annotated[Session, Depends(get_session)]
-) -> PlaceOut:
+def get_place(place_id: str, _: AnyRole, session: SessionDep) -> PlaceOut:
     return service.place_out(service.get_place(session, place_id))
 
 
@@ -47,7 +44,7 @@ def get_place(
 def create_place(
     data: PlaceIn,
     principal: Admin,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     body = service.create_place(session, principal.key_id, data, idempotency_key)
@@ -55,7 +52,5 @@ def create_place(
 
 
 @router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")
-def replace_place(
-    place_id: str, data: PlaceIn, _: Admin, session: Annotated[Session, Depends(get_session)]
-) -> PlaceOut:
-    return service.place_out(service.replace_place(session, place_id, data))
+def replace_place(place_id: str, data: PlaceIn, _: Admin, session: SessionDep) -> PlaceOut:
+    return service.replace_place(session, place_id, data)

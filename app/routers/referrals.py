@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from sqlmodel import Session
 
 from app.auth import AgentOrMediateur, Mediateur
-from app.db import get_session
+from app.db import SessionDep
 from app.models import Referral, ReferralStatus
 from app.models.referral import ReferralOut, ReferralPage
 from app.services import referrals as service
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/referrals", tags=["orientations vers un médiateu
 @router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")
 def list_referrals(
     principal: AgentOrMediateur,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     status: ReferralStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -33,7 +33,7 @@ def list_referrals(
 def get_referral_by_code(
     code: Annotated[str, Path(max_length=20)],
     principal: Mediateur,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     response: Response,
 ) -> ReferralOut:
     return _answer(session, service.get_referral_by_code(session, principal, code), response)
@@ -45,7 +45,7 @@ def get_referral_by_code(
 def get_referral(
     referral_id: str,
     principal: AgentOrMediateur,
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     response: Response,
 ) -> ReferralOut:
     return _answer(session, service.get_referral(session, principal, referral_id), response)

@@ -2,20 +2,58 @@
 
 import csv
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.errors import invalid
 from app.models import Commune
+from app.services.cache import bump, cached
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_COMMUNES = DATA_DIR / "communes-19.csv"
 
 
-def get_commune(session: Session, code: str, loc: list[str | int]) -> Commune:
-    commune = session.get(Commune, code)
+@dataclass(frozen=True, slots=True)
+class CommuneRef:
+    """What a request needs of a commune: where it is and which territories it belongs to."""
+
+    code: str
+    name: str
+    departement: str
+    region: str
+    epci: str
+    latitude: float
+    longitude: float
+
+
+def load_communes(session: Session) -> dict[str, CommuneRef]:
+    rows = session.exec(
+        select(  # type: ignore[call-overload]
+            Commune.code,
+            Commune.name,
+            Commune.departement,
+            Commune.region,
+            Commune.epci,
+            Commune.latitude,
+            Commune.longitude,
+        )
+    ).all()
+    return {row[0]: CommuneRef(*row) for row in rows}
+
+
+def communes(engine: Engine) -> dict[str, CommuneRef]:
+    """Every commune of the reference, from this process's in-memory copy."""
+    return cached(engine, "commune", load_communes).get()
+
+
+def get_commune(session: Session, code: str, loc: list[str | int]) -> CommuneRef:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    commune = communes(engine).get(code)
     if commune is None:
         raise invalid(
             loc,
@@ -59,5 +97,6 @@ def import_communes(session: Session, path: Path) -> int:
         else:
             for key, value in values.items():
                 setattr(commune, key, value)
+    bump(session, "commune")
     session.commit()
     return len(rows)

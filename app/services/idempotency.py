@@ -1,4 +1,5 @@
-"""Idempotency-Key handling: a retry returns the first answer, another body is refused."""
+"""Idempotency-Key handling and the commit of a POST: a retry returns the first answer, another
+body is refused, and a use case that drew an id already taken is run again."""
 
 import hashlib
 import json
@@ -8,8 +9,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from app.db import writing
 from app.errors import Problem
 from app.models import IdempotencyRecord
+
+# A use case may draw random values that must be unique (a referral code): when the commit
+# fails on that constraint, the use case runs again with a new draw.
+ATTEMPTS = 5
 
 
 def request_hash(path: str, body: dict[str, Any]) -> str:
@@ -34,17 +40,6 @@ def replay(session: Session, api_key_id: str, key: str, digest: str) -> Idempote
     return record
 
 
-def remember(
-    session: Session, api_key_id: str, key: str, digest: str, status: int, body: dict[str, Any]
-) -> None:
-    """Adds the record to the current transaction: it commits with the work it describes."""
-    session.add(
-        IdempotencyRecord(
-            api_key_id=api_key_id, key=key, request_hash=digest, status_code=status, response=body
-        )
-    )
-
-
 def commit_once(
     session: Session,
     api_key_id: str,
@@ -53,26 +48,40 @@ def commit_once(
     payload: dict[str, Any],
     write: Callable[[], dict[str, Any]],
     status: int = 201,
+    is_redraw: Callable[[IntegrityError], bool] = lambda _: False,
 ) -> dict[str, Any]:
-    """Runs `write` (it adds rows to the session and returns the response body) and commits it
-    together with its idempotency record: a retry with the same key gets the first body back."""
-    if not key:
-        body = write()
-        session.commit()
-        return body
-    digest = request_hash(path, payload)
-    record = replay(session, api_key_id, key, digest)
-    if record is not None:
-        return record.response
-    body = write()
-    remember(session, api_key_id, key, digest, status, body)
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent retry with the same key won the race: answer as it did.
-        session.rollback()
-        record = replay(session, api_key_id, key, digest)
-        if record is None:
-            raise
-        return record.response
-    return body
+    """Runs `write` (it adds rows to the session and returns the response body) in one write
+    transaction (app.db.writing) and commits it together with its idempotency record: a retry
+    with the same key gets the first body back. An IntegrityError that `is_redraw` recognises
+    runs `write` again, at most ATTEMPTS times."""
+    digest = request_hash(path, payload) if key else ""
+    for _ in range(ATTEMPTS):
+        with writing(session):
+            if key:
+                record = replay(session, api_key_id, key, digest)
+                if record is not None:
+                    return record.response
+            body = write()
+            if key:
+                session.add(
+                    IdempotencyRecord(
+                        api_key_id=api_key_id,
+                        key=key,
+                        request_hash=digest,
+                        status_code=status,
+                        response=body,
+                    )
+                )
+            try:
+                session.commit()
+                return body
+            except IntegrityError as exc:
+                session.rollback()
+                if is_redraw(exc):
+                    continue
+                # A concurrent retry with the same key (another process) won the race.
+                record = replay(session, api_key_id, key, digest) if key else None
+                if record is None:
+                    raise
+                return record.response
+    raise RuntimeError(f"no unique value after {ATTEMPTS} draws")

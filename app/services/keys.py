@@ -7,6 +7,7 @@ from sqlmodel import Session, col, select
 from app.auth import hash_token, new_token
 from app.models import ApiKey, Place, PlaceKind, Role
 from app.models.common import utcnow
+from app.services.cache import bump
 
 TERRITORY = re.compile(r"^(departement:(\d{2,3}|2[AB])|epci:\d{9}|region:\d{2}|national)$")
 
@@ -60,6 +61,7 @@ def create_key(
         prefix=token[:8],
     )
     session.add(key)
+    bump(session, "api_key")
     session.commit()
     session.refresh(key)
     return key, token
@@ -76,5 +78,6 @@ def revoke_key(session: Session, key_id: str) -> ApiKey | None:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.add(key)
+        bump(session, "api_key")
         session.commit()
     return key

@@ -3,7 +3,7 @@
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from app.auth import Principal
 from app.config import Settings
@@ -17,14 +17,14 @@ from app.models import (
     Referral,
     ReferralStatus,
 )
-from app.models.common import utcnow
+from app.models.common import new_id, utcnow
 from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
-from app.models.place import PlaceAlternative
+from app.models.place import PlaceAlternative, PlaceOut
 from app.services import idempotency
 from app.services.communes import get_commune
 from app.services.lookup import first_or_404
-from app.services.places import place_summary, places_near
-from app.services.referrals import scope_filter, unused_code
+from app.services.places import place_index, place_out, place_summary
+from app.services.referrals import is_code_collision, new_code, scope_filter
 from app.triage import (
     PROCEDURE_THEMES,
     DiagnosticError,
@@ -71,7 +71,14 @@ def create_orientation(
         "/v1/orientations",
         payload.model_dump(mode="json"),
         lambda: _write_orientation(session, principal, payload, settings),
+        is_redraw=is_code_collision,
     )
+
+
+def insert_row(session: Session, model: type[SQLModel], row: dict[str, Any]) -> None:
+    """One INSERT, in the caller's transaction, without the ORM's unit of work: rows go in
+    the order they are written, and nothing is flushed twice."""
+    session.execute(model.__table__.insert(), row)  # type: ignore[attr-defined]
 
 
 def _write_orientation(
@@ -92,8 +99,7 @@ def _write_orientation(
 
     chosen, alternatives = None, []
     if decision.needs_referral:
-        candidates = places_near(
-            session,
+        candidates = place_index(session).near(
             commune,
             kind=PlaceKind.MEDIATION,
             services_any=PROCEDURE_THEMES[payload.procedure.theme].services,
@@ -108,6 +114,7 @@ def _write_orientation(
 
     now = utcnow()
     orientation = Orientation(
+        id=new_id("ori"),
         created_at=now,
         api_key_id=principal.key_id,
         origin_place_id=principal.place_id,
@@ -124,30 +131,30 @@ def _write_orientation(
         commune=commune.code,
         consent=payload.person.consent,
         alternatives=[
-            PlaceAlternative(
-                id=a.place.id, name=a.place.name, distance_km=a.distance_km
-            ).model_dump()
+            {"id": a.place.id, "name": a.place.name, "distance_km": a.distance_km}
             for a in alternatives
         ],
     )
-    session.add(orientation)
-    session.flush()  # the rows below point at it; no relationships tell SQLAlchemy the order
-    if payload.person.consent and payload.person.has_contact:
-        person = payload.person
-        session.add(
-            Contact(
-                orientation_id=orientation.id,
-                first_name=person.first_name,
-                phone=person.phone,
-                email=person.email,
-                availability=person.availability,
-            )
+    insert_row(session, Orientation, orientation.model_dump())
+    person = payload.person
+    if person.consent and person.has_contact:
+        insert_row(
+            session,
+            Contact,
+            {
+                "orientation_id": orientation.id,
+                "first_name": person.first_name,
+                "phone": person.phone,
+                "email": person.email,
+                "availability": person.availability,
+            },
         )
     referral = None
     if chosen is not None:
         referral = Referral(
+            id=new_id("orv"),
             orientation_id=orientation.id,
-            code=unused_code(session),
+            code=new_code(),  # unique: a taken code fails the commit and is drawn again
             status=ReferralStatus.EN_ATTENTE.value,
             place_id=chosen.place.id,
             origin_place_id=principal.place_id,
@@ -160,30 +167,34 @@ def _write_orientation(
             updated_at=now,
             expires_at=now + timedelta(days=settings.referral_ttl_days),
         )
-        session.add(referral)
-        session.flush()
-    session.add(
-        HandoffEvent(
-            orientation_id=orientation.id,
-            referral_id=referral.id if referral else None,
-            at=now,
-            kind="orientation",
-            route=decision.route.value,
-            actor_key_id=principal.key_id,
-            actor_role=principal.role.value,
-            actor_place_id=principal.place_id,
-            to_status=referral.status if referral else None,
-        )
+        insert_row(session, Referral, referral.model_dump())
+    insert_row(
+        session,
+        HandoffEvent,
+        {
+            "orientation_id": orientation.id,
+            "referral_id": referral.id if referral else None,
+            "at": now,
+            "kind": "orientation",
+            "route": decision.route.value,
+            "actor_key_id": principal.key_id,
+            "actor_role": principal.role.value,
+            "actor_place_id": principal.place_id,
+            "from_status": None,
+            "to_status": referral.status if referral else None,
+            "reason": None,
+            "note": None,
+        },
     )
-    return _document(session, orientation, referral).model_dump(mode="json")
+    place = chosen.place if chosen else None
+    return _document(orientation, referral, place).model_dump(mode="json")
 
 
 def _document(
-    session: Session, orientation: Orientation, referral: Referral | None
+    orientation: Orientation, referral: Referral | None, place: PlaceOut | None
 ) -> OrientationOut:
     brief = None
     if referral is not None:
-        place = session.get(Place, referral.place_id)
         assert place is not None
         brief = ReferralBrief(
             id=referral.id,
@@ -226,4 +237,9 @@ def get_orientation(session: Session, principal: Principal, orientation_id: str)
         )
         .order_by(col(Referral.created_at))
     ).first()
-    return _document(session, orientation, first_referral)
+    place = None
+    if first_referral is not None:
+        place = place_index(session).by_id.get(first_referral.place_id) or place_out(
+            session.get_one(Place, first_referral.place_id)
+        )
+    return _document(orientation, first_referral, place)

@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 
 from app.models import Commune, Place, PlaceKind
 from app.models.common import utcnow
+from app.services.cache import bump
 
 LIST_SEPARATOR = "|"
 
@@ -183,5 +184,6 @@ def import_places(
             place.updated_at = utcnow()
             session.add(place)
             report.updated += 1
+    bump(session, "place")
     session.commit()
     return report

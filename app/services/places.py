@@ -1,67 +1,99 @@
-"""Places: nearest-first search, matching for referrals, admin writes."""
+"""Places: nearest-first search from an in-memory index, matching for referrals, admin writes."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
+from app.db import writing
 from app.errors import invalid
-from app.models import Commune, Place, PlaceKind
+from app.models import Place, PlaceKind
 from app.models.common import utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
 from app.services import idempotency
+from app.services.cache import bump, cached
+from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
-from app.triage.geo import bounding_box, distance_km
+from app.triage.geo import distances_km
 
 
 @dataclass(frozen=True)
 class Located:
-    place: Place
+    place: PlaceOut
     distance_km: float
 
 
-def places_near(
-    session: Session,
-    origin: Commune,
-    *,
-    kind: PlaceKind | None = None,
-    services_any: tuple[str, ...] = (),
-    accepting_referrals: bool | None = None,
-    max_km: float | None = None,
-    limit: int | None = None,
-) -> list[Located]:
-    """Places nearest first from the commune's centroid, filtered; ties broken by id."""
-    query = select(Place)
-    if kind is not None:
-        query = query.where(Place.kind == kind.value)
-    if accepting_referrals is not None:
-        query = query.where(Place.accepts_referrals == accepting_referrals)
-    if max_km is not None:
-        lat_min, lat_max, lon_min, lon_max = bounding_box(origin.latitude, origin.longitude, max_km)
-        query = query.where(
-            col(Place.latitude).between(lat_min, lat_max),
-            col(Place.longitude).between(lon_min, lon_max),
+class PlaceIndex:
+    """Every place as arrays, for a vectorised nearest-first search (20,000 places: well under a
+    millisecond for the distances), and as ready-made answers."""
+
+    def __init__(self, places: list[PlaceOut]) -> None:
+        places = sorted(places, key=lambda p: p.id)  # ties in distance are broken by id
+        self.places = places
+        self.lats = np.array([p.latitude for p in places], dtype=np.float64)
+        self.lons = np.array([p.longitude for p in places], dtype=np.float64)
+        self.kinds = np.array([p.kind for p in places], dtype=object)
+        self.accepting = np.array([p.accepts_referrals for p in places], dtype=bool)
+        by_service: dict[str, list[int]] = {}
+        for i, place in enumerate(places):
+            for service in place.services:
+                by_service.setdefault(service, []).append(i)
+        self.by_service = {s: np.array(ix, dtype=np.intp) for s, ix in by_service.items()}
+        self.by_id = {p.id: p for p in places}
+
+    def near(
+        self,
+        origin: CommuneRef,
+        *,
+        kind: PlaceKind | None = None,
+        services_any: tuple[str, ...] = (),
+        accepting_referrals: bool | None = None,
+        max_km: float | None = None,
+        limit: int | None = None,
+    ) -> list[Located]:
+        """Places nearest first from the commune's routing point, filtered; ties by id."""
+        mask = np.ones(len(self.places), dtype=bool)
+        if kind is not None:
+            mask &= self.kinds == kind.value
+        if accepting_referrals is not None:
+            mask &= self.accepting == accepting_referrals
+        if services_any:
+            offering = np.zeros(len(self.places), dtype=bool)
+            for service in services_any:
+                offering[self.by_service.get(service, np.empty(0, dtype=np.intp))] = True
+            mask &= offering
+        candidates: NDArray[np.intp] = np.flatnonzero(mask)
+        d = distances_km(
+            origin.latitude, origin.longitude, self.lats[candidates], self.lons[candidates]
         )
-    found = []
-    for place in _offering(session.exec(query).all(), services_any):
-        d = distance_km(origin.latitude, origin.longitude, place.latitude, place.longitude)
-        if max_km is None or d <= max_km:
-            found.append(Located(place, round(d, 1)))
-    found.sort(key=lambda located: (located.distance_km, located.place.id))
-    return found[:limit] if limit is not None else found
+        if max_km is not None:
+            within = d <= max_km
+            candidates, d = candidates[within], d[within]
+        # Stable sort on distance over candidates already in id order: ties stay by id.
+        order = np.argsort(d, kind="stable")
+        if limit is not None:
+            order = order[:limit]
+        return [Located(self.places[candidates[i]], round(float(d[i]), 1)) for i in order]
 
 
-def _offering(places: Sequence[Place], services_any: tuple[str, ...]) -> list[Place]:
-    """Services are a JSON list, compared here the same way on SQLite and PostgreSQL."""
-    wanted = set(services_any)
-    return [p for p in places if not wanted or wanted.intersection(p.services)]
+def load_place_index(session: Session) -> PlaceIndex:
+    return PlaceIndex([place_out(p) for p in session.exec(select(Place)).all()])
+
+
+def place_index(session: Session) -> PlaceIndex:
+    """This process's index of every place (see app.services.cache)."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    return cached(engine, "place", load_place_index).get()
 
 
 def search_places(
     session: Session,
     *,
-    near: Commune | None,
+    near: CommuneRef | None,
     kind: PlaceKind | None,
     services_any: tuple[str, ...],
     max_km: float | None,
@@ -69,19 +101,23 @@ def search_places(
 ) -> list[PlaceOut]:
     """GET /v1/places: nearest first from a commune, or by name when no commune is given."""
     if near is not None:
-        found = places_near(
-            session, near, kind=kind, services_any=services_any, max_km=max_km, limit=limit
+        found = place_index(session).near(
+            near, kind=kind, services_any=services_any, max_km=max_km, limit=limit
         )
-        return [place_out(f.place, f.distance_km) for f in found]
+        return [f.place.model_copy(update={"distance_km": f.distance_km}) for f in found]
     if max_km is not None:
         raise invalid(
             ["query", "max_km"],
             "max_km n'a de sens qu'avec near (le code INSEE d'où mesurer).",
         )
-    query = select(Place).order_by(col(Place.name), col(Place.id))
-    if kind is not None:
-        query = query.where(Place.kind == kind.value)
-    return [place_out(p) for p in _offering(session.exec(query).all(), services_any)[:limit]]
+    places = place_index(session).places
+    wanted = set(services_any)
+    chosen = [
+        p
+        for p in places
+        if (kind is None or p.kind == kind.value) and (not wanted or wanted & set(p.services))
+    ]
+    return sorted(chosen, key=lambda p: (p.name, p.id))[:limit]
 
 
 def get_place(session: Session, place_id: str) -> Place:
@@ -100,6 +136,7 @@ def create_place(
         place = Place(**data.model_dump(mode="json"))
         session.add(place)
         session.flush()
+        bump(session, "place")
         return place_out(place).model_dump(mode="json")
 
     return idempotency.commit_once(
@@ -107,15 +144,18 @@ def create_place(
     )
 
 
-def replace_place(session: Session, place_id: str, data: PlaceIn) -> Place:
-    place = get_place(session, place_id)
-    for field, value in data.model_dump(mode="json").items():
-        setattr(place, field, value)
-    place.updated_at = utcnow()
-    session.add(place)
-    session.commit()
-    session.refresh(place)
-    return place
+def replace_place(session: Session, place_id: str, data: PlaceIn) -> PlaceOut:
+    with writing(session):
+        place = get_place(session, place_id)
+        for field, value in data.model_dump(mode="json").items():
+            setattr(place, field, value)
+        place.updated_at = utcnow()
+        session.add(place)
+        bump(session, "place")
+        session.flush()
+        answer = place_out(place)
+        session.commit()
+    return answer
 
 
 def place_out(place: Place, distance: float | None = None) -> PlaceOut:
@@ -124,7 +164,7 @@ def place_out(place: Place, distance: float | None = None) -> PlaceOut:
     )
 
 
-def place_summary(place: Place, distance: float | None) -> PlaceSummary:
+def place_summary(place: PlaceOut | Place, distance: float | None) -> PlaceSummary:
     return PlaceSummary(
         id=place.id,
         name=place.name,

@@ -5,6 +5,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth import Principal
@@ -12,9 +13,10 @@ from app.errors import Problem
 from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Role
 from app.models.common import ID_PATTERN
 from app.models.orientation import ProcedureOut
+from app.models.place import PlaceOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
 from app.services.lookup import first_or_404
-from app.services.places import place_summary
+from app.services.places import place_index, place_out, place_summary
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
 CODE_ALPHABET = "ACDEFGHJKMNPQRTWXY34679"
@@ -25,12 +27,10 @@ def new_code() -> str:
     return "".join(chars[:3]) + "-" + "".join(chars[3:])
 
 
-def unused_code(session: Session) -> str:
-    for _ in range(10):
-        code = new_code()
-        if session.exec(select(Referral.id).where(Referral.code == code)).first() is None:
-            return code
-    raise RuntimeError("no free referral code after 10 draws")
+def is_code_collision(exc: IntegrityError) -> bool:
+    """The commit failed because the drawn code is taken (SQLite and PostgreSQL wordings)."""
+    message = str(exc.orig)
+    return "referral.code" in message or "ix_referral_code" in message
 
 
 def scope_filter(principal: Principal) -> ColumnElement[bool]:
@@ -69,11 +69,14 @@ def get_referral_by_code(session: Session, principal: Principal, raw_code: str) 
     )
 
 
+def _place(session: Session, place_id: str) -> PlaceOut:
+    return place_index(session).by_id.get(place_id) or place_out(session.get_one(Place, place_id))
+
+
 def referral_out(session: Session, referral: Referral) -> ReferralOut:
-    place = session.get(Place, referral.place_id)
-    origin = session.get(Place, referral.origin_place_id)
-    orientation = session.get(Orientation, referral.orientation_id)
-    assert place is not None and origin is not None and orientation is not None
+    place = _place(session, referral.place_id)
+    origin = _place(session, referral.origin_place_id)
+    orientation = session.get_one(Orientation, referral.orientation_id)
     contact = session.get(Contact, orientation.id) if orientation.consent else None
     person = PersonOut.model_validate(
         {**(contact.model_dump() if contact else {}), "consent": orientation.consent}
@@ -112,7 +115,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, referral_id = raw.split("|", 1)
         if not ID_PATTERN.match(referral_id):
             raise ValueError(referral_id)
-        return datetime.fromisoformat(created), referral_id
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:  # every cursor this service writes carries its offset
+            raise ValueError(created)
+        return at, referral_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(
             400,
@@ -122,15 +128,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def _preload(session: Session, referrals: list[Referral]) -> list[object]:
-    """Loads what referral_out reads into the session's identity map, in three queries for the
+    """Loads what referral_out reads into the session's identity map, in two queries for the
     whole page instead of several per referral. The identity map holds objects weakly: the
     caller keeps the returned list alive while it reads."""
     orientation_ids = {r.orientation_id for r in referrals}
-    place_ids = {r.place_id for r in referrals} | {r.origin_place_id for r in referrals}
     return [
         *session.exec(select(Orientation).where(col(Orientation.id).in_(orientation_ids))),
         *session.exec(select(Contact).where(col(Contact.orientation_id).in_(orientation_ids))),
-        *session.exec(select(Place).where(col(Place.id).in_(place_ids))),
     ]
 
 

@@ -2,6 +2,9 @@
 
 from math import asin, cos, radians, sin, sqrt
 
+import numpy as np
+from numpy.typing import NDArray
+
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -12,8 +15,12 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
 
 
-def bounding_box(lat: float, lon: float, km: float) -> tuple[float, float, float, float]:
-    """A lat/lon box that contains every point within `km` of (lat, lon): a cheap SQL prefilter."""
-    dlat = km / 111.0
-    dlon = km / max(1e-6, 111.320 * cos(radians(lat)))
-    return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+def distances_km(
+    lat: float, lon: float, lats: NDArray[np.float64], lons: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """distance_km from one point to many, the same formula over arrays of degrees."""
+    phi1, phi2 = np.radians(lat), np.radians(lats)
+    dphi, dlmb = phi2 - phi1, np.radians(lons - lon)
+    h = np.sin(dphi / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlmb / 2) ** 2
+    result: NDArray[np.float64] = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    return result

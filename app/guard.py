@@ -1,0 +1,171 @@
+"""The request guard: what every request goes through before the application sees it, and every
+answer after. It refuses, as French problem details, bodies too large (413), of a type other
+than JSON (415), malformed or not UTF-8 or nested too deep (400), or carrying a NUL character
+(422); it adds the security headers; and it turns an unexpected error into a 500 that closes
+the connection cleanly, logged without the exception's message (which may hold personal data)."""
+
+import logging
+import traceback
+from typing import Any
+
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import errors
+
+logger = logging.getLogger("passerelle")
+
+MAX_DEPTH = 32
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+# Answers are per caller and may carry personal data: no cache keeps them, unless the route
+# said otherwise (the documentation's own assets).
+_DOCS_ASSETS = "/static-offline-docs/"
+
+
+class BadBody(Exception):
+    def __init__(self, status: int, detail: str, loc: list[Any] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.loc = status, detail, loc
+
+
+def _json_error(message: str) -> str:
+    if "UTF-8" in message or "surrogate" in message:
+        return "Le corps de la requête n'est pas un texte UTF-8 valide."
+    if "depth" in message:
+        return f"JSON trop imbriqué : {MAX_DEPTH} niveaux au plus."
+    if "number" in message:
+        return "Nombre trop grand ou mal écrit dans le corps de la requête."
+    position = message.rpartition(": ")[2]
+    where = position.replace("line", "ligne").replace("column", "colonne").split(" (")[0]
+    return f"Le corps de la requête n'est pas un JSON valide ({where})."
+
+
+def check_json(body: bytes) -> None:
+    """Raises BadBody unless `body` is JSON that the application can read and store: UTF-8,
+    well formed, at most MAX_DEPTH deep, no NUL character (PostgreSQL cannot store it).
+    Iterative: no input can exhaust the interpreter's stack."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadBody(400, _json_error(str(exc))) from None
+    stack: list[tuple[Any, list[Any]]] = [(data, ["body"])]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH + 1:
+            raise BadBody(400, f"JSON trop imbriqué : {MAX_DEPTH} niveaux au plus.")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise BadBody(422, "Le caractère nul (\\u0000) n'est pas accepté.", loc)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise BadBody(422, "Le caractère nul (\\u0000) n'est pas accepté.", loc)
+                stack.append((item, [*loc, key]))
+        elif isinstance(value, list):
+            stack.extend((item, [*loc, i]) for i, item in enumerate(value))
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True  # lenient, as FastAPI is: a body without a type is read as JSON
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if scope["path"].startswith(_DOCS_ASSETS):
+                    headers.setdefault("cache-control", "public, max-age=86400")
+                else:
+                    headers.setdefault("cache-control", "no-store")
+                if message["status"] >= 500:
+                    headers["connection"] = "close"
+            await send(message)
+
+        try:
+            body = await self._read_body(receive)
+            if body is None:
+                return  # the client left
+            if body and scope["method"] in _BODY_METHODS:
+                if not _is_json(Headers(scope=scope).get("content-type")):
+                    raise BadBody(
+                        415,
+                        "Type de contenu non pris en charge : envoyez du JSON avec l'en-tête "
+                        "« Content-Type: application/json ».",
+                    )
+                check_json(body)
+        except BadBody as bad:
+            slug = {400: "json-invalide", 413: "trop-volumineux", 415: "type-de-contenu"}
+            response = errors.problem_response(
+                bad.status,
+                bad.detail,
+                slug=slug.get(bad.status, "donnees-invalides"),
+                errors=[{"loc": bad.loc, "msg": bad.detail}] if bad.loc else None,
+            )
+            await response(scope, receive, send_with_headers)
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay, send_with_headers)
+        except Exception as exc:
+            if started:
+                raise  # too late for an answer: the server closes the connection
+            logger.error(
+                "Erreur interne sur %s %s : %s\n%s",
+                scope["method"],
+                scope["path"],
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            response = errors.problem_response(500, errors.INTERNAL_ERROR)
+            await response(scope, receive, send_with_headers)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise BadBody(
+                    413, f"Corps de requête trop volumineux : {self.limit} octets au maximum."
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
