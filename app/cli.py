@@ -1,5 +1,6 @@
 """The `passerelle` command line: serve, migrate, import places, manage keys."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,11 +48,20 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Charge la démo (Corrèze) et crée une clé par rôle.")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=32, help="Processus (PostgreSQL ; SQLite : 1).")
+    ] = 1,
 ) -> None:
     """Applique les migrations puis sert l'API."""
-    import uvicorn
+    from app.server import serve as run_server
 
     engine = get_engine()
+    if workers > 1 and engine.dialect.name == "sqlite":
+        errors.print(
+            "SQLite n'admet qu'un écrivain à la fois : un seul processus (--workers 1). "
+            "Pour plusieurs processus, utilisez PostgreSQL (DATABASE_URL)."
+        )
+        raise typer.Exit(2)
     apply_migrations(engine)
     if demo:
         with Session(engine) as session:
@@ -60,7 +70,8 @@ def serve(
         console.print(f"Démo chargée : {report.imported} lieux en Corrèze.")
         for role, token in tokens.items():
             console.print(f"  clé {role:<13} {token}", highlight=False)
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+        console.print("Les clés de démo des démarrages précédents sont révoquées.")
+    run_server(host, port, workers)
 
 
 @places_app.command("import")
@@ -129,12 +140,13 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """Liste les clés (jamais les jetons)."""
+    """Liste les clés (jamais les jetons). Hors d'un terminal : une ligne par clé, champs
+    séparés par des tabulations (… | cut -f1 | xargs passerelle keys revoke)."""
     with Session(get_engine()) as session:
         keys = key_service.list_keys(session)
-    table = Table("id", "nom", "rôle", "lieu", "territoire", "début du jeton", "créée", "révoquée")
-    for key in keys:
-        table.add_row(
+    columns = ("id", "nom", "rôle", "lieu", "territoire", "début du jeton", "créée", "révoquée")
+    rows = [
+        (
             key.id,
             key.name,
             key.role,
@@ -144,15 +156,32 @@ def keys_list() -> None:
             key.created_at.isoformat(timespec="minutes"),
             key.revoked_at.isoformat(timespec="minutes") if key.revoked_at else "",
         )
+        for key in keys
+    ]
+    if not sys.stdout.isatty():
+        for row in (columns, *rows):
+            print("\t".join(row))
+        return
+    table = Table(*columns)
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str) -> None:
-    """Révoque une clé : elle ne donne plus accès à rien."""
+def keys_revoke(
+    key_ids: Annotated[list[str], typer.Argument(help="Identifiants des clés.")],
+) -> None:
+    """Révoque des clés : elles ne donnent plus accès à rien (au plus une seconde après, pour
+    un service déjà lancé)."""
+    unknown = []
     with Session(get_engine()) as session:
-        key = key_service.revoke_key(session, key_id)
-    if key is None:
-        errors.print(f"Clé inconnue : {key_id}.")
+        for key_id in key_ids:
+            if key_service.revoke_key(session, key_id) is None:
+                unknown.append(key_id)
+            else:
+                console.print(f"Clé {key_id} révoquée.")
+    if unknown:
+        errors.print(f"Clé inconnue : {', '.join(unknown)}.")
         raise typer.Exit(1)
-    console.print(f"Clé {key_id} révoquée.")

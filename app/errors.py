@@ -2,12 +2,22 @@
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson: the answers services build as plain dicts."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 TYPE_BASE = "https://passerelle.inclusion-numerique.example/problemes/"
 
 TITLES = {
@@ -74,7 +84,7 @@ def problem_response(
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return FastJSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 # Pydantic error types -> French messages. Anything unlisted falls back to a generic message.

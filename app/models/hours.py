@@ -1,6 +1,7 @@
 """Opening hours of the national schema (OSM opening_hours syntax) said in French for a slip."""
 
 import re
+from functools import lru_cache
 
 DAYS = {
     "Mo": "lundi",
@@ -36,6 +37,7 @@ def _times(spec: str) -> str | None:
     return " et ".join(out)
 
 
+@lru_cache(maxsize=4096)
 def hours_in_french(hours: str | None) -> str | None:
     """ "Mo-Fr 09:00-12:00,14:00-17:00" -> "Du lundi au vendredi : 9h00–12h00 et 14h00–17h00".
     Anything outside this common subset comes back as written rather than said wrong."""

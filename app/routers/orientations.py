@@ -3,10 +3,10 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse
 
 from app.auth import Agent
-from app.db import SessionDep, SettingsDep
+from app.db import SessionDep, SettingsDep, run_write
+from app.errors import FastJSONResponse
 from app.models.orientation import OrientationIn, OrientationOut
 from app.services import orientation as service
 
@@ -19,15 +19,18 @@ router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
     response_model=OrientationOut,
     summary="Orienter une personne depuis l'accueil France Services",
 )
-def create_orientation(
+async def create_orientation(
     payload: OrientationIn,
     principal: Agent,
     session: SessionDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
-    body = service.create_orientation(session, principal, payload, settings, idempotency_key)
-    return JSONResponse(
+    body = await run_write(
+        session,
+        lambda: service.create_orientation(session, principal, payload, settings, idempotency_key),
+    )
+    return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orientations/{body['id']}"}
     )
 

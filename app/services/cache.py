@@ -7,6 +7,7 @@ line) see the new version when `poll` runs, once a second in the serving process
 is reloaded by the next reader, in its own thread and short session."""
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -68,23 +69,29 @@ class _Registry:
 
 
 _registries: dict[str, _Registry] = {}
+_by_engine: "weakref.WeakKeyDictionary[Engine, _Registry]" = weakref.WeakKeyDictionary()
 _registries_lock = threading.Lock()
 
 
 def _registry(engine: Engine) -> _Registry:
-    url = engine.url.render_as_string(hide_password=False)
-    with _registries_lock:
-        return _registries.setdefault(url, _Registry())
+    """One registry per database: engines of one URL (the server's, the command line's in the
+    same process) share it, so a commit through either marks the copies stale."""
+    found = _by_engine.get(engine)
+    if found is None:
+        url = engine.url.render_as_string(hide_password=False)
+        with _registries_lock:
+            found = _by_engine[engine] = _registries.setdefault(url, _Registry())
+    return found
 
 
 def cached(engine: Engine, name: str, load: Callable[[Session], T]) -> Cached[T]:
     """This process's copy of table `name` of the engine's database, made on first use."""
     registry = _registry(engine)
-    with registry.lock:
-        found = registry.tables.get(name)
-        if found is None:
-            found = registry.tables[name] = Cached(engine, name, load)
-        return found  # type: ignore[return-value]
+    found = registry.tables.get(name)
+    if found is None:
+        with registry.lock:
+            found = registry.tables.setdefault(name, Cached(engine, name, load))
+    return found
 
 
 def bump(session: Session, name: str) -> None:

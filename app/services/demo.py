@@ -4,7 +4,7 @@ from sqlmodel import Session
 
 from app.models import Role
 from app.services.communes import DATA_DIR, DEMO_COMMUNES, import_communes
-from app.services.keys import create_key
+from app.services.keys import create_key, list_keys, revoke_key
 from app.services.place_import import ImportReport, import_places, read_rows
 
 DEMO_PLACES = DATA_DIR / "lieux-demo-19.csv"
@@ -18,7 +18,12 @@ def load_demo(session: Session) -> ImportReport:
 
 
 def demo_keys(session: Session) -> dict[str, str]:
-    """Creates one key per role, attached to demo places; returns role -> token."""
+    """Creates one key per role, attached to demo places; returns role -> token. The demo keys
+    of an earlier start are revoked first: only the keys just printed open the demo."""
+    demo_names = {f"démo {role.value}" for role in Role}
+    for key in list_keys(session):
+        if key.name in demo_names and key.revoked_at is None:
+            revoke_key(session, key.id)
     tokens = {}
     for role, kwargs in (
         (Role.AGENT, {"place_id": DEMO_AGENT_PLACE}),  # create_key resolves source ids

@@ -61,18 +61,18 @@ def commit_once(
                 record = replay(session, api_key_id, key, digest)
                 if record is not None:
                     return record.response
-            body = write()
-            if key:
-                session.add(
-                    IdempotencyRecord(
-                        api_key_id=api_key_id,
-                        key=key,
-                        request_hash=digest,
-                        status_code=status,
-                        response=body,
-                    )
-                )
             try:
+                body = write()
+                if key:
+                    session.add(
+                        IdempotencyRecord(
+                            api_key_id=api_key_id,
+                            key=key,
+                            request_hash=digest,
+                            status_code=status,
+                            response=body,
+                        )
+                    )
                 session.commit()
                 return body
             except IntegrityError as exc:

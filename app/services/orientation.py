@@ -3,10 +3,11 @@
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from app.auth import Principal
 from app.config import Settings
+from app.db import insert_row
 from app.errors import Problem
 from app.models import (
     Contact,
@@ -75,12 +76,6 @@ def create_orientation(
     )
 
 
-def insert_row(session: Session, model: type[SQLModel], row: dict[str, Any]) -> None:
-    """One INSERT, in the caller's transaction, without the ORM's unit of work: rows go in
-    the order they are written, and nothing is flushed twice."""
-    session.execute(model.__table__.insert(), row)  # type: ignore[attr-defined]
-
-
 def _write_orientation(
     session: Session, principal: Principal, payload: OrientationIn, settings: Settings
 ) -> dict[str, Any]:
@@ -113,67 +108,69 @@ def _write_orientation(
             reasons.append(REASON_NO_PLACE_IN_RANGE)
 
     now = utcnow()
-    orientation = Orientation(
-        id=new_id("ori"),
-        created_at=now,
-        api_key_id=principal.key_id,
-        origin_place_id=principal.place_id,
-        profile=profile.value,
-        profile_source=source.value,
-        answers=payload.assessment.answers,
-        route=decision.route.value,
-        do_now_at_france_services=decision.do_now_at_france_services,
-        reasons=reasons,
-        rules_version=decision.rules_version,
-        theme=payload.procedure.theme,
-        urgent=payload.procedure.urgent,
-        already_followed=payload.already_followed,
-        commune=commune.code,
-        consent=payload.person.consent,
-        alternatives=[
+    orientation: dict[str, Any] = {
+        "id": new_id("ori"),
+        "created_at": now,
+        "api_key_id": principal.key_id,
+        "origin_place_id": principal.place_id,
+        "profile": profile.value,
+        "profile_source": source.value,
+        "answers": payload.assessment.answers,
+        "route": decision.route.value,
+        "do_now_at_france_services": decision.do_now_at_france_services,
+        "reasons": reasons,
+        "rules_version": decision.rules_version,
+        "theme": payload.procedure.theme,
+        "urgent": payload.procedure.urgent,
+        "already_followed": payload.already_followed,
+        "commune": commune.code,
+        "consent": payload.person.consent,
+        "alternatives": [
             {"id": a.place.id, "name": a.place.name, "distance_km": a.distance_km}
             for a in alternatives
         ],
-    )
-    insert_row(session, Orientation, orientation.model_dump())
+    }
+    insert_row(session, Orientation, orientation)
     person = payload.person
     if person.consent and person.has_contact:
         insert_row(
             session,
             Contact,
             {
-                "orientation_id": orientation.id,
+                "orientation_id": orientation["id"],
                 "first_name": person.first_name,
                 "phone": person.phone,
                 "email": person.email,
                 "availability": person.availability,
             },
         )
-    referral = None
+    referral: dict[str, Any] | None = None
     if chosen is not None:
-        referral = Referral(
-            id=new_id("orv"),
-            orientation_id=orientation.id,
-            code=new_code(),  # unique: a taken code fails the commit and is drawn again
-            status=ReferralStatus.EN_ATTENTE.value,
-            place_id=chosen.place.id,
-            origin_place_id=principal.place_id,
-            distance_km=chosen.distance_km,
-            profile=profile.value,
-            theme=payload.procedure.theme,
-            urgent=payload.procedure.urgent,
-            commune=commune.code,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + timedelta(days=settings.referral_ttl_days),
-        )
-        insert_row(session, Referral, referral.model_dump())
+        referral = {
+            "id": new_id("orv"),
+            "orientation_id": orientation["id"],
+            "previous_referral_id": None,
+            "code": new_code(),  # unique: a taken code fails the insert and is drawn again
+            "status": ReferralStatus.EN_ATTENTE.value,
+            "place_id": chosen.place.id,
+            "origin_place_id": principal.place_id,
+            "distance_km": chosen.distance_km,
+            "profile": profile.value,
+            "theme": payload.procedure.theme,
+            "urgent": payload.procedure.urgent,
+            "commune": commune.code,
+            "created_at": now,
+            "updated_at": now,
+            "expires_at": now + timedelta(days=settings.referral_ttl_days),
+            "version": 1,
+        }
+        insert_row(session, Referral, referral)
     insert_row(
         session,
         HandoffEvent,
         {
-            "orientation_id": orientation.id,
-            "referral_id": referral.id if referral else None,
+            "orientation_id": orientation["id"],
+            "referral_id": referral["id"] if referral else None,
             "at": now,
             "kind": "orientation",
             "route": decision.route.value,
@@ -181,7 +178,7 @@ def _write_orientation(
             "actor_role": principal.role.value,
             "actor_place_id": principal.place_id,
             "from_status": None,
-            "to_status": referral.status if referral else None,
+            "to_status": referral["status"] if referral else None,
             "reason": None,
             "note": None,
         },
@@ -191,31 +188,31 @@ def _write_orientation(
 
 
 def _document(
-    orientation: Orientation, referral: Referral | None, place: PlaceOut | None
+    orientation: dict[str, Any], referral: dict[str, Any] | None, place: PlaceOut | None
 ) -> OrientationOut:
     brief = None
     if referral is not None:
         assert place is not None
         brief = ReferralBrief(
-            id=referral.id,
-            code=referral.code,
-            status=referral.status,
-            place=place_summary(place, referral.distance_km),
-            expires_at=referral.expires_at,
+            id=referral["id"],
+            code=referral["code"],
+            status=referral["status"],
+            place=place_summary(place, referral["distance_km"]),
+            expires_at=referral["expires_at"],
         )
     return OrientationOut(
-        id=orientation.id,
-        created_at=orientation.created_at,
-        profile=Profile(orientation.profile),
-        profile_source=ProfileSource(orientation.profile_source),
-        route=Route(orientation.route),
-        do_now_at_france_services=orientation.do_now_at_france_services,
-        reasons=orientation.reasons,
-        rules_version=orientation.rules_version,
-        procedure=ProcedureOut(theme=orientation.theme, urgent=orientation.urgent),
-        commune=orientation.commune,
+        id=orientation["id"],
+        created_at=orientation["created_at"],
+        profile=Profile(orientation["profile"]),
+        profile_source=ProfileSource(orientation["profile_source"]),
+        route=Route(orientation["route"]),
+        do_now_at_france_services=orientation["do_now_at_france_services"],
+        reasons=orientation["reasons"],
+        rules_version=orientation["rules_version"],
+        procedure=ProcedureOut(theme=orientation["theme"], urgent=orientation["urgent"]),
+        commune=orientation["commune"],
         referral=brief,
-        alternatives=[PlaceAlternative(**a) for a in orientation.alternatives],
+        alternatives=[PlaceAlternative(**a) for a in orientation["alternatives"]],
     )
 
 
@@ -242,4 +239,6 @@ def get_orientation(session: Session, principal: Principal, orientation_id: str)
         place = place_index(session).by_id.get(first_referral.place_id) or place_out(
             session.get_one(Place, first_referral.place_id)
         )
-    return _document(orientation, first_referral, place)
+    return _document(
+        orientation.model_dump(), first_referral.model_dump() if first_referral else None, place
+    )

@@ -17,7 +17,7 @@ from app.services import idempotency
 from app.services.cache import bump, cached
 from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
-from app.triage.geo import distances_km
+from app.triage.geo import Points
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,16 @@ class Located:
 
 class PlaceIndex:
     """Every place as arrays, for a vectorised nearest-first search (20,000 places: well under a
-    millisecond for the distances), and as ready-made answers."""
+    millisecond for the distances), and as ready-made answers. Immutable once built: a change
+    to the places builds a new one (app.services.cache)."""
 
     def __init__(self, places: list[PlaceOut]) -> None:
         places = sorted(places, key=lambda p: p.id)  # ties in distance are broken by id
         self.places = places
-        self.lats = np.array([p.latitude for p in places], dtype=np.float64)
-        self.lons = np.array([p.longitude for p in places], dtype=np.float64)
+        self.points = Points(
+            np.array([p.latitude for p in places], dtype=np.float64),
+            np.array([p.longitude for p in places], dtype=np.float64),
+        )
         self.kinds = np.array([p.kind for p in places], dtype=object)
         self.accepting = np.array([p.accepts_referrals for p in places], dtype=bool)
         by_service: dict[str, list[int]] = {}
@@ -43,6 +46,33 @@ class PlaceIndex:
                 by_service.setdefault(service, []).append(i)
         self.by_service = {s: np.array(ix, dtype=np.intp) for s, ix in by_service.items()}
         self.by_id = {p.id: p for p in places}
+        # The same few filters come back at every orientation (one per procedure theme).
+        self._candidates: dict[tuple[Any, ...], NDArray[np.intp]] = {}
+
+    def candidates(
+        self,
+        kind: PlaceKind | None,
+        services_any: tuple[str, ...],
+        accepting_referrals: bool | None,
+    ) -> NDArray[np.intp]:
+        """Positions of the places that pass the filters, in id order."""
+        key = (kind, services_any, accepting_referrals)
+        found = self._candidates.get(key)
+        if found is None:
+            mask = np.ones(len(self.places), dtype=bool)
+            if kind is not None:
+                mask &= self.kinds == kind.value
+            if accepting_referrals is not None:
+                mask &= self.accepting == accepting_referrals
+            if services_any:
+                offering = np.zeros(len(self.places), dtype=bool)
+                for service in services_any:
+                    offering[self.by_service.get(service, np.empty(0, dtype=np.intp))] = True
+                mask &= offering
+            found = np.flatnonzero(mask)
+            if len(self._candidates) < 1024:
+                self._candidates[key] = found
+        return found
 
     def near(
         self,
@@ -55,20 +85,8 @@ class PlaceIndex:
         limit: int | None = None,
     ) -> list[Located]:
         """Places nearest first from the commune's routing point, filtered; ties by id."""
-        mask = np.ones(len(self.places), dtype=bool)
-        if kind is not None:
-            mask &= self.kinds == kind.value
-        if accepting_referrals is not None:
-            mask &= self.accepting == accepting_referrals
-        if services_any:
-            offering = np.zeros(len(self.places), dtype=bool)
-            for service in services_any:
-                offering[self.by_service.get(service, np.empty(0, dtype=np.intp))] = True
-            mask &= offering
-        candidates: NDArray[np.intp] = np.flatnonzero(mask)
-        d = distances_km(
-            origin.latitude, origin.longitude, self.lats[candidates], self.lons[candidates]
-        )
+        candidates = self.candidates(kind, services_any, accepting_referrals)
+        d = self.points.distances_km(origin.latitude, origin.longitude, candidates)
         if max_km is not None:
             within = d <= max_km
             candidates, d = candidates[within], d[within]

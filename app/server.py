@@ -1,0 +1,169 @@
+"""Serving with uvicorn, hardened: a size limit on the request head (uvicorn's httptools
+protocol has none), a deadline for reading each request (none either, so a client that opens
+connections and never finishes them held them forever), no `server` banner, and an access log
+that never shows a token put in an address."""
+
+import asyncio
+import copy
+import logging
+import re
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.config import get_settings
+from app.errors import TITLES, TYPE_BASE
+
+_STATUS = {408: b"408 Request Timeout", 431: b"431 Request Header Fields Too Large"}
+_DETAIL = {
+    408: "Requête trop lente : la requête n'est pas arrivée en entier à temps.",
+    431: "En-têtes de requête trop volumineux.",
+}
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the two limits it lacks (Settings.max_header_bytes,
+    Settings.request_read_timeout_seconds). The clock starts at the connection or after the
+    previous answer, and stops when the request has fully arrived: an application that
+    takes long to answer is not cut off."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.max_head = settings.max_header_bytes
+        self.read_timeout = settings.request_read_timeout_seconds
+        self.head_bytes = 0  # raw bytes received while the head is incomplete
+        self.head_size = 0  # request line and headers, as parsed
+        self.head_done = False
+        self.head_too_large = False
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.head_done:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        # Still in the head after this chunk: every byte of it was head.
+        if not self.head_done and self.head_bytes > self.max_head:
+            self._refuse(431)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.deadline is None:
+            self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        if self.head_size > self.max_head:
+            # Stops the parser; uvicorn then calls send_400_response, answered below.
+            self.head_too_large = True
+            raise ValueError("request head too large")
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self.head_too_large:
+            self._refuse(431)
+        else:
+            super().send_400_response(msg)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+        self.head_done, self.head_bytes, self.head_size = False, 0, 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.head_done and self.deadline is None:
+            self._arm()  # waiting for the next request on a kept-alive connection
+
+    def _arm(self) -> None:
+        self._disarm()
+        self.deadline = self.loop.call_later(self.read_timeout, self._refuse, 408)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _refuse(self, status: int) -> None:
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        if status == 408 and self.head_bytes == 0 and self.cycle is None:
+            self.transport.close()  # an idle connection: nothing to answer
+            return
+        body = orjson.dumps(
+            {
+                "type": f"{TYPE_BASE}{status}",
+                "title": TITLES[status],
+                "status": status,
+                "detail": _DETAIL[status],
+            }
+        )
+        head = [
+            b"HTTP/1.1 " + _STATUS[status],
+            b"content-type: application/problem+json",
+            b"content-length: " + str(len(body)).encode(),
+            b"connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+
+
+_TOKENS_IN_QUERY = re.compile(r"(?i)([?&](?:access_token|token|api_key|apikey|key)=)[^&\s]*")
+
+
+class HideTokens(logging.Filter):
+    """Access-log lines show `access_token=…` (and the like) masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            args[2] = _TOKENS_IN_QUERY.sub(r"\1***", str(args[2]))
+            record.args = tuple(args)
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"hide_tokens": {"()": "app.server.HideTokens"}}
+    config["handlers"]["access"]["filters"] = ["hide_tokens"]
+    return config
+
+
+def serve(host: str, port: int, workers: int = 1) -> None:
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http="app.server:GuardedProtocol",
+        server_header=False,
+        log_config=log_config(),
+        timeout_keep_alive=5,
+    )
