@@ -8,11 +8,10 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -23,13 +22,6 @@ from app.services.cache import Cached, cached
 TOKEN_PREFIX = "psl_"
 
 __all__ = ["Principal", "Role", "hash_token", "new_token"]
-
-bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="cle_api",
-    description="Clé d'API créée par « passerelle keys create » : `Authorization: Bearer psl_…`.",
-)
-
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -78,9 +70,7 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, slug="authentification", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(
-    request: Request, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
+async def authenticate(request: Request, token: str | None) -> Principal:
     """The caller's key, from the in-memory copy (a thread only if that copy is stale)."""
     throttle: FailureThrottle = request.app.state.auth_throttle
     address = request.client.host if request.client else "?"
@@ -92,7 +82,7 @@ async def authenticate(
             slug="trop-de-tentatives",
             headers={"Retry-After": str(wait)},
         )
-    if credentials is None or not credentials.credentials.strip():
+    if not token:
         hint = (
             " Le jeton ne se met jamais dans l'adresse (access_token) : elle finit dans les "
             "journaux."
@@ -107,40 +97,46 @@ async def authenticate(
     principals = keys.fresh()
     if principals is None:
         principals = await run_in_threadpool(keys.get)
-    principal = principals.get(hash_token(credentials.credentials.strip()))
+    principal = principals.get(hash_token(token))
     if principal is None:
         throttle.failed(address)
         raise _unauthorized("Jeton d'accès inconnu ou révoqué.")
     return principal
 
 
-Dependency = Callable[..., Coroutine[Any, Any, Principal]]
+class Require(HTTPBearer):
+    """The dependency that authenticates and checks the role. An HTTPBearer, so that the
+    OpenAPI document declares the scheme on every route that uses it; one node for FastAPI
+    to solve per request."""
 
+    def __init__(self, *roles: Role) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="cle_api",
+            description=(
+                "Clé d'API créée par « passerelle keys create » : "
+                "`Authorization: Bearer psl_…`."
+            ),
+        )
+        self.roles = roles
+        self.allowed = ", ".join(r.value for r in roles)
 
-def require(*roles: Role) -> Dependency:
-    """One dependency that authenticates and checks the role (one node for FastAPI to solve
-    per request, not three)."""
-    allowed = ", ".join(r.value for r in roles)
-
-    async def dependency(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        principal = await authenticate(request, credentials)
-        if principal.role not in roles:
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        principal = await authenticate(request, token or None)
+        if principal.role not in self.roles:
             raise Problem(
                 403,
                 f"Votre rôle « {principal.role.value} » ne permet pas cette action "
-                f"(rôles autorisés : {allowed}).",
+                f"(rôles autorisés : {self.allowed}).",
                 slug="acces-refuse",
             )
         return principal
 
-    return dependency
 
-
-AnyRole = Annotated[Principal, Depends(require(*Role))]
-Agent = Annotated[Principal, Depends(require(Role.AGENT))]
-Mediateur = Annotated[Principal, Depends(require(Role.MEDIATEUR))]
-AgentOrMediateur = Annotated[Principal, Depends(require(Role.AGENT, Role.MEDIATEUR))]
-Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+AnyRole = Annotated[Principal, Depends(Require(*Role))]
+Agent = Annotated[Principal, Depends(Require(Role.AGENT))]
+Mediateur = Annotated[Principal, Depends(Require(Role.MEDIATEUR))]
+AgentOrMediateur = Annotated[Principal, Depends(Require(Role.AGENT, Role.MEDIATEUR))]
+Admin = Annotated[Principal, Depends(Require(Role.ADMIN))]

@@ -1,5 +1,6 @@
 """Database engine, session dependency, the one way a use case writes, and migrations."""
 
+import asyncio
 import sqlite3
 import threading
 import weakref
@@ -114,27 +115,33 @@ class WouldWait(Exception):
 _on_loop: ContextVar[bool] = ContextVar("passerelle_write_on_loop", default=False)
 
 
-async def run_write(session: Session, use_case: Callable[[], T]) -> T:
-    """Runs a use case that writes (it must start with app.db.writing).
+async def run_write(engine: Engine, use_case: Callable[[Session], T]) -> T:
+    """Runs a use case that writes, in a session of its own (it starts with app.db.writing).
 
     On SQLite, first right here on the event loop: its calls are local and take microseconds,
-    and writers take turns anyway, so a thread only adds a hop and a lock convoy (make bench:
-    about 310 orientations/s in threads, 460 to 550 on the loop). Should the write lock be
-    held (by a thread of this process, or by another process such as an import), the loop
-    never waits for it: the use case, which has written nothing yet, runs again in the thread
-    pool, where waiting is harmless. On PostgreSQL, always in the thread pool: network round
-    trips must not hold up the loop."""
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    and writers take turns anyway, so a thread only adds a hop and contention for the
+    interpreter (make bench: 1.7 ms of CPU per orientation on the loop, 2.2 ms through a
+    writer thread). Should the write lock be held (by a thread of this process, or by another
+    process such as an import), the loop never waits for it: the use case, which has written
+    nothing, runs again in the thread pool, where waiting is harmless. On PostgreSQL, always in
+    the thread pool: network round trips must not hold up the loop."""
+
+    def run() -> T:
+        with Session(engine) as session:
+            return use_case(session)
+
     if engine.dialect.name == "sqlite":
+        # Let the loop read and accept what is waiting first: a loop that runs one write
+        # after another without a pause answers some connections seconds late under load.
+        await asyncio.sleep(0)
         token = _on_loop.set(True)
         try:
-            return use_case()
+            return run()
         except WouldWait:
             pass
         finally:
             _on_loop.reset(token)
-    return await run_in_threadpool(use_case)
+    return await run_in_threadpool(run)
 
 
 _inserts: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[str] | None, list[Any]]] = {}

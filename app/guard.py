@@ -9,7 +9,7 @@ import traceback
 from typing import Any
 
 import orjson
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
@@ -18,14 +18,15 @@ logger = logging.getLogger("passerelle")
 
 MAX_DEPTH = 32
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
-_SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-}
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
 # Answers are per caller and may carry personal data: no cache keeps them, unless the route
 # said otherwise (the documentation's own assets).
 _DOCS_ASSETS = "/static-offline-docs/"
+_CACHE_DOCS = b"public, max-age=86400"
 
 
 class BadBody(Exception):
@@ -95,15 +96,16 @@ class RequestGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if scope["path"].startswith(_DOCS_ASSETS):
-                    headers.setdefault("cache-control", "public, max-age=86400")
-                else:
-                    headers.setdefault("cache-control", "no-store")
+                headers = message.setdefault("headers", [])
+                if not isinstance(headers, list):
+                    headers = message["headers"] = list(headers)
+                names = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in names)
+                if b"cache-control" not in names:
+                    docs = scope["path"].startswith(_DOCS_ASSETS)
+                    headers.append((b"cache-control", _CACHE_DOCS if docs else b"no-store"))
                 if message["status"] >= 500:
-                    headers["connection"] = "close"
+                    headers.append((b"connection", b"close"))
             await send(message)
 
         try:

@@ -36,7 +36,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self.max_head = settings.max_header_bytes
         self.read_timeout = settings.request_read_timeout_seconds
         self.head_bytes = 0  # raw bytes received while the head is incomplete
-        self.head_size = 0  # request line and headers, as parsed
         self.head_done = False
         self.head_too_large = False
         self.deadline: asyncio.TimerHandle | None = None
@@ -62,17 +61,10 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.deadline is None:
             self._arm()
 
-    def on_url(self, url: bytes) -> None:
-        self.head_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self.head_done = True
-        if self.head_size > self.max_head:
+        head_size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if head_size > self.max_head:
             # Stops the parser; uvicorn then calls send_400_response, answered below.
             self.head_too_large = True
             raise ValueError("request head too large")
@@ -87,7 +79,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
-        self.head_done, self.head_bytes, self.head_size = False, 0, 0
+        self.head_done, self.head_bytes = False, 0
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

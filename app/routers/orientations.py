@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 
 from app.auth import Agent
-from app.db import SessionDep, SettingsDep, run_write
+from app.db import EngineDep, SessionDep, SettingsDep, run_write
 from app.errors import FastJSONResponse
 from app.models.orientation import OrientationIn, OrientationOut
 from app.services import orientation as service
@@ -22,13 +22,15 @@ router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
 async def create_orientation(
     payload: OrientationIn,
     principal: Agent,
-    session: SessionDep,
+    engine: EngineDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     body = await run_write(
-        session,
-        lambda: service.create_orientation(session, principal, payload, settings, idempotency_key),
+        engine,
+        lambda session: service.create_orientation(
+            session, principal, payload, settings, idempotency_key
+        ),
     )
     return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orientations/{body['id']}"}

@@ -190,17 +190,18 @@ def _write_orientation(
 def _document(
     orientation: dict[str, Any], referral: dict[str, Any] | None, place: PlaceOut | None
 ) -> OrientationOut:
+    """The answer, from rows this service wrote or read: built without validating again."""
     brief = None
     if referral is not None:
         assert place is not None
-        brief = ReferralBrief(
+        brief = ReferralBrief.model_construct(
             id=referral["id"],
             code=referral["code"],
             status=referral["status"],
             place=place_summary(place, referral["distance_km"]),
             expires_at=referral["expires_at"],
         )
-    return OrientationOut(
+    return OrientationOut.model_construct(
         id=orientation["id"],
         created_at=orientation["created_at"],
         profile=Profile(orientation["profile"]),
@@ -209,10 +210,12 @@ def _document(
         do_now_at_france_services=orientation["do_now_at_france_services"],
         reasons=orientation["reasons"],
         rules_version=orientation["rules_version"],
-        procedure=ProcedureOut(theme=orientation["theme"], urgent=orientation["urgent"]),
+        procedure=ProcedureOut.model_construct(
+            theme=orientation["theme"], urgent=orientation["urgent"]
+        ),
         commune=orientation["commune"],
         referral=brief,
-        alternatives=[PlaceAlternative(**a) for a in orientation["alternatives"]],
+        alternatives=[PlaceAlternative.model_construct(**a) for a in orientation["alternatives"]],
     )
 
 

@@ -183,7 +183,7 @@ def place_out(place: Place, distance: float | None = None) -> PlaceOut:
 
 
 def place_summary(place: PlaceOut | Place, distance: float | None) -> PlaceSummary:
-    return PlaceSummary(
+    return PlaceSummary.model_construct(
         id=place.id,
         name=place.name,
         address=place.address,

@@ -23,7 +23,12 @@ CODE_ALPHABET = "ACDEFGHJKMNPQRTWXY34679"
 
 
 def new_code() -> str:
-    chars = [secrets.choice(CODE_ALPHABET) for _ in range(6)]
+    # 64 random bits in base 23: six digits, with a bias below 1e-10 (23**6 is about 2**27).
+    number = int.from_bytes(secrets.token_bytes(8))
+    chars = []
+    for _ in range(6):
+        number, digit = divmod(number, len(CODE_ALPHABET))
+        chars.append(CODE_ALPHABET[digit])
     return "".join(chars[:3]) + "-" + "".join(chars[3:])
 
 
