@@ -29,8 +29,11 @@ run: install
 test: install-test
 	$(BIN)/pytest -q
 
+# wrk is Debian's load generator; as root, make installs it when missing.
 bench: install
-	$(BIN)/python -m bench.orientation 500
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make bench needs wrk (Debian package wrk)"; exit 1; }
+	$(BIN)/python -m bench.load
 
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench scripts

@@ -6,6 +6,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -38,6 +39,57 @@ TITLES = {
     503: "Service indisponible",
 }
 INTERNAL_ERROR = "Erreur interne du service ; réessayez plus tard."
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int] = Field(description="Où est l'erreur : body, query, path, header…")
+    msg: str = Field(description="Ce qui ne va pas, en français.")
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details, the shape of every error of this service."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": TYPE_BASE + "donnees-invalides",
+                    "title": "Données invalides",
+                    "status": 422,
+                    "detail": "Données invalides : corrigez person.commune.",
+                    "errors": [
+                        {"loc": ["body", "person", "commune"], "msg": "Format invalide."}
+                    ],
+                }
+            ]
+        },
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="Ce qu'il faut corriger, en français.")
+    errors: list[ProblemError] | None = Field(
+        default=None, description="Pour des données invalides : chaque champ en cause."
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: each status as problem+json, for the OpenAPI document."""
+    return {
+        status: {
+            "model": ProblemOut,
+            "description": TITLES.get(status, "Erreur"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
+        }
+        for status in statuses
+    }
+
+
+# Every route may answer these; routes add their own (404, 409, …).
+COMMON_PROBLEMS = (400, 413, 415, 422, 500)
+AUTH_PROBLEMS = (401, 403, 429)
 
 
 class Problem(Exception):

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -69,4 +70,25 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     for module in (health, reference, orientations, referrals, places):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    _errors_as_problems_only(app)
     return app
+
+
+def _errors_as_problems_only(app: FastAPI) -> None:
+    """FastAPI lists a response model under application/json too; errors here are only ever
+    application/problem+json, and the document says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        is_error = status.isdigit() and int(status) >= 400
+                        if is_error and errors.PROBLEM_JSON in content:
+                            content.pop("application/json", None)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

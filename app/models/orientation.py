@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     EmailStr,
     StrictBool,
     field_validator,
@@ -72,7 +73,10 @@ class AssessmentIn(InputModel):
 
 
 class ProcedureIn(InputModel):
-    theme: str
+    theme: str = PydField(
+        description="Thème de la démarche (GET /v1/procedure-themes).",
+        json_schema_extra={"enum": list(PROCEDURE_THEMES)},
+    )
     urgent: StrictBool = False
 
     @field_validator("theme")
@@ -127,6 +131,39 @@ class PersonIn(InputModel):
 
 
 class OrientationIn(InputModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "assessment": {"profile": "non_autonome_non_refractaire"},
+                    "procedure": {"theme": "caf", "urgent": True},
+                    "already_followed": False,
+                    "person": {
+                        "commune": "19272",
+                        "consent": True,
+                        "first_name": "Jeanne",
+                        "phone": "0601020304",
+                        "availability": "mardi matin",
+                    },
+                },
+                {
+                    "assessment": {
+                        "answers": {
+                            "usage_appareil": "jamais",
+                            "courriel": "non",
+                            "identifiants": "non",
+                            "demarches_en_ligne": "jamais",
+                            "envie_apprendre": "oui",
+                        }
+                    },
+                    "procedure": {"theme": "retraite", "urgent": False},
+                    "person": {"commune": "19031", "consent": False},
+                },
+            ]
+        },
+    )
+
     assessment: AssessmentIn
     procedure: ProcedureIn
     already_followed: StrictBool = False

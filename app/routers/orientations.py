@@ -2,15 +2,23 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
 from app.auth import Agent
-from app.db import EngineDep, SessionDep, SettingsDep, run_write
-from app.errors import FastJSONResponse
+from app.db import SessionDep, run_write
+from app.errors import (
+    AUTH_PROBLEMS,
+    COMMON_PROBLEMS,
+    FastJSONResponse,
+    problem_responses,
+)
 from app.models.orientation import OrientationIn, OrientationOut
 from app.services import orientation as service
 
-router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
+router = APIRouter(
+    prefix="/v1/orientations", tags=["orientations"],
+    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+)
 
 
 @router.post(
@@ -22,10 +30,12 @@ router = APIRouter(prefix="/v1/orientations", tags=["orientations"])
 async def create_orientation(
     payload: OrientationIn,
     principal: Agent,
-    engine: EngineDep,
-    settings: SettingsDep,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
+    # The engine and settings straight from the app: this is the hottest route, and each
+    # dependency costs FastAPI some work per request.
+    engine, settings = request.app.state.engine, request.app.state.settings
     body = await run_write(
         engine,
         lambda session: service.create_orientation(

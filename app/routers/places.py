@@ -7,12 +7,16 @@ from fastapi.responses import JSONResponse
 
 from app.auth import Admin, AnyRole
 from app.db import SessionDep
+from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
 from app.models import PlaceKind
 from app.models.place import PlaceIn, PlaceOut
 from app.services import places as service
 from app.services.communes import get_commune
 
-router = APIRouter(prefix="/v1/places", tags=["lieux"])
+router = APIRouter(
+    prefix="/v1/places", tags=["lieux"],
+    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+)
 
 
 @router.get("", response_model=list[PlaceOut], summary="Lieux, les plus proches d'abord")

@@ -4,10 +4,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from app.errors import problem_responses
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, RULES_VERSION
 from app.triage.diagnostic import DIAGNOSTIC_VERSION
 
-router = APIRouter(prefix="/v1", tags=["référentiels"])
+router = APIRouter(
+    prefix="/v1", tags=["référentiels"],
+    responses=problem_responses(*(500,)),
+)
 
 
 @router.get("/diagnostic", summary="Questions du diagnostic d'autonomie numérique")

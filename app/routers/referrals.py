@@ -7,11 +7,15 @@ from sqlmodel import Session
 
 from app.auth import AgentOrMediateur, Mediateur
 from app.db import SessionDep
+from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
 from app.models import Referral, ReferralStatus
 from app.models.referral import ReferralOut, ReferralPage
 from app.services import referrals as service
 
-router = APIRouter(prefix="/v1/referrals", tags=["orientations vers un médiateur"])
+router = APIRouter(
+    prefix="/v1/referrals", tags=["orientations vers un médiateur"],
+    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+)
 
 
 @router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -45,7 +46,7 @@ def commit_once(
     api_key_id: str,
     key: str | None,
     path: str,
-    payload: dict[str, Any],
+    payload: BaseModel,
     write: Callable[[], dict[str, Any]],
     status: int = 201,
     is_redraw: Callable[[IntegrityError], bool] = lambda _: False,
@@ -54,7 +55,7 @@ def commit_once(
     transaction (app.db.writing) and commits it together with its idempotency record: a retry
     with the same key gets the first body back. An IntegrityError that `is_redraw` recognises
     runs `write` again, at most ATTEMPTS times."""
-    digest = request_hash(path, payload) if key else ""
+    digest = request_hash(path, payload.model_dump(mode="json")) if key else ""
     for _ in range(ATTEMPTS):
         with writing(session):
             if key:

@@ -70,7 +70,7 @@ def create_orientation(
         principal.key_id,
         idempotency_key,
         "/v1/orientations",
-        payload.model_dump(mode="json"),
+        payload,
         lambda: _write_orientation(session, principal, payload, settings),
         is_redraw=is_code_collision,
     )

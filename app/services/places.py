@@ -158,7 +158,7 @@ def create_place(
         return place_out(place).model_dump(mode="json")
 
     return idempotency.commit_once(
-        session, api_key_id, idempotency_key, "/v1/places", data.model_dump(mode="json"), write
+        session, api_key_id, idempotency_key, "/v1/places", data, write
     )
 
 
