@@ -185,3 +185,7 @@ def keys_revoke(
     if unknown:
         errors.print(f"Clé inconnue : {', '.join(unknown)}.")
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -4,7 +4,7 @@ import asyncio
 import sqlite3
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
@@ -115,33 +115,60 @@ class WouldWait(Exception):
 _on_loop: ContextVar[bool] = ContextVar("passerelle_write_on_loop", default=False)
 
 
-async def run_write(engine: Engine, use_case: Callable[[Session], T]) -> T:
-    """Runs a use case that writes, in a session of its own (it starts with app.db.writing).
+class Db:
+    """What a route needs of the database. A use case runs with a session of its own, opened
+    and closed in the thread (or, for SQLite writes, the loop turn) that runs it: a connection
+    is only ever held by running code, never by a request waiting for a thread or for the
+    loop, and there are as many connections as threads. (The first version held connections
+    across those waits and stalled above 56 connections.)"""
 
-    On SQLite, first right here on the event loop: its calls are local and take microseconds,
-    and writers take turns anyway, so a thread only adds a hop and contention for the
-    interpreter (make bench: 1.7 ms of CPU per orientation on the loop, 2.2 ms through a
-    writer thread). Should the write lock be held (by a thread of this process, or by another
-    process such as an import), the loop never waits for it: the use case, which has written
-    nothing, runs again in the thread pool, where waiting is harmless. On PostgreSQL, always in
-    the thread pool: network round trips must not hold up the loop."""
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._turn: asyncio.Lock | None = None  # SQLite writes on the loop, one per turn
 
-    def run() -> T:
-        with Session(engine) as session:
+    def _run(self, use_case: Callable[[Session], T]) -> T:
+        with Session(self.engine) as session:
             return use_case(session)
 
-    if engine.dialect.name == "sqlite":
-        # Let the loop read and accept what is waiting first: a loop that runs one write
-        # after another without a pause answers some connections seconds late under load.
-        await asyncio.sleep(0)
-        token = _on_loop.set(True)
-        try:
-            return run()
-        except WouldWait:
-            pass
-        finally:
-            _on_loop.reset(token)
-    return await run_in_threadpool(run)
+    async def read(self, use_case: Callable[[Session], T]) -> T:
+        """A use case that only reads, in the thread pool."""
+        return await run_in_threadpool(self._run, use_case)
+
+    async def write(self, use_case: Callable[[Session], T]) -> T:
+        """A use case that writes (it starts with app.db.writing).
+
+        On SQLite, first right here on the event loop: its calls are local and take
+        microseconds, and writers take turns anyway, so a thread only adds a hop and
+        contention for the interpreter (make bench: 1.5 ms of CPU per orientation on the loop,
+        2.2 ms through a writer thread). Should the write lock be held (by a thread of this
+        process, or by another process such as an import), the loop never waits for it: the
+        use case, which has written nothing, runs again in the thread pool, where waiting is
+        harmless. On PostgreSQL, always in the thread pool: network round trips must not hold
+        up the loop."""
+        if self.engine.dialect.name == "sqlite":
+            if self._turn is None:
+                self._turn = asyncio.Lock()
+            # One write per turn of the loop: between two writes the loop reads, accepts and
+            # answers what is waiting (a health probe, a read), instead of running a queue of
+            # writes back to back and answering those seconds late under a burst.
+            async with self._turn:
+                token = _on_loop.set(True)
+                try:
+                    return self._run(use_case)
+                except WouldWait:
+                    pass
+                finally:
+                    _on_loop.reset(token)
+                    await asyncio.sleep(0)
+        return await run_in_threadpool(self._run, use_case)
+
+
+async def get_db(request: Request) -> Db:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+DbDep = Annotated[Db, Depends(get_db)]
 
 
 _inserts: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[str] | None, list[Any]]] = {}
@@ -180,29 +207,6 @@ def insert_row(session: Session, model: type[SQLModel], row: dict[str, Any]) -> 
 @lru_cache
 def get_engine() -> Engine:
     return make_engine(get_settings().database_url)
-
-
-async def app_engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """A session for one request. Async on purpose: its close runs on the event loop, so a
-    request never waits for a free thread while it still holds a connection."""
-    session = Session(request.app.state.engine)
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-async def app_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(app_settings)]
-EngineDep = Annotated[Engine, Depends(app_engine)]
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -36,7 +36,7 @@ class BadBody(Exception):
 
 
 def _json_error(message: str) -> str:
-    if "UTF-8" in message or "surrogate" in message:
+    if "UTF-8" in message:
         return "Le corps de la requête n'est pas un texte UTF-8 valide."
     if "depth" in message:
         return f"JSON trop imbriqué : {MAX_DEPTH} niveaux au plus."

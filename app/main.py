@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from app import errors
 from app.auth import FailureThrottle
 from app.config import Settings, get_settings
-from app.db import get_engine
+from app.db import Db, get_engine
 from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals
 from app.services import cache
@@ -65,6 +65,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.db = Db(engine, settings)
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)
     for module in (health, reference, orientations, referrals, places):

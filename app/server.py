@@ -26,9 +26,10 @@ _DETAIL = {
 
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with the two limits it lacks (Settings.max_header_bytes,
-    Settings.request_read_timeout_seconds). The clock starts at the connection or after the
-    previous answer, and stops when the request has fully arrived: an application that
-    takes long to answer is not cut off."""
+    Settings.request_read_timeout_seconds). The clock starts at the connection or at the
+    first byte of a request, and stops when the request has fully arrived: an application
+    that takes long to answer is not cut off. A kept-alive connection waiting for its next
+    request is uvicorn's (closed after timeout_keep_alive)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,11 +82,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         self.head_done, self.head_bytes = False, 0
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing() and not self.head_done and self.deadline is None:
-            self._arm()  # waiting for the next request on a kept-alive connection
-
     def _arm(self) -> None:
         self._disarm()
         self.deadline = self.loop.call_later(self.read_timeout, self._refuse, 408)
@@ -102,8 +98,8 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()
             return
-        if status == 408 and self.head_bytes == 0 and self.cycle is None:
-            self.transport.close()  # an idle connection: nothing to answer
+        if status == 408 and self.head_bytes == 0 and not self.head_done:
+            self.transport.close()  # not a byte of a request: nothing to answer
             return
         body = orjson.dumps(
             {

@@ -4,12 +4,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -209,6 +212,47 @@ def orientation_body(**changes: object) -> dict[str, object]:
     }
     body.update(changes)
     return body
+
+
+@dataclass
+class Server:
+    """`passerelle serve` in a process of its own, on the test database."""
+
+    url: str
+    port: int
+    log: Path
+
+
+@pytest.fixture
+def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PASSERELLE_REQUEST_READ_TIMEOUT_SECONDS": "1",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(150):
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("server did not start: " + log.read_text())
+            yield Server(url, port, log)
+        finally:
+            process.terminate()
+            process.wait(15)
 
 
 def count(engine: Engine, table: str) -> int:

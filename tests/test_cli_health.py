@@ -81,13 +81,11 @@ def test_unknown_path_is_a_problem(client: TestClient) -> None:
 
 
 def test_readyz_reports_missing_migrations(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from app.db import get_engine, make_engine
+    from app.db import make_engine
     from app.main import create_app
 
-    app = create_app()
     empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
-    app.dependency_overrides[get_engine] = lambda: empty
-    with TestClient(app) as client:
+    with TestClient(create_app(empty)) as client:
         response = client.get("/readyz")
     assert response.status_code == 503
     assert "passerelle migrate" in response.json()["detail"]

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.db import EngineDep, migrations_current
+from app.db import DbDep, migrations_current
 from app.errors import problem_response
 
 router = APIRouter(tags=["santé"])
@@ -19,7 +19,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=None, summary="La base répond et est à jour")
-def readyz(engine: EngineDep) -> Any:
+def readyz(db: DbDep) -> Any:
+    engine = db.engine
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

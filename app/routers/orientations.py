@@ -2,10 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 
 from app.auth import Agent
-from app.db import SessionDep, run_write
+from app.db import DbDep
 from app.errors import (
     AUTH_PROBLEMS,
     COMMON_PROBLEMS,
@@ -30,17 +30,13 @@ router = APIRouter(
 async def create_orientation(
     payload: OrientationIn,
     principal: Agent,
-    request: Request,
+    db: DbDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
-    # The engine and settings straight from the app: this is the hottest route, and each
-    # dependency costs FastAPI some work per request.
-    engine, settings = request.app.state.engine, request.app.state.settings
-    body = await run_write(
-        engine,
+    body = await db.write(
         lambda session: service.create_orientation(
-            session, principal, payload, settings, idempotency_key
-        ),
+            session, principal, payload, db.settings, idempotency_key
+        )
     )
     return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orientations/{body['id']}"}
@@ -48,5 +44,7 @@ async def create_orientation(
 
 
 @router.get("/{orientation_id}", response_model=OrientationOut, summary="Relire une orientation")
-def get_orientation(orientation_id: str, principal: Agent, session: SessionDep) -> OrientationOut:
-    return service.get_orientation(session, principal, orientation_id)
+async def get_orientation(orientation_id: str, principal: Agent, db: DbDep) -> OrientationOut:
+    return await db.read(
+        lambda session: service.get_orientation(session, principal, orientation_id)
+    )

@@ -3,58 +3,64 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
 
 from app.auth import Admin, AnyRole
-from app.db import SessionDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
+from app.db import DbDep
+from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import PlaceKind
 from app.models.place import PlaceIn, PlaceOut
 from app.services import places as service
 from app.services.communes import get_commune
 
 router = APIRouter(
-    prefix="/v1/places", tags=["lieux"],
+    prefix="/v1/places",
+    tags=["lieux"],
     responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
 )
 
 
 @router.get("", response_model=list[PlaceOut], summary="Lieux, les plus proches d'abord")
-def list_places(
+async def list_places(
     _: AnyRole,
-    session: SessionDep,
+    db: DbDep,
     near: Annotated[str | None, Query(pattern=r"^(\d{5}|2[AB]\d{3})$")] = None,
     kind: PlaceKind | None = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=120)] = None,
     max_km: Annotated[float | None, Query(gt=0, le=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> list[PlaceOut]:
-    return service.search_places(
-        session,
-        near=get_commune(session, near, ["query", "near"]) if near else None,
-        kind=kind,
-        services_any=(service_name,) if service_name else (),
-        max_km=max_km,
-        limit=limit,
+    return await db.read(
+        lambda session: service.search_places(
+            session,
+            near=get_commune(session, near, ["query", "near"]) if near else None,
+            kind=kind,
+            services_any=(service_name,) if service_name else (),
+            max_km=max_km,
+            limit=limit,
+        )
     )
 
 
 @router.get("/{place_id}", response_model=PlaceOut, summary="Un lieu")
-def get_place(place_id: str, _: AnyRole, session: SessionDep) -> PlaceOut:
-    return service.place_out(service.get_place(session, place_id))
+async def get_place(place_id: str, _: AnyRole, db: DbDep) -> PlaceOut:
+    return await db.read(lambda session: service.place_out(service.get_place(session, place_id)))
 
 
 @router.post("", response_model=PlaceOut, status_code=201, summary="Créer un lieu")
-def create_place(
+async def create_place(
     data: PlaceIn,
     principal: Admin,
-    session: SessionDep,
+    db: DbDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
-    body = service.create_place(session, principal.key_id, data, idempotency_key)
-    return JSONResponse(body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"})
+    body = await db.write(
+        lambda session: service.create_place(session, principal.key_id, data, idempotency_key)
+    )
+    return FastJSONResponse(
+        body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"}
+    )
 
 
 @router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")
-def replace_place(place_id: str, data: PlaceIn, _: Admin, session: SessionDep) -> PlaceOut:
-    return service.replace_place(session, place_id, data)
+async def replace_place(place_id: str, data: PlaceIn, _: Admin, db: DbDep) -> PlaceOut:
+    return await db.write(lambda session: service.replace_place(session, place_id, data))

@@ -3,30 +3,34 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from sqlmodel import Session
 
 from app.auth import AgentOrMediateur, Mediateur
-from app.db import SessionDep
+from app.db import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
-from app.models import Referral, ReferralStatus
+from app.models import ReferralStatus
 from app.models.referral import ReferralOut, ReferralPage
 from app.services import referrals as service
 
 router = APIRouter(
-    prefix="/v1/referrals", tags=["orientations vers un médiateur"],
+    prefix="/v1/referrals",
+    tags=["orientations vers un médiateur"],
     responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
 )
 
 
 @router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")
-def list_referrals(
+async def list_referrals(
     principal: AgentOrMediateur,
-    session: SessionDep,
+    db: DbDep,
     status: ReferralStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ReferralPage:
-    return service.list_referrals(session, principal, status=status, limit=limit, cursor=cursor)
+    return await db.read(
+        lambda session: service.list_referrals(
+            session, principal, status=status, limit=limit, cursor=cursor
+        )
+    )
 
 
 @router.get(
@@ -34,27 +38,32 @@ def list_referrals(
     response_model=ReferralOut,
     summary="Retrouver une orientation reçue par le code du coupon",
 )
-def get_referral_by_code(
+async def get_referral_by_code(
     code: Annotated[str, Path(max_length=20)],
     principal: Mediateur,
-    session: SessionDep,
+    db: DbDep,
     response: Response,
 ) -> ReferralOut:
-    return _answer(session, service.get_referral_by_code(session, principal, code), response)
+    found, response.headers["ETag"] = await db.read(
+        lambda session: service.read_referral(
+            session, service.get_referral_by_code(session, principal, code)
+        )
+    )
+    return found
 
 
 @router.get(
     "/{referral_id}", response_model=ReferralOut, summary="Une orientation vers un médiateur"
 )
-def get_referral(
+async def get_referral(
     referral_id: str,
     principal: AgentOrMediateur,
-    session: SessionDep,
+    db: DbDep,
     response: Response,
 ) -> ReferralOut:
-    return _answer(session, service.get_referral(session, principal, referral_id), response)
-
-
-def _answer(session: Session, referral: Referral, response: Response) -> ReferralOut:
-    response.headers["ETag"] = service.etag(referral)
-    return service.referral_out(session, referral)
+    found, response.headers["ETag"] = await db.read(
+        lambda session: service.read_referral(
+            session, service.get_referral(session, principal, referral_id)
+        )
+    )
+    return found

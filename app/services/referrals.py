@@ -105,6 +105,11 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     )
 
 
+def read_referral(session: Session, referral: Referral) -> tuple[ReferralOut, str]:
+    """The referral as answered, and its ETag."""
+    return referral_out(session, referral), etag(referral)
+
+
 def etag(referral: Referral) -> str:
     return f'"{referral.id}.{referral.version}"'
 
