@@ -90,10 +90,14 @@ class PlaceIndex:
         if max_km is not None:
             within = d <= max_km
             candidates, d = candidates[within], d[within]
-        # Stable sort on distance over candidates already in id order: ties stay by id.
-        order = np.argsort(d, kind="stable")
-        if limit is not None:
-            order = order[:limit]
+        # Candidates are in id order, and a stable sort keeps it among equal distances. With a
+        # limit, only the places no farther than the limit-th are sorted (partition: O(n)).
+        if limit is not None and limit < len(d):
+            kth = np.partition(d, limit - 1)[limit - 1]
+            near_enough = np.flatnonzero(d <= kth)
+            order = near_enough[np.argsort(d[near_enough], kind="stable")][:limit]
+        else:
+            order = np.argsort(d, kind="stable")
         return [Located(self.places[candidates[i]], round(float(d[i]), 1)) for i in order]
 
 
