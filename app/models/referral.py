@@ -1,27 +1,16 @@
 """Referrals to a médiation place, and the append-only handoff log."""
 
 from datetime import datetime
-from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydField
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from app.models.common import UtcDatetime, new_id, utcnow
+from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.place import PlaceSummary
-
-
-class ReferralStatus(StrEnum):
-    EN_ATTENTE = "en_attente"
-    ACCEPTEE = "acceptee"
-    REFUSEE = "refusee"
-    ANNULEE = "annulee"
-    EXPIREE = "expiree"
-    CONTACTEE = "contactee"
-    NON_VENUE = "non_venue"
-    TERMINEE = "terminee"
-    REORIENTEE = "reorientee"
+from app.triage.lifecycle import ReferralStatus
 
 
 class Referral(SQLModel, table=True):
@@ -85,6 +74,7 @@ class ReferralOut(BaseModel):
     id: str
     code: str
     status: ReferralStatus
+    version: int = PydField(description="Changes at every transition; the ETag carries it.")
     orientation_id: str
     previous_referral_id: str | None
     place: PlaceSummary
@@ -97,6 +87,45 @@ class ReferralOut(BaseModel):
     updated_at: UtcDatetime
     expires_at: UtcDatetime
     person: PersonOut
+
+
+class TransitionIn(InputModel):
+    """A step of the referral's lifecycle: the new status, and why."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "acceptee"},
+                {"status": "refusee", "reason": "pas_de_capacite", "note": "Complet en mars."},
+                {"status": "terminee", "reason": "autonome sur ameli.fr"},
+            ]
+        },
+    )
+
+    status: ReferralStatus
+    reason: str | None = PydField(
+        default=None,
+        max_length=200,
+        description=(
+            "Obligatoire pour « refusee » : hors_territoire, releve_de_france_services, "
+            "pas_de_capacite ou autre. Libre ailleurs (l'issue, pour « terminee »)."
+        ),
+    )
+    note: str | None = PydField(default=None, max_length=1000)
+
+
+class HandoffEventOut(BaseModel):
+    """One entry of the append-only log of a referral."""
+
+    at: UtcDatetime
+    kind: str
+    actor_role: str
+    actor_place: PlaceRef | None
+    from_status: ReferralStatus | None
+    to_status: ReferralStatus | None
+    reason: str | None
+    note: str | None
 
 
 class ReferralPage(BaseModel):

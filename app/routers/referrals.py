@@ -1,14 +1,15 @@
 """HTTP layer of referrals: the sender's and the receiver's views."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.auth import AgentOrMediateur, Mediateur
 from app.db import DbDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
+from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import ReferralStatus
-from app.models.referral import ReferralOut, ReferralPage
+from app.models.referral import HandoffEventOut, ReferralOut, ReferralPage, TransitionIn
+from app.services import lifecycle
 from app.services import referrals as service
 
 router = APIRouter(
@@ -67,3 +68,45 @@ async def get_referral(
         )
     )
     return found
+
+
+@router.post(
+    "/{referral_id}/events",
+    response_model=ReferralOut,
+    summary="Faire avancer une orientation (accepter, refuser, contact, fin…)",
+    description=(
+        "Change le statut selon le cycle de vie du contrat et ajoute une entrée au journal des "
+        "passages de relais, dans la même transaction. `If-Match` (l'ETag lu) : 412 si "
+        "l'orientation a changé depuis. 409 si le statut actuel ne le permet pas "
+        "(`current_status` dans le problème), 403 si votre rôle ne le peut pas, 422 pour un "
+        "refus sans motif valable."
+    ),
+    responses=problem_responses(409, 412),
+)
+async def move_referral(
+    referral_id: str,
+    change: TransitionIn,
+    principal: AgentOrMediateur,
+    db: DbDep,
+    if_match: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    body = await db.write(
+        lambda session: lifecycle.move_referral(
+            session, principal, referral_id, change, if_match, idempotency_key
+        )
+    )
+    return FastJSONResponse(body, headers={"ETag": service.etag_of(body["id"], body["version"])})
+
+
+@router.get(
+    "/{referral_id}/events",
+    response_model=list[HandoffEventOut],
+    summary="Journal des passages de relais d'une orientation, du plus ancien au plus récent",
+)
+async def referral_events(
+    referral_id: str, principal: AgentOrMediateur, db: DbDep
+) -> list[HandoffEventOut]:
+    return await db.read(
+        lambda session: lifecycle.referral_events(session, principal, referral_id)
+    )

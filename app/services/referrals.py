@@ -90,6 +90,7 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
         id=referral.id,
         code=referral.code,
         status=ReferralStatus(referral.status),
+        version=referral.version,
         orientation_id=referral.orientation_id,
         previous_referral_id=referral.previous_referral_id,
         place=place_summary(place, referral.distance_km),
@@ -111,7 +112,11 @@ def read_referral(session: Session, referral: Referral) -> tuple[ReferralOut, st
 
 
 def etag(referral: Referral) -> str:
-    return f'"{referral.id}.{referral.version}"'
+    return etag_of(referral.id, referral.version)
+
+
+def etag_of(referral_id: str, version: int) -> str:
+    return f'"{referral_id}.{version}"'
 
 
 def _encode_cursor(referral: Referral) -> str:

@@ -1,0 +1,219 @@
+"""The referral lifecycle through HTTP, on SQLite and PostgreSQL: every row of the contract's
+table, the refusals, If-Match and ETag, the log, idempotency and concurrent transitions."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from tests.conftest import World, count, orientation_body
+
+PROBLEM = "application/problem+json"
+
+
+def _referral(client: TestClient, world: World) -> str:
+    created = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["referral"]["id"])
+
+
+def _move(
+    client: TestClient,
+    world: World,
+    referral: str,
+    who: str,
+    status: str,
+    headers: dict[str, str] | None = None,
+    **extra: object,
+) -> httpx.Response:
+    return client.post(
+        f"/v1/referrals/{referral}/events",
+        json={"status": status, **extra},
+        headers={**world.auth(who), **(headers or {})},
+    )
+
+
+# Paths through the table: (who, status, reason) steps from en_attente. Together they take
+# every row of the contract's table at least once.
+PATHS = {
+    "accepted, contacted, done": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "contactee", None),
+        ("med_tulle", "terminee", "autonome pour ses démarches CAF"),
+    ],
+    "refused": [("med_tulle", "refusee", "releve_de_france_services")],
+    "cancelled by the agent while waiting": [("agent_tulle", "annulee", None)],
+    "cancelled by the médiateur once accepted": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "annulee", None),
+    ],
+    "cancelled by the agent once accepted": [
+        ("med_tulle", "acceptee", None),
+        ("agent_tulle", "annulee", None),
+    ],
+    "cancelled by the médiateur while waiting": [("med_tulle", "annulee", None)],
+    "no-show after acceptance": [("med_tulle", "acceptee", None), ("med_tulle", "non_venue", None)],
+    "no-show after contact": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "contactee", None),
+        ("med_tulle", "non_venue", None),
+    ],
+    "handed back after acceptance": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "reorientee", "à voir avec France Services"),
+    ],
+    "handed back after contact": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "contactee", None),
+        ("med_tulle", "reorientee", None),
+    ],
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS), ids=list(PATHS))
+def test_every_row_of_the_table(client: TestClient, world: World, path: str) -> None:
+    referral = _referral(client, world)
+    seen = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle"))
+    tag = seen.headers["etag"]
+    previous = "en_attente"
+    for who, status, reason in PATHS[path]:
+        body = {"reason": reason} if reason else {}
+        moved = _move(client, world, referral, who, status, headers={"If-Match": tag}, **body)
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["status"] == status
+        assert moved.headers["etag"] != tag
+        tag = moved.headers["etag"]
+        again = client.get(f"/v1/referrals/{referral}", headers=world.auth("agent_tulle"))
+        assert again.json()["status"] == status and again.headers["etag"] == tag
+        previous = status
+    log = client.get(f"/v1/referrals/{referral}/events", headers=world.auth("agent_tulle"))
+    assert log.status_code == 200
+    events = log.json()
+    assert events[0]["kind"] == "orientation" and events[0]["to_status"] == "en_attente"
+    steps = [(e["actor_role"], e["from_status"], e["to_status"], e["reason"]) for e in events[1:]]
+    expected, before = [], "en_attente"
+    for who, status, reason in PATHS[path]:
+        expected.append((who.split("_")[0].replace("med", "mediateur"), before, status, reason))
+        before = status
+    assert steps == expected
+    assert events == sorted(events, key=lambda e: e["at"])
+    assert events[-1]["actor_place"]["name"]
+    # A final status is final: nothing moves it any more.
+    final = _move(client, world, referral, "med_tulle", "acceptee")
+    assert final.status_code == 409
+    assert final.json()["current_status"] == previous
+    assert final.headers["content-type"] == PROBLEM
+
+
+def test_refused_transitions_store_nothing(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    referral = _referral(client, world)
+    before = count(engine, "handoff_event")
+    cases = [
+        ("agent_tulle", {"status": "acceptee"}, 403),  # not the agent's to accept
+        ("med_tulle", {"status": "terminee"}, 409),  # not from en_attente
+        ("med_tulle", {"status": "expiree"}, 403),  # the service's alone
+        ("med_tulle", {"status": "refusee"}, 422),  # no reason
+        ("med_tulle", {"status": "refusee", "reason": "trop loin"}, 422),  # not a listed reason
+        ("med_tulle", {"status": "perdue"}, 422),  # not a status
+        ("med_tulle", {"status": "acceptee", "extra": 1}, 422),
+        ("med_ussel", {"status": "acceptee"}, 404),  # another place's referral
+        ("agent_ussel", {"status": "annulee"}, 404),  # another place sent it
+        ("coord", {"status": "acceptee"}, 403),
+    ]
+    for who, body, status in cases:
+        response = client.post(
+            f"/v1/referrals/{referral}/events", json=body, headers=world.auth(who)
+        )
+        assert response.status_code == status, (who, body, response.text)
+        assert response.headers["content-type"] == PROBLEM
+    wrong_status = client.post(
+        f"/v1/referrals/{referral}/events",
+        json={"status": "contactee"},
+        headers=world.auth("med_tulle"),
+    ).json()
+    assert wrong_status["status"] == 409 and wrong_status["current_status"] == "en_attente"
+    assert "acceptee" in wrong_status["detail"]  # says what is possible
+    assert count(engine, "handoff_event") == before
+    state = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle")).json()
+    assert state["status"] == "en_attente" and state["version"] == 1
+
+
+def test_if_match(client: TestClient, world: World) -> None:
+    referral = _referral(client, world)
+    old = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle")).headers["etag"]
+    assert _move(client, world, referral, "med_tulle", "acceptee").status_code == 200
+    stale = _move(client, world, referral, "med_tulle", "contactee", headers={"If-Match": old})
+    assert stale.status_code == 412 and stale.json()["current_status"] == "acceptee"
+    anyone = _move(client, world, referral, "med_tulle", "contactee", headers={"If-Match": "*"})
+    assert anyone.status_code == 200
+
+
+def test_a_retry_with_the_same_key_moves_once(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    referral = _referral(client, world)
+    headers = {**world.auth("med_tulle"), "Idempotency-Key": "accept-1"}
+    url = f"/v1/referrals/{referral}/events"
+    first = client.post(url, json={"status": "acceptee"}, headers=headers)
+    retry = client.post(url, json={"status": "acceptee"}, headers=headers)
+    assert first.status_code == retry.status_code == 200
+    assert first.json() == retry.json() and first.headers["etag"] == retry.headers["etag"]
+    assert count(engine, "handoff_event") == 2  # the orientation's and one transition
+    other = client.post(url, json={"status": "contactee"}, headers=headers)
+    assert other.status_code == 422
+
+
+def test_twenty_concurrent_conflicting_transitions(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    referral = _referral(client, world)
+    tag = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle")).headers["etag"]
+    start = threading.Barrier(20)
+
+    def attempt(i: int) -> int:
+        body = (
+            {"status": "acceptee"}
+            if i % 2
+            else {"status": "refusee", "reason": "pas_de_capacite"}
+        )
+        headers = {**world.auth("med_tulle"), **({"If-Match": tag} if i % 4 < 2 else {})}
+        start.wait()
+        response = client.post(f"/v1/referrals/{referral}/events", json=body, headers=headers)
+        return response.status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(attempt, range(20)))
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 409, 412}, statuses
+    assert count(engine, "handoff_event") == 2
+    final = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle")).json()
+    assert final["version"] == 2
+
+
+def test_the_log_is_only_for_the_two_places(client: TestClient, world: World) -> None:
+    referral = _referral(client, world)
+    for who, status in (("agent_tulle", 200), ("med_tulle", 200), ("med_ussel", 404),
+                        ("agent_ussel", 404), ("coord", 403)):
+        response = client.get(f"/v1/referrals/{referral}/events", headers=world.auth(who))
+        assert response.status_code == status, who
+
+
+def test_postgresql_refuses_to_rewrite_the_log(
+    client: TestClient, world: World, engine: Engine, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the trigger is PostgreSQL's; on SQLite no code path updates the log")
+    _referral(client, world)
+    for statement in ("UPDATE handoff_event SET note = 'x'", "DELETE FROM handoff_event"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
+    assert count(engine, "handoff_event") == 1
