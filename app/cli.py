@@ -16,6 +16,7 @@ from app.models import Role
 from app.services import keys as key_service
 from app.services.communes import import_communes
 from app.services.demo import demo_keys, load_demo
+from app.services.lifecycle import expire_due
 from app.services.place_import import import_places, read_rows
 
 app = typer.Typer(
@@ -26,9 +27,11 @@ places_app = typer.Typer(
 )
 communes_app = typer.Typer(help="Référentiel des communes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Clés d'API.", no_args_is_help=True)
+referrals_app = typer.Typer(help="Orientations vers un médiateur.", no_args_is_help=True)
 app.add_typer(places_app, name="places")
 app.add_typer(communes_app, name="communes")
 app.add_typer(keys_app, name="keys")
+app.add_typer(referrals_app, name="referrals")
 
 console = Console()
 errors = Console(stderr=True)
@@ -110,6 +113,15 @@ def communes_import(
             errors.print(f"Fichier refusé, rien n'a été importé : {exc}")
             raise typer.Exit(1) from exc
     console.print(f"{count} communes importées.")
+
+
+@referrals_app.command("expire")
+def referrals_expire() -> None:
+    """Passe à « expiree » les orientations en attente ou acceptées dont le délai est passé
+    (le service le fait aussi chaque minute)."""
+    with Session(get_engine()) as session:
+        count = expire_due(session)
+    console.print(f"{count} orientations expirées.")
 
 
 @keys_app.command("create")

@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     alternatives: int = 3
     # Days a médiation place has to act on a referral before it expires.
     referral_ttl_days: int = 14
+    # How often the running service expires referrals past their deadline.
+    expiry_check_seconds: float = Field(default=60.0, gt=0)
     max_body_bytes: int = 64 * 1024
     # Threads that serve requests, and as many database connections: a thread never waits for
     # a connection, so no request can hold one while waiting for a thread (the old stall).

@@ -18,7 +18,7 @@ from app.config import Settings, get_settings
 from app.db import Db, get_engine
 from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals
-from app.services import cache
+from app.services import cache, lifecycle
 
 logger = logging.getLogger("passerelle")
 
@@ -41,19 +41,36 @@ async def _poll_caches(engine: Engine, every: float) -> None:
             logger.warning("Vérification des caches impossible : %s", type(exc).__name__)
 
 
+async def _expire_referrals(db: Db, every: float) -> None:
+    while True:
+        try:
+            expired = await db.write(lifecycle.expire_due)
+            if expired:
+                logger.info("%d orientations expirées.", expired)
+        except Exception as exc:  # the database may be down for a while: keep serving
+            logger.warning("Expiration des orientations impossible : %s", type(exc).__name__)
+        await asyncio.sleep(every)
+
+
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or get_engine()
+
+    db = Db(engine, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # As many threads as database connections (see Settings.threads).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        poller = asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds))
+        tasks = [
+            asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
+            asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),
+        ]
         try:
             yield
         finally:
-            poller.cancel()
+            for task in tasks:
+                task.cancel()
 
     app = FastAPIOffline(
         title="Passerelle",
@@ -65,7 +82,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     )
     app.state.engine = engine
     app.state.settings = settings
-    app.state.db = Db(engine, settings)
+    app.state.db = db
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)
     for module in (health, reference, orientations, referrals, places):

@@ -2,7 +2,9 @@
 table, the refusals, If-Match and ETag, the log, idempotency and concurrent transitions."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,7 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
 
+from app.cli import app as cli
+from app.config import Settings
+from app.main import create_app
 from tests.conftest import World, count, orientation_body
 
 PROBLEM = "application/problem+json"
@@ -217,3 +223,164 @@ def test_postgresql_refuses_to_rewrite_the_log(
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
             connection.execute(text(statement))
     assert count(engine, "handoff_event") == 1
+
+
+# --- expiry ----------------------------------------------------------------------------------
+
+
+def _age(engine: Engine, referral: str, days: int) -> None:
+    """Moves a referral's deadline into the past, as time would."""
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE referral SET expires_at = :at WHERE id = :id"),
+            {"at": datetime.now(UTC) - timedelta(days=days), "id": referral},
+        )
+
+
+def test_past_due_is_expired_at_once_then_written(
+    client: TestClient, world: World, engine: Engine, cli_env: None
+) -> None:
+    waiting, accepted, done = (_referral(client, world) for _ in range(3))
+    assert _move(client, world, accepted, "med_tulle", "acceptee").status_code == 200
+    assert _move(client, world, done, "med_tulle", "acceptee").status_code == 200
+    assert _move(client, world, done, "med_tulle", "contactee").status_code == 200
+    for referral in (waiting, accepted, done):
+        _age(engine, referral, 1)
+    med = world.auth("med_tulle")
+    # Never shown as waiting once past due, even before the service writes it.
+    assert client.get(f"/v1/referrals/{waiting}", headers=med).json()["status"] == "expiree"
+    listed = client.get("/v1/referrals?status=en_attente&status=acceptee", headers=med).json()
+    assert listed["items"] == []
+    expired = client.get("/v1/referrals?status=expiree", headers=med).json()["items"]
+    assert {r["id"] for r in expired} == {waiting, accepted}
+    late = _move(client, world, accepted, "med_tulle", "contactee")
+    assert late.status_code == 409 and late.json()["current_status"] == "expiree"
+    # The command line writes it, with the service's event; contactee has no deadline.
+    result = CliRunner().invoke(cli, ["referrals", "expire"])
+    assert result.exit_code == 0 and "2 orientations expirées" in result.output
+    assert CliRunner().invoke(cli, ["referrals", "expire"]).output.startswith("0 ")
+    log = client.get(f"/v1/referrals/{waiting}/events", headers=med).json()
+    assert (log[-1]["actor_role"], log[-1]["from_status"], log[-1]["to_status"]) == (
+        "service",
+        "en_attente",
+        "expiree",
+    )
+    assert client.get(f"/v1/referrals/{done}", headers=med).json()["status"] == "contactee"
+
+
+def test_the_running_service_expires_on_its_own(
+    engine: Engine, world: World, settings: Settings
+) -> None:
+    settings.expiry_check_seconds = 0.2
+    with TestClient(create_app(engine, settings)) as client:
+        referral = _referral(client, world)
+        _age(engine, referral, 1)
+        for _ in range(50):
+            with engine.connect() as connection:
+                status = connection.execute(
+                    text("SELECT status FROM referral WHERE id = :id"), {"id": referral}
+                ).scalar_one()
+            if status == "expiree":
+                break
+            time.sleep(0.1)
+    assert status == "expiree"
+
+
+def test_acceptance_gives_the_place_its_time_again(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    referral = _referral(client, world)
+    _age(engine, referral, -1)  # one day left
+    before = client.get(f"/v1/referrals/{referral}", headers=world.auth("med_tulle")).json()
+    accepted = _move(client, world, referral, "med_tulle", "acceptee").json()
+    assert accepted["expires_at"] > before["expires_at"]
+
+
+# --- the médiateur's inbox -----------------------------------------------------------------
+
+
+def test_inbox_filters_sorts_and_counts(client: TestClient, world: World) -> None:
+    made = []
+    for i in range(5):
+        body = orientation_body(procedure={"theme": "caf", "urgent": i in (1, 3)})
+        made.append(
+            client.post("/v1/orientations", json=body, headers=world.auth("agent_tulle")).json()[
+                "referral"
+            ]["id"]
+        )
+    _move(client, world, made[0], "med_tulle", "acceptee")
+    _move(client, world, made[4], "med_tulle", "refusee", reason="pas_de_capacite")
+    med = world.auth("med_tulle")
+    urgent = client.get("/v1/referrals?urgent=true", headers=med).json()["items"]
+    assert {r["id"] for r in urgent} == {made[1], made[3]}
+    several = client.get("/v1/referrals?status=en_attente&status=acceptee", headers=med).json()
+    assert {r["id"] for r in several["items"]} == set(made[:4])
+    first = client.get("/v1/referrals?sort=urgent&limit=2", headers=med).json()
+    assert [r["id"] for r in first["items"]] == [made[3], made[1]]
+    rest = client.get(
+        f"/v1/referrals?sort=urgent&limit=2&cursor={first['next_cursor']}", headers=med
+    ).json()
+    assert [r["id"] for r in rest["items"]] == [made[4], made[2]]
+    summary = client.get("/v1/referrals/summary", headers=med).json()
+    assert summary["by_status"]["en_attente"] == 3 and summary["by_status"]["acceptee"] == 1
+    assert summary["by_status"]["refusee"] == 1
+    assert summary["open"] == 4 and summary["urgent_open"] == 2
+    other = client.get("/v1/referrals/summary", headers=world.auth("med_ussel")).json()
+    assert other["open"] == 0
+
+
+# --- re-orientation ------------------------------------------------------------------------
+
+
+def test_a_refused_referral_is_reoriented_elsewhere(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    created = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()
+    first = created["referral"]
+    agent = world.auth("agent_tulle")
+    early = client.post(f"/v1/referrals/{first['id']}/reorient", headers=agent)
+    assert early.status_code == 409 and early.json()["current_status"] == "en_attente"
+    _move(client, world, first["id"], "med_tulle", "refusee", reason="pas_de_capacite")
+    assert client.post(
+        f"/v1/referrals/{first['id']}/reorient", headers=world.auth("med_tulle")
+    ).status_code == 403
+    again = client.post(f"/v1/referrals/{first['id']}/reorient", headers=agent)
+    assert again.status_code == 201, again.text
+    second = again.json()
+    assert second["previous_referral_id"] == first["id"] and second["status"] == "en_attente"
+    assert second["place"]["id"] != first["place"]["id"] and second["code"] != first["code"]
+    assert client.post(f"/v1/referrals/{first['id']}/reorient", headers=agent).status_code == 409
+    # The orientation shows its current referral; the new one has its own log.
+    document = client.get(f"/v1/orientations/{created['id']}", headers=agent).json()
+    assert document["referral"]["id"] == second["id"]
+    log = client.get(f"/v1/referrals/{second['id']}/events", headers=agent).json()
+    assert [e["kind"] for e in log] == ["orientation", "reorientation"]
+    # Refused again: never back to a place that refused; a named place is honoured.
+    other = client.get(
+        f"/v1/referrals/{second['id']}", headers=agent
+    ).json()["place"]["id"]
+    with engine.begin() as connection:  # the second place refuses (no key for it here)
+        connection.execute(
+            text("UPDATE referral SET status = 'refusee' WHERE id = :id"), {"id": second["id"]}
+        )
+    refused_place = client.post(
+        f"/v1/referrals/{second['id']}/reorient",
+        json={"place_id": first["place"]["id"]},
+        headers=agent,
+    )
+    assert refused_place.status_code == 422
+    third = client.post(f"/v1/referrals/{second['id']}/reorient", headers=agent)
+    assert third.status_code == 201, third.text
+    assert third.json()["place"]["id"] not in (first["place"]["id"], other)
+    named = world.places["demo-med-ussel"]
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE referral SET status = 'refusee' WHERE previous_referral_id = :id"),
+            {"id": second["id"]},
+        )
+    chosen = client.post(
+        f"/v1/referrals/{third.json()['id']}/reorient", json={"place_id": named}, headers=agent
+    )
+    assert chosen.status_code == 201 and chosen.json()["place"]["id"] == named

@@ -115,6 +115,15 @@ class TransitionIn(InputModel):
     note: str | None = PydField(default=None, max_length=1000)
 
 
+class ReorientIn(InputModel):
+    place_id: str | None = PydField(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Le lieu choisi ; sinon le plus proche adapté qui n'a pas refusé.",
+    )
+
+
 class HandoffEventOut(BaseModel):
     """One entry of the append-only log of a referral."""
 
@@ -131,3 +140,9 @@ class HandoffEventOut(BaseModel):
 class ReferralPage(BaseModel):
     items: list[ReferralOut]
     next_cursor: str | None
+
+
+class ReferralSummary(BaseModel):
+    by_status: dict[ReferralStatus, int]
+    open: int = PydField(description="En attente, acceptées ou contactées.")
+    urgent_open: int = PydField(description="Parmi les ouvertes, celles d'une démarche urgente.")

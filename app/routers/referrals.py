@@ -1,14 +1,21 @@
 """HTTP layer of referrals: the sender's and the receiver's views."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from app.auth import AgentOrMediateur, Mediateur
+from app.auth import Agent, AgentOrMediateur, Mediateur
 from app.db import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import ReferralStatus
-from app.models.referral import HandoffEventOut, ReferralOut, ReferralPage, TransitionIn
+from app.models.referral import (
+    HandoffEventOut,
+    ReferralOut,
+    ReferralPage,
+    ReferralSummary,
+    ReorientIn,
+    TransitionIn,
+)
 from app.services import lifecycle
 from app.services import referrals as service
 
@@ -23,14 +30,39 @@ router = APIRouter(
 async def list_referrals(
     principal: AgentOrMediateur,
     db: DbDep,
-    status: ReferralStatus | None = None,
+    status: Annotated[
+        list[ReferralStatus] | None,
+        Query(description="Un ou plusieurs statuts (répéter le paramètre).", max_length=9),
+    ] = None,
+    urgent: Annotated[bool | None, Query(description="Seulement les démarches urgentes.")] = None,
+    sort: Annotated[
+        Literal["recent", "urgent"],
+        Query(description="« urgent » : les urgentes d'abord, puis les plus récentes."),
+    ] = "recent",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> ReferralPage:
     return await db.read(
         lambda session: service.list_referrals(
-            session, principal, status=status, limit=limit, cursor=cursor
+            session,
+            principal,
+            statuses=status or [],
+            urgent=urgent,
+            urgent_first=sort == "urgent",
+            limit=limit,
+            cursor=cursor,
         )
+    )
+
+
+@router.get(
+    "/summary",
+    response_model=ReferralSummary,
+    summary="Compteurs de mon lieu : par statut, ouvertes, urgentes",
+)
+async def referral_summary(principal: AgentOrMediateur, db: DbDep) -> ReferralSummary:
+    return ReferralSummary(
+        **await db.read(lambda session: service.referral_summary(session, principal))
     )
 
 
@@ -93,7 +125,13 @@ async def move_referral(
 ) -> Any:
     body = await db.write(
         lambda session: lifecycle.move_referral(
-            session, principal, referral_id, change, if_match, idempotency_key
+            session,
+            principal,
+            referral_id,
+            change,
+            if_match,
+            idempotency_key,
+            db.settings.referral_ttl_days,
         )
     )
     return FastJSONResponse(body, headers={"ETag": service.etag_of(body["id"], body["version"])})
@@ -109,4 +147,43 @@ async def referral_events(
 ) -> list[HandoffEventOut]:
     return await db.read(
         lambda session: lifecycle.referral_events(session, principal, referral_id)
+    )
+
+
+@router.post(
+    "/{referral_id}/reorient",
+    response_model=ReferralOut,
+    status_code=201,
+    summary="Réorienter une orientation refusée vers un autre lieu",
+    description=(
+        "Pour l'agent du lieu qui l'a envoyée, seulement depuis « refusee » : une nouvelle "
+        "orientation, liée à la première (`previous_referral_id`), vers le lieu donné ou le "
+        "plus proche adapté qui ne l'a pas déjà refusée."
+    ),
+    responses=problem_responses(409),
+)
+async def reorient(
+    referral_id: str,
+    principal: Agent,
+    db: DbDep,
+    body: ReorientIn | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    created = await db.write(
+        lambda session: lifecycle.reorient(
+            session,
+            principal,
+            referral_id,
+            body.place_id if body else None,
+            db.settings,
+            idempotency_key,
+        )
+    )
+    return FastJSONResponse(
+        created,
+        status_code=201,
+        headers={
+            "Location": f"/v1/referrals/{created['id']}",
+            "ETag": service.etag_of(created["id"], created["version"]),
+        },
     )

@@ -1,30 +1,45 @@
 """Use cases of the referral lifecycle: a transition with its handoff event, and the log."""
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, or_, select, update
 
-from app.db import insert_row
-from app.errors import Problem
-from app.models import HandoffEvent, Place, Principal, Referral, Role
-from app.models.common import utcnow
-from app.models.referral import HandoffEventOut, PlaceRef, TransitionIn
+from app.config import Settings
+from app.db import insert_row, writing
+from app.errors import Problem, invalid
+from app.models import HandoffEvent, Place, PlaceKind, Principal, Referral, Role
+from app.models.common import new_id, utcnow
+from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
 from app.services import idempotency
-from app.services.referrals import etag, get_referral, referral_out
+from app.services.communes import get_commune
+from app.services.places import place_index
+from app.services.referrals import (
+    etag,
+    get_referral,
+    is_code_collision,
+    new_code,
+    referral_out,
+)
+from app.triage import PROCEDURE_THEMES
+from app.triage.geo import distance_km
 from app.triage.lifecycle import (
+    EXPIRABLE,
     REFUSAL_REASONS,
     Actor,
     ReferralStatus,
     Refusal,
     check,
+    effective_status,
     targets,
 )
 
 _ACTORS = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
 
 
-def _refused(refusal: Refusal, referral: Referral, change: TransitionIn, actor: Actor) -> Problem:
-    current = ReferralStatus(referral.status)
+def _refused(
+    refusal: Refusal, current: ReferralStatus, change: TransitionIn, actor: Actor
+) -> Problem:
     if refusal is Refusal.NOT_FROM_STATUS:
         possible = ", ".join(t.value for t in targets(current, actor)) or "aucun (statut final)"
         return Problem(
@@ -74,25 +89,34 @@ def move_referral(
     change: TransitionIn,
     if_match: str | None,
     idempotency_key: str | None,
+    ttl_days: int,
 ) -> dict[str, Any]:
     """Moves the referral and appends its handoff event in one transaction; returns the
     referral as answered (its `version` gives the new ETag)."""
 
     def write() -> dict[str, Any]:
         referral = get_referral(session, principal, referral_id)
-        current = ReferralStatus(referral.status)
+        now = utcnow()
+        current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
         if if_match is not None and if_match.strip() not in (etag(referral), "*"):
             raise _stale(referral_id, if_match, current)
         actor = _ACTORS[principal.role]
         refusal = check(current, change.status, actor, change.reason)
         if refusal is not None:
-            raise _refused(refusal, referral, change, actor)
-        now = utcnow()
+            raise _refused(refusal, current, change, actor)
+        values: dict[str, Any] = {
+            "status": change.status.value,
+            "version": referral.version + 1,
+            "updated_at": now,
+        }
+        if change.status is ReferralStatus.ACCEPTEE:
+            # Accepted: the place has the same time again to make the first contact.
+            values["expires_at"] = now + timedelta(days=ttl_days)
         # One conditional update: of concurrent transitions from the same version, one wins.
         moved = session.execute(
             update(Referral)
             .where(col(Referral.id) == referral.id, col(Referral.version) == referral.version)
-            .values(status=change.status.value, version=referral.version + 1, updated_at=now)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -170,3 +194,178 @@ def referral_events(
         )
         for e in events
     ]
+
+
+def expire_due(session: Session, now: datetime | None = None, batch: int = 500) -> int:
+    """Moves every referral past its deadline, waiting or accepted, to `expiree`, each with its
+    handoff event by the service; returns how many. Run by the service every minute and by
+    `passerelle referrals expire`. Batches, so that no transaction holds the writer long."""
+    now = now or utcnow()
+    total = 0
+    while True:
+        with writing(session):
+            due = session.exec(
+                select(Referral)
+                .where(
+                    col(Referral.status).in_([s.value for s in EXPIRABLE]),
+                    col(Referral.expires_at) <= now,
+                )
+                .limit(batch)
+            ).all()
+            for referral in due:
+                moved = session.execute(
+                    update(Referral)
+                    .where(
+                        col(Referral.id) == referral.id,
+                        col(Referral.version) == referral.version,
+                    )
+                    .values(
+                        status=ReferralStatus.EXPIREE.value,
+                        version=referral.version + 1,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if moved.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # moved meanwhile by its place: theirs is the last word
+                insert_row(
+                    session,
+                    HandoffEvent,
+                    {
+                        "orientation_id": referral.orientation_id,
+                        "referral_id": referral.id,
+                        "at": now,
+                        "kind": "transition",
+                        "route": None,
+                        "actor_key_id": None,
+                        "actor_role": "service",
+                        "actor_place_id": None,
+                        "from_status": referral.status,
+                        "to_status": ReferralStatus.EXPIREE.value,
+                        "reason": None,
+                        "note": None,
+                    },
+                )
+                total += 1
+            session.commit()
+        if len(due) < batch:
+            return total
+
+
+def reorient(
+    session: Session,
+    principal: Principal,
+    referral_id: str,
+    place_id: str | None,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """A refused referral, sent again by its agent: a new referral linked to it, to the place
+    named or else the nearest suitable one, never a place that already refused this person's
+    orientation. Returns the new referral as answered."""
+
+    def write() -> dict[str, Any]:
+        referral = get_referral(session, principal, referral_id)
+        now = utcnow()
+        current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
+        if current is not ReferralStatus.REFUSEE:
+            raise Problem(
+                409,
+                f"Seule une orientation refusée se réoriente ; celle-ci est « {current.value} ».",
+                slug="transition-refusee",
+                current_status=current.value,
+            )
+        chain = session.exec(
+            select(Referral).where(Referral.orientation_id == referral.orientation_id)
+        ).all()
+        if any(r.previous_referral_id == referral.id for r in chain):
+            raise Problem(
+                409,
+                "Cette orientation a déjà été réorientée : suivez la nouvelle.",
+                slug="deja-reorientee",
+                current_status=current.value,
+            )
+        refused = {r.place_id for r in chain if r.status == ReferralStatus.REFUSEE.value}
+        commune = get_commune(session, referral.commune, ["body", "commune"])
+        index = place_index(session)
+        if place_id is not None:
+            chosen = index.by_id.get(place_id)
+            if chosen is None or chosen.kind != PlaceKind.MEDIATION.value:
+                raise invalid(["body", "place_id"], "Lieu de médiation inconnu.")
+            if not chosen.accepts_referrals or chosen.id in refused:
+                raise invalid(
+                    ["body", "place_id"],
+                    "Ce lieu n'accepte pas d'orientation ou a déjà refusé celle-ci.",
+                )
+            distance = round(
+                distance_km(commune.latitude, commune.longitude, chosen.latitude, chosen.longitude),
+                1,
+            )
+        else:
+            candidates = index.near(
+                commune,
+                kind=PlaceKind.MEDIATION,
+                services_any=PROCEDURE_THEMES[referral.theme].services,
+                accepting_referrals=True,
+                max_km=settings.max_referral_distance_km,
+                limit=len(refused) + 1,
+            )
+            found = next((c for c in candidates if c.place.id not in refused), None)
+            if found is None:
+                raise Problem(
+                    409,
+                    "Aucun autre lieu adapté à moins de "
+                    f"{settings.max_referral_distance_km:g} km : choisissez un lieu (place_id).",
+                    slug="aucun-lieu",
+                    current_status=current.value,
+                )
+            chosen, distance = found.place, found.distance_km
+        new = {
+            "id": new_id("orv"),
+            "orientation_id": referral.orientation_id,
+            "previous_referral_id": referral.id,
+            "code": new_code(),
+            "status": ReferralStatus.EN_ATTENTE.value,
+            "place_id": chosen.id,
+            "origin_place_id": referral.origin_place_id,
+            "distance_km": distance,
+            "profile": referral.profile,
+            "theme": referral.theme,
+            "urgent": referral.urgent,
+            "commune": referral.commune,
+            "created_at": now,
+            "updated_at": now,
+            "expires_at": now + timedelta(days=settings.referral_ttl_days),
+            "version": 1,
+        }
+        insert_row(session, Referral, new)
+        insert_row(
+            session,
+            HandoffEvent,
+            {
+                "orientation_id": referral.orientation_id,
+                "referral_id": new["id"],
+                "at": now,
+                "kind": "reorientation",
+                "route": None,
+                "actor_key_id": principal.key_id,
+                "actor_role": principal.role.value,
+                "actor_place_id": principal.place_id,
+                "from_status": None,
+                "to_status": ReferralStatus.EN_ATTENTE.value,
+                "reason": None,
+                "note": None,
+            },
+        )
+        created = session.get_one(Referral, new["id"])
+        return referral_out(session, created).model_dump(mode="json")
+
+    return idempotency.commit_once(
+        session,
+        principal.key_id,
+        idempotency_key,
+        f"/v1/referrals/{referral_id}/reorient",
+        ReorientIn(place_id=place_id),
+        write,
+        is_redraw=is_code_collision,
+    )

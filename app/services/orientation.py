@@ -35,6 +35,7 @@ from app.triage import (
     decide,
     profile_from_answers,
 )
+from app.triage.lifecycle import effective_status
 from app.triage.rules import REASON_NO_PLACE_IN_RANGE
 
 
@@ -197,7 +198,9 @@ def _document(
         brief = ReferralBrief.model_construct(
             id=referral["id"],
             code=referral["code"],
-            status=referral["status"],
+            status=effective_status(
+                ReferralStatus(referral["status"]), referral["expires_at"], utcnow()
+            ),
             place=place_summary(place, referral["distance_km"]),
             expires_at=referral["expires_at"],
         )
@@ -228,20 +231,15 @@ def get_orientation(session: Session, principal: Principal, orientation_id: str)
         orientation_id,
         "Aucune orientation avec cet identifiant.",
     )
-    first_referral = session.exec(
+    # The current referral: the last of the chain (a refused one re-oriented makes another).
+    current = session.exec(
         select(Referral)
-        .where(
-            Referral.orientation_id == orientation.id,
-            scope_filter(principal),
-            col(Referral.previous_referral_id).is_(None),
-        )
-        .order_by(col(Referral.created_at))
+        .where(Referral.orientation_id == orientation.id, scope_filter(principal))
+        .order_by(col(Referral.created_at).desc(), col(Referral.id).desc())
     ).first()
     place = None
-    if first_referral is not None:
-        place = place_index(session).by_id.get(first_referral.place_id) or place_out(
-            session.get_one(Place, first_referral.place_id)
+    if current is not None:
+        place = place_index(session).by_id.get(current.place_id) or place_out(
+            session.get_one(Place, current.place_id)
         )
-    return _document(
-        orientation.model_dump(), first_referral.model_dump() if first_referral else None, place
-    )
+    return _document(orientation.model_dump(), current.model_dump() if current else None, place)

@@ -3,20 +3,22 @@
 import base64
 import secrets
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement, and_, false, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth import Principal
 from app.errors import Problem
 from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Role
-from app.models.common import ID_PATTERN
+from app.models.common import ID_PATTERN, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.place import PlaceOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
 from app.services.lookup import first_or_404
 from app.services.places import place_index, place_out, place_summary
+from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
 CODE_ALPHABET = "ACDEFGHJKMNPQRTWXY34679"
@@ -89,7 +91,7 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     return ReferralOut(
         id=referral.id,
         code=referral.code,
-        status=ReferralStatus(referral.status),
+        status=effective_status(ReferralStatus(referral.status), referral.expires_at, utcnow()),
         version=referral.version,
         orientation_id=referral.orientation_id,
         previous_referral_id=referral.previous_referral_id,
@@ -119,25 +121,35 @@ def etag_of(referral_id: str, version: int) -> str:
     return f'"{referral_id}.{version}"'
 
 
-def _encode_cursor(referral: Referral) -> str:
+def _encode_cursor(referral: Referral, urgent_first: bool) -> str:
     raw = f"{referral.created_at.isoformat()}|{referral.id}"
+    if urgent_first:
+        raw = f"u{int(referral.urgent)}|{raw}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, urgent_first: bool) -> tuple[bool | None, datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, referral_id = raw.split("|", 1)
+        parts = raw.split("|")
+        urgent = None
+        if urgent_first:
+            flag = parts.pop(0)
+            if flag not in ("u0", "u1"):
+                raise ValueError(flag)
+            urgent = flag == "u1"
+        created, referral_id = parts
         if not ID_PATTERN.match(referral_id):
             raise ValueError(referral_id)
         at = datetime.fromisoformat(created)
         if at.tzinfo is None:  # every cursor this service writes carries its offset
             raise ValueError(created)
-        return at, referral_id
+        return urgent, at, referral_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(
             400,
-            "Curseur de pagination invalide : reprenez la valeur « next_cursor » d'une réponse.",
+            "Curseur de pagination invalide : reprenez la valeur « next_cursor » d'une réponse "
+            "(avec le même tri).",
             slug="curseur-invalide",
         ) from exc
 
@@ -153,31 +165,86 @@ def _preload(session: Session, referrals: list[Referral]) -> list[object]:
     ]
 
 
+def status_filter(statuses: list[ReferralStatus]) -> ColumnElement[bool]:
+    """Referrals whose status as shown (app.triage.lifecycle.effective_status) is one of
+    `statuses`: past its deadline, an open referral is expired even before the service
+    writes it."""
+    now = utcnow()
+    wanted = {s.value for s in statuses}
+    still = [s.value for s in statuses if s in EXPIRABLE]
+    others = [s for s in wanted if s not in still]
+    clauses = []
+    if still:
+        clauses.append(and_(col(Referral.status).in_(still), col(Referral.expires_at) > now))
+    if others:
+        clauses.append(col(Referral.status).in_(others))
+    if ReferralStatus.EXPIREE.value in wanted:
+        clauses.append(
+            and_(
+                col(Referral.status).in_([s.value for s in EXPIRABLE]),
+                col(Referral.expires_at) <= now,
+            )
+        )
+    return or_(*clauses)
+
+
 def list_referrals(
     session: Session,
     principal: Principal,
     *,
-    status: ReferralStatus | None,
+    statuses: list[ReferralStatus],
+    urgent: bool | None = None,
+    urgent_first: bool = False,
     limit: int,
     cursor: str | None,
 ) -> ReferralPage:
     query = select(Referral).where(scope_filter(principal))
-    if status is not None:
-        query = query.where(Referral.status == status.value)
+    if statuses:
+        query = query.where(status_filter(statuses))
+    if urgent is not None:
+        query = query.where(Referral.urgent == urgent)
     if cursor:
-        created, referral_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Referral.created_at) < created,
-                and_(col(Referral.created_at) == created, col(Referral.id) < referral_id),
-            )
+        urgent_at, created, referral_id = _decode_cursor(cursor, urgent_first)
+        after = or_(
+            col(Referral.created_at) < created,
+            and_(col(Referral.created_at) == created, col(Referral.id) < referral_id),
         )
-    query = query.order_by(col(Referral.created_at).desc(), col(Referral.id).desc()).limit(
-        limit + 1
-    )
+        if urgent_at is not None:  # urgent ones first: after an urgent one come the others
+            after = and_(col(Referral.urgent) == urgent_at, after)
+            if urgent_at:
+                after = or_(after, col(Referral.urgent) == false())
+        query = query.where(after)
+    order: list[Any] = [col(Referral.created_at).desc(), col(Referral.id).desc()]
+    if urgent_first:
+        order.insert(0, col(Referral.urgent).desc())
+    query = query.order_by(*order).limit(limit + 1)
     rows = list(session.exec(query).all())
     page, more = rows[:limit], len(rows) > limit
     loaded = _preload(session, page)
     items = [referral_out(session, r) for r in page]
     del loaded
-    return ReferralPage(items=items, next_cursor=_encode_cursor(page[-1]) if more else None)
+    return ReferralPage(
+        items=items, next_cursor=_encode_cursor(page[-1], urgent_first) if more else None
+    )
+
+
+def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
+    """Counts by status as shown, for the caller's place, and how many open ones are urgent:
+    what an inbox shows ("3 en attente, 1 urgente")."""
+    now = utcnow()
+    past = (col(Referral.expires_at) <= now).label("past")
+    rows = session.exec(
+        select(Referral.status, Referral.urgent, past, func.count())  # type: ignore[call-overload]
+        .where(scope_filter(principal))
+        .group_by(col(Referral.status), col(Referral.urgent), past)
+    ).all()
+    by_status = dict.fromkeys((s.value for s in ReferralStatus), 0)
+    urgent_open = 0
+    for status, urgent, is_past, number in rows:
+        shown = ReferralStatus(status)
+        if shown in EXPIRABLE and is_past:
+            shown = ReferralStatus.EXPIREE
+        by_status[shown.value] += number
+        urgent_open += number if urgent and shown in OPEN else 0
+    return {"by_status": by_status, "open": sum(by_status[s.value] for s in OPEN),
+            "urgent_open": urgent_open}

@@ -5,6 +5,7 @@ allowed and, if not, why, in terms the HTTP layer maps to 409 (not from this sta
 by this role) or 422 (reason missing or not one of the allowed values)."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 LIFECYCLE_VERSION = "cycle-2026-11-v1"
@@ -110,3 +111,15 @@ def check(
 def targets(current: ReferralStatus, actor: Actor) -> list[ReferralStatus]:
     """The statuses `actor` may move a referral to from `current` (what a page offers)."""
     return [t.target for t in TRANSITIONS if current in t.sources and actor in t.actors]
+
+
+# Waiting for the médiation place, or accepted but not yet followed up: the deadline applies.
+EXPIRABLE = frozenset({S.EN_ATTENTE, S.ACCEPTEE})
+
+
+def effective_status(status: ReferralStatus, expires_at: datetime, now: datetime) -> ReferralStatus:
+    """A referral past its deadline is expired, whether or not the service has written it yet
+    (it does every minute, and `passerelle referrals expire`)."""
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return S.EXPIREE if status in EXPIRABLE and expires_at <= now else status
