@@ -227,13 +227,15 @@ def test_crash_mid_request_leaves_nothing(
     real_insert = orientation.insert_row
     written: list[str] = []
 
-    def insert_then_crash(session: Session, model: type, row: dict[str, object]) -> None:
-        if model.__name__ == "HandoffEvent":  # the orientation, contact, referral are in
-            raise RuntimeError("disk full while writing the handoff log")
+    def insert(session: Session, model: type, row: dict[str, object]) -> None:
         real_insert(session, model, row)
         written.append(model.__name__)
 
-    monkeypatch.setattr(orientation, "insert_row", insert_then_crash)
+    def crash(*_: object, **__: object) -> None:  # the orientation, contact, referral are in
+        raise RuntimeError("disk full while writing the handoff log")
+
+    monkeypatch.setattr(orientation, "insert_row", insert)
+    monkeypatch.setattr(orientation, "record_handoff", crash)
     response = orient(client, world)
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

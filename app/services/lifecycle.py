@@ -9,7 +9,7 @@ from app.config import Settings
 from app.db import insert_row, writing
 from app.errors import Problem, invalid
 from app.models import HandoffEvent, Place, PlaceKind, Principal, Referral, Role
-from app.models.common import new_id, utcnow
+from app.models.common import utcnow
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
 from app.services import idempotency
 from app.services.communes import get_commune
@@ -18,7 +18,8 @@ from app.services.referrals import (
     etag,
     get_referral,
     is_code_collision,
-    new_code,
+    new_referral,
+    record_handoff,
     referral_out,
 )
 from app.triage import PROCEDURE_THEMES
@@ -60,8 +61,14 @@ def _refused(
         422,
         "Motif de refus obligatoire : " + ", ".join(REFUSAL_REASONS) + ".",
         slug="donnees-invalides",
-        errors=[{"loc": ["body", "reason"], "msg": "Valeur non autorisée ; valeurs possibles : "
-                 + ", ".join(REFUSAL_REASONS) + "."}],
+        errors=[
+            {
+                "loc": ["body", "reason"],
+                "msg": "Valeur non autorisée ; valeurs possibles : "
+                + ", ".join(REFUSAL_REASONS)
+                + ".",
+            }
+        ],
     )
 
 
@@ -80,6 +87,43 @@ def _stale(referral_id: str, if_match: str | None, current: ReferralStatus) -> P
         slug="transition-refusee",
         current_status=current.value,
     )
+
+
+def _apply(
+    session: Session,
+    referral: Referral,
+    current: ReferralStatus,
+    target: ReferralStatus,
+    actor: Principal | None,
+    now: datetime,
+    reason: str | None = None,
+    note: str | None = None,
+    **values: Any,
+) -> bool:
+    """The write of a transition, the one place it is done: one conditional update (of
+    concurrent transitions from the same version, one wins) and its handoff event. False if
+    another transition won."""
+    moved = session.execute(
+        update(Referral)
+        .where(col(Referral.id) == referral.id, col(Referral.version) == referral.version)
+        .values(status=target.value, version=referral.version + 1, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_handoff(
+        session,
+        orientation_id=referral.orientation_id,
+        referral_id=referral.id,
+        at=now,
+        kind="transition",
+        actor=actor,
+        from_status=current.value,
+        to_status=target.value,
+        reason=reason,
+        note=note,
+    )
+    return True
 
 
 def move_referral(
@@ -104,44 +148,25 @@ def move_referral(
         refusal = check(current, change.status, actor, change.reason)
         if refusal is not None:
             raise _refused(refusal, current, change, actor)
-        values: dict[str, Any] = {
-            "status": change.status.value,
-            "version": referral.version + 1,
-            "updated_at": now,
-        }
+        renewed = {}
         if change.status is ReferralStatus.ACCEPTEE:
             # Accepted: the place has the same time again to make the first contact.
-            values["expires_at"] = now + timedelta(days=ttl_days)
-        # One conditional update: of concurrent transitions from the same version, one wins.
-        moved = session.execute(
-            update(Referral)
-            .where(col(Referral.id) == referral.id, col(Referral.version) == referral.version)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            renewed["expires_at"] = now + timedelta(days=ttl_days)
+        if not _apply(
+            session,
+            referral,
+            current,
+            change.status,
+            principal,
+            now,
+            change.reason,
+            change.note,
+            **renewed,
+        ):
             now_status = session.exec(
                 select(Referral.status).where(Referral.id == referral.id)
             ).one()
             raise _stale(referral_id, if_match, ReferralStatus(now_status))
-        insert_row(
-            session,
-            HandoffEvent,
-            {
-                "orientation_id": referral.orientation_id,
-                "referral_id": referral.id,
-                "at": now,
-                "kind": "transition",
-                "route": None,
-                "actor_key_id": principal.key_id,
-                "actor_role": principal.role.value,
-                "actor_place_id": principal.place_id,
-                "from_status": current.value,
-                "to_status": change.status.value,
-                "reason": change.reason,
-                "note": change.note,
-            },
-        )
         session.refresh(referral)
         return referral_out(session, referral).model_dump(mode="json")
 
@@ -174,9 +199,7 @@ def referral_events(
         .order_by(col(HandoffEvent.at), col(HandoffEvent.id))
     ).all()
     place_ids = {e.actor_place_id for e in events if e.actor_place_id}
-    names = {
-        p.id: p.name for p in session.exec(select(Place).where(col(Place.id).in_(place_ids)))
-    }
+    names = {p.id: p.name for p in session.exec(select(Place).where(col(Place.id).in_(place_ids)))}
     return [
         HandoffEventOut(
             at=e.at,
@@ -213,39 +236,16 @@ def expire_due(session: Session, now: datetime | None = None, batch: int = 500) 
                 .limit(batch)
             ).all()
             for referral in due:
-                moved = session.execute(
-                    update(Referral)
-                    .where(
-                        col(Referral.id) == referral.id,
-                        col(Referral.version) == referral.version,
-                    )
-                    .values(
-                        status=ReferralStatus.EXPIREE.value,
-                        version=referral.version + 1,
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if moved.rowcount != 1:  # type: ignore[attr-defined]
-                    continue  # moved meanwhile by its place: theirs is the last word
-                insert_row(
+                # Moved meanwhile by its place: theirs is the last word.
+                if not _apply(
                     session,
-                    HandoffEvent,
-                    {
-                        "orientation_id": referral.orientation_id,
-                        "referral_id": referral.id,
-                        "at": now,
-                        "kind": "transition",
-                        "route": None,
-                        "actor_key_id": None,
-                        "actor_role": "service",
-                        "actor_place_id": None,
-                        "from_status": referral.status,
-                        "to_status": ReferralStatus.EXPIREE.value,
-                        "reason": None,
-                        "note": None,
-                    },
-                )
+                    referral,
+                    ReferralStatus(referral.status),
+                    ReferralStatus.EXPIREE,
+                    None,
+                    now,
+                ):
+                    continue
                 total += 1
             session.commit()
         if len(due) < batch:
@@ -320,42 +320,28 @@ def reorient(
                     current_status=current.value,
                 )
             chosen, distance = found.place, found.distance_km
-        new = {
-            "id": new_id("orv"),
-            "orientation_id": referral.orientation_id,
-            "previous_referral_id": referral.id,
-            "code": new_code(),
-            "status": ReferralStatus.EN_ATTENTE.value,
-            "place_id": chosen.id,
-            "origin_place_id": referral.origin_place_id,
-            "distance_km": distance,
-            "profile": referral.profile,
-            "theme": referral.theme,
-            "urgent": referral.urgent,
-            "commune": referral.commune,
-            "created_at": now,
-            "updated_at": now,
-            "expires_at": now + timedelta(days=settings.referral_ttl_days),
-            "version": 1,
-        }
+        new = new_referral(
+            orientation_id=referral.orientation_id,
+            place_id=chosen.id,
+            origin_place_id=referral.origin_place_id,
+            distance_km=distance,
+            profile=referral.profile,
+            theme=referral.theme,
+            urgent=referral.urgent,
+            commune=referral.commune,
+            now=now,
+            ttl_days=settings.referral_ttl_days,
+            previous_referral_id=referral.id,
+        )
         insert_row(session, Referral, new)
-        insert_row(
+        record_handoff(
             session,
-            HandoffEvent,
-            {
-                "orientation_id": referral.orientation_id,
-                "referral_id": new["id"],
-                "at": now,
-                "kind": "reorientation",
-                "route": None,
-                "actor_key_id": principal.key_id,
-                "actor_role": principal.role.value,
-                "actor_place_id": principal.place_id,
-                "from_status": None,
-                "to_status": ReferralStatus.EN_ATTENTE.value,
-                "reason": None,
-                "note": None,
-            },
+            orientation_id=referral.orientation_id,
+            referral_id=new["id"],
+            at=now,
+            kind="reorientation",
+            actor=principal,
+            to_status=new["status"],
         )
         created = session.get_one(Referral, new["id"])
         return referral_out(session, created).model_dump(mode="json")

@@ -1,6 +1,5 @@
 """The front-desk orientation: triage, matching, referral and handoff event in one transaction."""
 
-from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -11,7 +10,6 @@ from app.db import insert_row
 from app.errors import Problem
 from app.models import (
     Contact,
-    HandoffEvent,
     Orientation,
     Place,
     PlaceKind,
@@ -25,7 +23,12 @@ from app.services import idempotency
 from app.services.communes import get_commune
 from app.services.lookup import first_or_404
 from app.services.places import place_index, place_out, place_summary
-from app.services.referrals import is_code_collision, new_code, scope_filter
+from app.services.referrals import (
+    is_code_collision,
+    new_referral,
+    record_handoff,
+    scope_filter,
+)
 from app.triage import (
     PROCEDURE_THEMES,
     DiagnosticError,
@@ -147,42 +150,28 @@ def _write_orientation(
         )
     referral: dict[str, Any] | None = None
     if chosen is not None:
-        referral = {
-            "id": new_id("orv"),
-            "orientation_id": orientation["id"],
-            "previous_referral_id": None,
-            "code": new_code(),  # unique: a taken code fails the insert and is drawn again
-            "status": ReferralStatus.EN_ATTENTE.value,
-            "place_id": chosen.place.id,
-            "origin_place_id": principal.place_id,
-            "distance_km": chosen.distance_km,
-            "profile": profile.value,
-            "theme": payload.procedure.theme,
-            "urgent": payload.procedure.urgent,
-            "commune": commune.code,
-            "created_at": now,
-            "updated_at": now,
-            "expires_at": now + timedelta(days=settings.referral_ttl_days),
-            "version": 1,
-        }
+        referral = new_referral(
+            orientation_id=orientation["id"],
+            place_id=chosen.place.id,
+            origin_place_id=principal.place_id,
+            distance_km=chosen.distance_km,
+            profile=profile.value,
+            theme=payload.procedure.theme,
+            urgent=payload.procedure.urgent,
+            commune=commune.code,
+            now=now,
+            ttl_days=settings.referral_ttl_days,
+        )
         insert_row(session, Referral, referral)
-    insert_row(
+    record_handoff(
         session,
-        HandoffEvent,
-        {
-            "orientation_id": orientation["id"],
-            "referral_id": referral["id"] if referral else None,
-            "at": now,
-            "kind": "orientation",
-            "route": decision.route.value,
-            "actor_key_id": principal.key_id,
-            "actor_role": principal.role.value,
-            "actor_place_id": principal.place_id,
-            "from_status": None,
-            "to_status": referral["status"] if referral else None,
-            "reason": None,
-            "note": None,
-        },
+        orientation_id=orientation["id"],
+        referral_id=referral["id"] if referral else None,
+        at=now,
+        kind="orientation",
+        actor=principal,
+        route=decision.route.value,
+        to_status=referral["status"] if referral else None,
     )
     place = chosen.place if chosen else None
     return _document(orientation, referral, place).model_dump(mode="json")

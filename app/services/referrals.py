@@ -2,7 +2,7 @@
 
 import base64
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, func, or_
@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.auth import Principal
+from app.db import insert_row
 from app.errors import Problem
-from app.models import Contact, Orientation, Place, Referral, ReferralStatus, Role
-from app.models.common import ID_PATTERN, utcnow
+from app.models import Contact, HandoffEvent, Orientation, Place, Referral, ReferralStatus, Role
+from app.models.common import ID_PATTERN, new_id, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.place import PlaceOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
@@ -38,6 +39,77 @@ def is_code_collision(exc: IntegrityError) -> bool:
     """The commit failed because the drawn code is taken (SQLite and PostgreSQL wordings)."""
     message = str(exc.orig)
     return "referral.code" in message or "ix_referral_code" in message
+
+
+def new_referral(
+    *,
+    orientation_id: str,
+    place_id: str,
+    origin_place_id: str,
+    distance_km: float,
+    profile: str,
+    theme: str,
+    urgent: bool,
+    commune: str,
+    now: datetime,
+    ttl_days: int,
+    previous_referral_id: str | None = None,
+) -> dict[str, Any]:
+    """The row of a new referral, waiting for its place until the deadline."""
+    return {
+        "id": new_id("orv"),
+        "orientation_id": orientation_id,
+        "previous_referral_id": previous_referral_id,
+        "code": new_code(),  # unique: a taken code fails the insert and is drawn again
+        "status": ReferralStatus.EN_ATTENTE.value,
+        "place_id": place_id,
+        "origin_place_id": origin_place_id,
+        "distance_km": distance_km,
+        "profile": profile,
+        "theme": theme,
+        "urgent": urgent,
+        "commune": commune,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + timedelta(days=ttl_days),
+        "version": 1,
+    }
+
+
+def record_handoff(
+    session: Session,
+    *,
+    orientation_id: str,
+    referral_id: str | None,
+    at: datetime,
+    kind: str,
+    actor: Principal | None,
+    to_status: str | None,
+    from_status: str | None = None,
+    route: str | None = None,
+    reason: str | None = None,
+    note: str | None = None,
+) -> None:
+    """Appends one entry to the handoff log, in the caller's transaction. `actor` None: the
+    service itself (expiry)."""
+    insert_row(
+        session,
+        HandoffEvent,
+        {
+            "orientation_id": orientation_id,
+            "referral_id": referral_id,
+            "at": at,
+            "kind": kind,
+            "route": route,
+            "actor_key_id": actor.key_id if actor else None,
+            "actor_role": actor.role.value if actor else "service",
+            "actor_place_id": actor.place_id if actor else None,
+            "from_status": from_status,
+            "to_status": to_status,
+            "reason": reason,
+            "note": note,
+        },
+    )
 
 
 def scope_filter(principal: Principal) -> ColumnElement[bool]:
