@@ -384,3 +384,64 @@ def test_a_refused_referral_is_reoriented_elsewhere(
         f"/v1/referrals/{third.json()['id']}/reorient", json={"place_id": named}, headers=agent
     )
     assert chosen.status_code == 201 and chosen.json()["place"]["id"] == named
+
+
+# --- every status × every target × both roles, through HTTP ---------------------------------
+
+REACH = {  # how a fresh referral gets to each status
+    "en_attente": [],
+    "acceptee": [("med_tulle", "acceptee", None)],
+    "contactee": [("med_tulle", "acceptee", None), ("med_tulle", "contactee", None)],
+    "refusee": [("med_tulle", "refusee", "autre")],
+    "annulee": [("agent_tulle", "annulee", None)],
+    "non_venue": [("med_tulle", "acceptee", None), ("med_tulle", "non_venue", None)],
+    "terminee": [
+        ("med_tulle", "acceptee", None),
+        ("med_tulle", "contactee", None),
+        ("med_tulle", "terminee", None),
+    ],
+    "reorientee": [("med_tulle", "acceptee", None), ("med_tulle", "reorientee", None)],
+    "expiree": "aged",
+}
+ALLOWED = {  # the contract's table: (from, to) -> roles, as HTTP callers
+    ("en_attente", "acceptee"): {"mediateur"},
+    ("en_attente", "refusee"): {"mediateur"},
+    ("en_attente", "annulee"): {"agent", "mediateur"},
+    ("acceptee", "annulee"): {"agent", "mediateur"},
+    ("acceptee", "contactee"): {"mediateur"},
+    ("acceptee", "non_venue"): {"mediateur"},
+    ("contactee", "non_venue"): {"mediateur"},
+    ("contactee", "terminee"): {"mediateur"},
+    ("acceptee", "reorientee"): {"mediateur"},
+    ("contactee", "reorientee"): {"mediateur"},
+    ("en_attente", "expiree"): set(),  # the service's: 403 for both
+    ("acceptee", "expiree"): set(),
+}
+STATUSES = list(REACH)
+
+
+@pytest.mark.parametrize("source", STATUSES)
+def test_every_transition_through_http(
+    client: TestClient, world: World, engine: Engine, source: str
+) -> None:
+    outcomes = {}
+    for target in STATUSES:
+        for who in ("agent_tulle", "med_tulle"):
+            referral = _referral(client, world)
+            steps = REACH[source]
+            if steps == "aged":
+                _age(engine, referral, 1)
+            else:
+                for step_who, status, reason in steps:
+                    reached = _move(client, world, referral, step_who, status, reason=reason)
+                    assert reached.status_code == 200, reached.text
+            reason = "pas_de_capacite" if target == "refusee" else None
+            response = _move(client, world, referral, who, target, reason=reason)
+            outcomes[(target, who)] = response.status_code
+            role = "agent" if who.startswith("agent") else "mediateur"
+            roles = ALLOWED.get((source, target))
+            expected = 409 if roles is None else 200 if role in roles else 403
+            assert response.status_code == expected, (source, target, who, response.text)
+            if expected == 409:
+                assert response.json()["current_status"] == source
+    assert len(outcomes) == 2 * len(STATUSES)
