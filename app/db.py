@@ -1,4 +1,4 @@
-"""Database engine, session dependency, the one way a use case writes, and migrations."""
+"""Database engine, how use cases get a session (Db), the one way to write, migrations."""
 
 import asyncio
 import sqlite3
