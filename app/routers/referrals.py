@@ -41,8 +41,8 @@ async def list_referrals(
     ] = "recent",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> ReferralPage:
-    return await db.read(
+) -> Any:
+    page = await db.read(
         lambda session: service.list_referrals(
             session,
             principal,
@@ -51,8 +51,9 @@ async def list_referrals(
             urgent_first=sort == "urgent",
             limit=limit,
             cursor=cursor,
-        )
+        ).model_dump(mode="json")
     )
+    return FastJSONResponse(page)  # built from stored rows: no second validation
 
 
 @router.get(
