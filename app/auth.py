@@ -92,7 +92,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
         raise _unauthorized(
             "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »." + hint
         )
-    engine = request.app.state.engine
+    engine = request.app.state.db.engine
     keys: Cached[dict[str, Principal]] = cached(engine, "api_key", load_principals)
     principals = keys.fresh()
     if principals is None:
@@ -122,9 +122,8 @@ class Require(HTTPBearer):
         self.allowed = ", ".join(r.value for r in roles)
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        principal = await authenticate(request, token or None)
+        credentials = await super().__call__(request)  # the header, parsed by HTTPBearer
+        principal = await authenticate(request, credentials.credentials if credentials else None)
         if principal.role not in self.roles:
             raise Problem(
                 403,

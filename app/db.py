@@ -31,12 +31,11 @@ SQLITE_BUSY_MS = 30_000
 _write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
-def make_engine(url: str, pool_size: int | None = None) -> Engine:
+def make_engine(url: str) -> Engine:
     """One connection per serving thread (see Settings.threads), plus a few for the cache
     poller and the command line. hide_parameters: a database error must never carry a
     person's contact data into a log."""
-    size = pool_size or get_settings().threads
-    pool = {"pool_size": size, "max_overflow": 5, "pool_timeout": 30}
+    pool = {"pool_size": get_settings().threads, "max_overflow": 5, "pool_timeout": 30}
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

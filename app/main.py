@@ -80,8 +80,6 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         redoc_url=None,
         favicon_url="data:,",
     )
-    app.state.engine = engine
-    app.state.settings = settings
     app.state.db = db
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)

@@ -18,7 +18,6 @@ from sqlmodel import Session, col, select
 from app.models.data_version import DataVersion
 
 T = TypeVar("T")
-TABLES = ("api_key", "commune", "place")
 
 
 class Cached(Generic[T]):
