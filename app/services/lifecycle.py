@@ -8,12 +8,12 @@ from sqlmodel import Session, col, or_, select, update
 from app.config import Settings
 from app.db import insert_row, writing
 from app.errors import Problem, invalid
-from app.models import HandoffEvent, Place, PlaceKind, Principal, Referral, Role
+from app.models import HandoffEvent, PlaceKind, Principal, Referral, Role
 from app.models.common import utcnow
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
 from app.services import idempotency
 from app.services.communes import get_commune
-from app.services.places import place_index
+from app.services.places import place_by_id, place_index, suitable_places
 from app.services.referrals import (
     etag,
     get_referral,
@@ -22,7 +22,6 @@ from app.services.referrals import (
     record_handoff,
     referral_out,
 )
-from app.triage import PROCEDURE_THEMES
 from app.triage.geo import distance_km
 from app.triage.lifecycle import (
     EXPIRABLE,
@@ -198,15 +197,13 @@ def referral_events(
         )
         .order_by(col(HandoffEvent.at), col(HandoffEvent.id))
     ).all()
-    place_ids = {e.actor_place_id for e in events if e.actor_place_id}
-    names = {p.id: p.name for p in session.exec(select(Place).where(col(Place.id).in_(place_ids)))}
     return [
         HandoffEventOut(
             at=e.at,
             kind=e.kind,
             actor_role=e.actor_role,
             actor_place=(
-                PlaceRef(id=e.actor_place_id, name=names.get(e.actor_place_id, ""))
+                PlaceRef(id=e.actor_place_id, name=place_by_id(session, e.actor_place_id).name)
                 if e.actor_place_id
                 else None
             ),
@@ -302,13 +299,12 @@ def reorient(
                 1,
             )
         else:
-            candidates = index.near(
+            candidates = suitable_places(
+                session,
                 commune,
-                kind=PlaceKind.MEDIATION,
-                services_any=PROCEDURE_THEMES[referral.theme].services,
-                accepting_referrals=True,
-                max_km=settings.max_referral_distance_km,
-                limit=len(refused) + 1,
+                referral.theme,
+                settings.max_referral_distance_km,
+                len(refused) + 1,
             )
             found = next((c for c in candidates if c.place.id not in refused), None)
             if found is None:

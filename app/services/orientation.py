@@ -11,8 +11,6 @@ from app.errors import Problem
 from app.models import (
     Contact,
     Orientation,
-    Place,
-    PlaceKind,
     Referral,
     ReferralStatus,
 )
@@ -22,7 +20,7 @@ from app.models.place import PlaceAlternative, PlaceOut
 from app.services import idempotency
 from app.services.communes import get_commune
 from app.services.lookup import first_or_404
-from app.services.places import place_index, place_out, place_summary
+from app.services.places import place_by_id, place_summary, suitable_places
 from app.services.referrals import (
     is_code_collision,
     new_referral,
@@ -30,7 +28,6 @@ from app.services.referrals import (
     scope_filter,
 )
 from app.triage import (
-    PROCEDURE_THEMES,
     DiagnosticError,
     Profile,
     ProfileSource,
@@ -98,13 +95,12 @@ def _write_orientation(
 
     chosen, alternatives = None, []
     if decision.needs_referral:
-        candidates = place_index(session).near(
+        candidates = suitable_places(
+            session,
             commune,
-            kind=PlaceKind.MEDIATION,
-            services_any=PROCEDURE_THEMES[payload.procedure.theme].services,
-            accepting_referrals=True,
-            max_km=settings.max_referral_distance_km,
-            limit=settings.alternatives + 1,
+            payload.procedure.theme,
+            settings.max_referral_distance_km,
+            settings.alternatives + 1,
         )
         if candidates:
             chosen, alternatives = candidates[0], candidates[1:]
@@ -228,7 +224,5 @@ def get_orientation(session: Session, principal: Principal, orientation_id: str)
     ).first()
     place = None
     if current is not None:
-        place = place_index(session).by_id.get(current.place_id) or place_out(
-            session.get_one(Place, current.place_id)
-        )
+        place = place_by_id(session, current.place_id)
     return _document(orientation.model_dump(), current.model_dump() if current else None, place)

@@ -17,6 +17,7 @@ from app.services import idempotency
 from app.services.cache import bump, cached
 from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
+from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points
 
 
@@ -112,6 +113,27 @@ def place_index(session: Session) -> PlaceIndex:
     return cached(engine, "place", load_place_index).get()
 
 
+def place_by_id(session: Session, place_id: str) -> PlaceOut:
+    """A place as answered, from the index; from the database for one created in another
+    process since the index was loaded (it is a second old at most)."""
+    return place_index(session).by_id.get(place_id) or place_out(session.get_one(Place, place_id))
+
+
+def suitable_places(
+    session: Session, commune: CommuneRef, theme: str, max_km: float, limit: int
+) -> list[Located]:
+    """Where a referral may go, nearest first: médiation places that accept referrals and offer
+    a service of the procedure's theme, within `max_km` of the person's commune."""
+    return place_index(session).near(
+        commune,
+        kind=PlaceKind.MEDIATION,
+        services_any=PROCEDURE_THEMES[theme].services,
+        accepting_referrals=True,
+        max_km=max_km,
+        limit=limit,
+    )
+
+
 def search_places(
     session: Session,
     *,
@@ -132,13 +154,8 @@ def search_places(
             ["query", "max_km"],
             "max_km n'a de sens qu'avec near (le code INSEE d'où mesurer).",
         )
-    places = place_index(session).places
-    wanted = set(services_any)
-    chosen = [
-        p
-        for p in places
-        if (kind is None or p.kind == kind.value) and (not wanted or wanted & set(p.services))
-    ]
+    index = place_index(session)
+    chosen = [index.places[i] for i in index.candidates(kind, services_any, None)]
     return sorted(chosen, key=lambda p: (p.name, p.id))[:limit]
 
 

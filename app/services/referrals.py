@@ -12,13 +12,12 @@ from sqlmodel import Session, col, select
 from app.auth import Principal
 from app.db import insert_row
 from app.errors import Problem
-from app.models import Contact, HandoffEvent, Orientation, Place, Referral, ReferralStatus, Role
+from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralStatus, Role
 from app.models.common import ID_PATTERN, new_id, utcnow
 from app.models.orientation import ProcedureOut
-from app.models.place import PlaceOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
 from app.services.lookup import first_or_404
-from app.services.places import place_index, place_out, place_summary
+from app.services.places import place_by_id, place_summary
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
@@ -148,15 +147,11 @@ def get_referral_by_code(session: Session, principal: Principal, raw_code: str) 
     )
 
 
-def _place(session: Session, place_id: str) -> PlaceOut:
-    return place_index(session).by_id.get(place_id) or place_out(session.get_one(Place, place_id))
-
-
 def referral_out(session: Session, referral: Referral) -> ReferralOut:
     """The referral as answered, from stored rows: built without validating them again (a
     page of 200 spent most of its time there)."""
-    place = _place(session, referral.place_id)
-    origin = _place(session, referral.origin_place_id)
+    place = place_by_id(session, referral.place_id)
+    origin = place_by_id(session, referral.origin_place_id)
     orientation = session.get_one(Orientation, referral.orientation_id)
     contact = session.get(Contact, orientation.id) if orientation.consent else None
     person = PersonOut.model_construct(
