@@ -84,7 +84,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self.deadline = self.loop.call_later(self.read_timeout, self._refuse, 408)
+        self.deadline = self.loop.call_later(self.read_timeout, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        # A busy loop may run this timer before reading bytes that arrived in time. A timer
+        # due now runs after the next poll's reads: if the request is complete by then, the
+        # read disarms this second look.
+        self.deadline = self.loop.call_later(0, self._refuse, 408)
 
     def _disarm(self) -> None:
         if self.deadline is not None:

@@ -234,7 +234,7 @@ def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "PASSERELLE_REQUEST_READ_TIMEOUT_SECONDS": "1",
+        "PASSERELLE_REQUEST_READ_TIMEOUT_SECONDS": "2",
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
