@@ -104,7 +104,7 @@ class RequestGuard:
                 if b"cache-control" not in names:
                     docs = scope["path"].startswith(_DOCS_ASSETS)
                     headers.append((b"cache-control", _CACHE_DOCS if docs else b"no-store"))
-                if message["status"] >= 500:
+                if message["status"] >= 500 and b"connection" not in names:
                     headers.append((b"connection", b"close"))
             await send(message)
 

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, or_, select, update
 
 from app.config import Settings
@@ -101,15 +102,18 @@ def _apply(
 ) -> bool:
     """The write of a transition, the one place it is done: one conditional update (of
     concurrent transitions from the same version, one wins) and its handoff event. False if
-    another transition won."""
+    another transition won. On success `referral` holds the new values, as stored."""
+    values = {"status": target.value, "version": referral.version + 1, "updated_at": now, **values}
     moved = session.execute(
         update(Referral)
         .where(col(Referral.id) == referral.id, col(Referral.version) == referral.version)
-        .values(status=target.value, version=referral.version + 1, updated_at=now, **values)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    for name, value in values.items():  # what was written: no need to read it back
+        set_committed_value(referral, name, value)
     record_handoff(
         session,
         orientation_id=referral.orientation_id,
@@ -166,7 +170,6 @@ def move_referral(
                 select(Referral.status).where(Referral.id == referral.id)
             ).one()
             raise _stale(referral_id, if_match, ReferralStatus(now_status))
-        session.refresh(referral)
         return referral_out(session, referral).model_dump(mode="json")
 
     return idempotency.commit_once(
@@ -339,8 +342,7 @@ def reorient(
             actor=principal,
             to_status=new["status"],
         )
-        created = session.get_one(Referral, new["id"])
-        return referral_out(session, created).model_dump(mode="json")
+        return referral_out(session, Referral(**new)).model_dump(mode="json")
 
     return idempotency.commit_once(
         session,

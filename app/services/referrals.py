@@ -18,7 +18,7 @@ from app.models.orientation import ProcedureOut
 from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary
-from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status
+from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
 CODE_ALPHABET = "ACDEFGHJKMNPQRTWXY34679"
@@ -314,9 +314,7 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     by_status = dict.fromkeys((s.value for s in ReferralStatus), 0)
     urgent_open = 0
     for status, urgent, is_past, number in rows:
-        shown = ReferralStatus(status)
-        if shown in EXPIRABLE and is_past:
-            shown = ReferralStatus.EXPIREE
+        shown = shown_status(ReferralStatus(status), bool(is_past))
         by_status[shown.value] += number
         urgent_open += number if urgent and shown in OPEN else 0
     return {"by_status": by_status, "open": sum(by_status[s.value] for s in OPEN),

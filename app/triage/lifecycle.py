@@ -117,9 +117,13 @@ def targets(current: ReferralStatus, actor: Actor) -> list[ReferralStatus]:
 EXPIRABLE = frozenset({S.EN_ATTENTE, S.ACCEPTEE})
 
 
-def effective_status(status: ReferralStatus, expires_at: datetime, now: datetime) -> ReferralStatus:
+def shown_status(status: ReferralStatus, past_due: bool) -> ReferralStatus:
     """A referral past its deadline is expired, whether or not the service has written it yet
     (it does every minute, and `passerelle referrals expire`)."""
+    return S.EXPIREE if status in EXPIRABLE and past_due else status
+
+
+def effective_status(status: ReferralStatus, expires_at: datetime, now: datetime) -> ReferralStatus:
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
-    return S.EXPIREE if status in EXPIRABLE and expires_at <= now else status
+    return shown_status(status, expires_at <= now)
