@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -227,10 +228,10 @@ class Server:
     log: Path
 
 
-@pytest.fixture
-def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+@contextmanager
+def serving(database_url: str, log: Path, *args: str) -> Iterator[Server]:
+    """Runs `passerelle serve [args]` on the test database until the block ends."""
     port = _free_port()
-    log = tmp_path / "server.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -238,7 +239,7 @@ def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -257,6 +258,12 @@ def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server
         finally:
             process.terminate()
             process.wait(15)
+
+
+@pytest.fixture
+def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+    with serving(database_url, tmp_path / "server.log") as running:
+        yield running
 
 
 def count(engine: Engine, table: str) -> int:

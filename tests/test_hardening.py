@@ -8,18 +8,25 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import Settings
+from app.models import PlaceKind, Role
+from app.models.place import PlaceIn
 from app.server import HideTokens
 from app.services.demo import demo_keys, load_demo
-from tests.conftest import Server, World, count, orientation_body
+from app.services.keys import create_key, revoke_key
+from app.services.places import create_place
+from tests.conftest import Server, World, count, orientation_body, serving
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -254,9 +261,7 @@ def test_a_500_says_connection_close(
 # --- 6. wrong tokens -----------------------------------------------------------------------------
 
 
-def test_wrong_tokens_are_slowed_down(
-    client: TestClient, world: World, settings: Settings
-) -> None:
+def test_wrong_tokens_are_slowed_down(client: TestClient, world: World, settings: Settings) -> None:
     limit = settings.auth_failures_per_minute
     for _ in range(limit):
         wrong = client.get("/v1/referrals", headers={"Authorization": "Bearer psl_nope"})
@@ -282,18 +287,19 @@ def test_hide_tokens_filter_masks_every_token_parameter() -> None:
     import logging
 
     record = logging.LogRecord(
-        "uvicorn.access", 20, "", 0, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1", "GET", "/v1/x?a=1&token=abc&api_key=def&key=ghi", "1.1", 200), None,
+        "uvicorn.access",
+        20,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1", "GET", "/v1/x?a=1&token=abc&api_key=def&key=ghi", "1.1", 200),
+        None,
     )
     HideTokens().filter(record)
     assert record.getMessage().count("***") == 3 and "abc" not in record.getMessage()
 
 
-def test_demo_keys_of_a_previous_start_are_revoked(
-    client: TestClient, engine: Engine
-) -> None:
-    from sqlmodel import Session
-
+def test_demo_keys_of_a_previous_start_are_revoked(client: TestClient, engine: Engine) -> None:
     with Session(engine) as session:
         load_demo(session)
         first = demo_keys(session)
@@ -355,3 +361,74 @@ def test_openapi_declares_auth_errors_and_themes(client: TestClient) -> None:
     themes = document["components"]["schemas"]["ProcedureIn"]["properties"]["theme"]["enum"]
     assert "caf" in themes and "numerique_quotidien" in themes
     assert document["components"]["schemas"]["OrientationIn"]["examples"]
+
+
+# --- several processes: what one writes, the others see within a second ---------------------
+
+
+def _within(seconds: float, check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_keys_and_places_changed_elsewhere_reach_a_running_service(
+    server: Server, world: World, engine: Engine
+) -> None:
+    """The service keeps keys and places in memory; a key created or revoked, a place created
+    by another process (here, this test, through the same services) is seen through the
+    once-a-second check."""
+    with Session(engine) as session:
+        key, token = create_key(session, Role.COORDINATEUR, territory="national")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def places() -> httpx.Response:
+        return httpx.get(server.url + "/v1/places?limit=100", headers=auth)
+
+    assert _within(3, lambda: places().status_code == 200)
+    naves = PlaceIn(
+        name="Tiers-lieu de Naves",
+        kind=PlaceKind.MEDIATION,
+        commune="19146",
+        latitude=45.3137,
+        longitude=1.7667,
+        services=["Accompagnement CAF"],
+    )
+    with Session(engine) as session:
+        create_place(session, key.id, naves, None)
+    assert _within(3, lambda: naves.name in {p["name"] for p in places().json()})
+    with Session(engine) as session:
+        revoke_key(session, key.id)
+    assert _within(3, lambda: places().status_code == 401)
+
+
+def test_several_workers_on_postgresql(
+    world: World, engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        refused = CliRunner().invoke(
+            cli, ["serve", "--workers", "2"], env={"DATABASE_URL": database_url}
+        )
+        assert refused.exit_code == 2 and "PostgreSQL" in refused.output
+        return
+    with serving(database_url, tmp_path / "workers.log", "--workers", "2") as running:
+        answers = [  # a new connection each: the kernel spreads them over the workers
+            httpx.post(
+                running.url + "/v1/orientations",
+                json=orientation_body(),
+                headers=world.auth("agent_tulle"),
+            ).status_code
+            for _ in range(20)
+        ]
+        assert answers == [201] * 20
+        assert httpx.get(running.url + "/readyz").status_code == 200
+        pids = {
+            line.split("[")[1].split("]")[0]
+            for line in running.log.read_text().splitlines()
+            if "Started server process" in line
+        }
+        assert len(pids) >= 2, running.log.read_text()
+    assert count(engine, "orientation") == 20
