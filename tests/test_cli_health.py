@@ -46,15 +46,21 @@ def test_keys_scope_rules(world: World, cli_env) -> None:  # type: ignore[no-unt
     bad_territory = runner.invoke(
         cli, ["keys", "create", "--role", "coordinateur", "--territory", "canton:3"]
     )
-    assert bad_territory.exit_code == 2
+    assert bad_territory.exit_code == 2 and "mal écrit" in bad_territory.output
+    for unknown in ("departement:99", "epci:123456789", "region:99"):
+        refused = runner.invoke(
+            cli, ["keys", "create", "--role", "coordinateur", "--territory", unknown]
+        )
+        assert refused.exit_code == 2 and "Territoire inconnu" in refused.output, unknown
     by_source_id = runner.invoke(
         cli, ["keys", "create", "--role", "agent", "--place", "demo-fs-ussel"]
     )
     assert by_source_id.exit_code == 0, by_source_id.output
-    good = runner.invoke(
-        cli, ["keys", "create", "--role", "coordinateur", "--territory", "epci:241927201"]
-    )
-    assert good.exit_code == 0
+    for known in ("epci:241927201", "departement:2A", "departement:971", "region:75", "national"):
+        good = runner.invoke(
+            cli, ["keys", "create", "--role", "coordinateur", "--territory", known]
+        )
+        assert good.exit_code == 0, good.output
 
 
 def test_health(client: TestClient) -> None:

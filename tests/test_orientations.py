@@ -258,7 +258,7 @@ BAD_INPUTS = [
     ("incomplete diagnostic", None, {"assessment": {"answers": {"courriel": "oui"}}}),
     ("unknown theme", None, {"procedure": {"theme": "cuisine", "urgent": True}}),
     ("urgent as a string", None, {"procedure": {"theme": "caf", "urgent": "oui"}}),
-    ("unknown commune", None, {"person": {"commune": "75056", "consent": False}}),
+    ("unknown commune", None, {"person": {"commune": "99999", "consent": False}}),
     ("malformed commune", None, {"person": {"commune": "Tulle", "consent": False}}),
     ("bad phone", None, {"person": {"commune": "19272", "consent": True, "phone": "12"}}),
     ("bad email", None, {"person": {"commune": "19272", "consent": True, "email": "jeanne@"}}),

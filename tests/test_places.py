@@ -1,12 +1,9 @@
 """Places: nearest-first search, admin writes, and the import command."""
 
 import json
-from pathlib import Path
 
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from app.cli import app as cli
 from tests.conftest import World, count
 
 PLACE = {
@@ -93,66 +90,6 @@ def test_admin_creates_and_replaces_places(client: TestClient, world: World, eng
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "latitude"]
 
 
-CSV_HEADER = (
-    "id,nom,adresse,code_postal,code_insee,commune,latitude,longitude,services,"
-    "dispositif_programmes_nationaux\n"
-)
-
-
-def test_import_reports_rejected_rows(tmp_path: Path, world: World, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
-    before = count(engine, "place")
-    source = tmp_path / "lieux.csv"
-    source.write_text(
-        CSV_HEADER
-        + "a1,EPN de Meyssac,Rue de la Mairie,19500,19138,Meyssac,45.0557,1.6739,"
-        + "Aide aux démarches administratives|Maîtrise des outils numériques du quotidien,"
-        + "Conseillers numériques\n"
-        + "a2,Sans coordonnées,Place,19500,19138,Meyssac,,,,\n"
-        + "a3,Code postal faux,Place,195,19138,Meyssac,45.0,1.6,,\n"
-        + "a4,France Services de Meyssac,Avenue,19500,19138,Meyssac,45.0557,1.6739,,"
-        + "France Services\n",
-        encoding="utf-8",
-    )
-    result = CliRunner().invoke(cli, ["places", "import", str(source)])
-    assert result.exit_code == 0, result.output
-    assert "2 lieux importés" in result.output and "2 lignes rejetées" in result.output
-    assert "latitude manquante" in result.output and "code_postal invalide" in result.output
-    assert count(engine, "place") == before + 2
-    again = CliRunner().invoke(cli, ["places", "import", str(source)])
-    assert "0 créés, 2 mis à jour" in again.output
-    assert count(engine, "place") == before + 2
-
-
-def test_import_json(tmp_path: Path, world: World, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
-    source = tmp_path / "lieux.json"
-    source.write_text(
-        json.dumps(
-            [
-                {
-                    "id": "j1",
-                    "nom": "Point numérique de Beynat",
-                    "adresse": "Le bourg",
-                    "code_postal": "19190",
-                    "code_insee": "19023",
-                    "commune": "Beynat",
-                    "latitude": 45.1242,
-                    "longitude": 1.7239,
-                    "services": ["Aide aux démarches administratives"],
-                    "courriels": ["a@example.org"],
-                },
-                {"nom": "Incomplet"},
-            ]
-        ),
-        encoding="utf-8",
-    )
-    result = CliRunner().invoke(cli, ["places", "import", str(source)])
-    assert result.exit_code == 0, result.output
-    assert "1 lieux importés" in result.output and "adresse manquante" in result.output
-    unreadable = tmp_path / "broken.json"
-    unreadable.write_text("[{", encoding="utf-8")
-    assert CliRunner().invoke(cli, ["places", "import", str(unreadable)]).exit_code == 1
-
-
 def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> None:
     headers = {**world.auth("admin"), "Content-Type": "application/json"}
     # NaN is not JSON (RFC 8259): refused as such, before any field is read.
@@ -162,19 +99,3 @@ def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> 
     as_text = client.post("/v1/places", json={**PLACE, "latitude": "45,2995"}, headers=headers)
     assert as_text.status_code == 422
     assert as_text.json()["errors"][0]["loc"][-1] == "latitude"
-
-
-def test_communes_import(tmp_path: Path, engine, cli_env) -> None:  # type: ignore[no-untyped-def]
-    from app.services.communes import DEMO_COMMUNES
-
-    before = count(engine, "commune")
-    lines = DEMO_COMMUNES.read_text(encoding="utf-8").splitlines()
-    again = tmp_path / "communes.csv"
-    again.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["communes", "import", str(again)])
-    assert result.exit_code == 0 and "3 communes importées" in result.output
-    broken = tmp_path / "broken.csv"
-    broken.write_text(lines[0] + "\n" + lines[1].replace("19001", "Affieux") + "\n")
-    refused = CliRunner().invoke(cli, ["communes", "import", str(broken)])
-    assert refused.exit_code == 1 and "ligne 2" in refused.output
-    assert count(engine, "commune") == before

@@ -1,7 +1,7 @@
 """SQLModel tables and API schemas, one module per concept."""
 
 from app.models.apikey import ApiKey, Principal, Role
-from app.models.commune import Commune
+from app.models.commune import Commune, Departement, Epci, Region
 from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
@@ -13,6 +13,8 @@ __all__ = [
     "Commune",
     "Contact",
     "DataVersion",
+    "Departement",
+    "Epci",
     "HandoffEvent",
     "IdempotencyRecord",
     "Orientation",
@@ -20,6 +22,7 @@ __all__ = [
     "PlaceKind",
     "Principal",
     "Referral",
+    "Region",
     "ReferralStatus",
     "Role",
 ]

@@ -1,12 +1,12 @@
 """Places: France Services and lieux de médiation numérique, in the national schema's terms."""
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, EmailStr, computed_field, field_validator
 from pydantic import Field as PydField
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
@@ -19,8 +19,19 @@ class PlaceKind(StrEnum):
 
 
 class Place(SQLModel, table=True):
+    # A place is known in its source by (source, source_id): the schema's `source` (who
+    # collected it) and `id` (unique within that source only: one export numbers from 0).
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_place_source"),)
+
     id: str = Field(default_factory=lambda: new_id("lieu"), primary_key=True)
-    source_id: str | None = Field(default=None, unique=True, index=True)
+    source: str = ""
+    source_id: str | None = Field(default=None, index=True)
+    pivot: str | None = None  # SIRET, RNA or RIDET of the structure
+    source_date: date | None = None  # the source's `date_maj`
+    # [source, id] of the records of other sources (or repeats) merged into this place.
+    merged_ids: list[list[str]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, default=list)
+    )
     name: str
     kind: str = Field(index=True)
     address: str = ""
@@ -29,6 +40,8 @@ class Place(SQLModel, table=True):
     commune_name: str = ""
     latitude: float = Field(index=True)
     longitude: float
+    # True when the source gave no usable point and the commune's routing point stands in.
+    approximate_location: bool = False
     services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     phone: str | None = None
     email: str | None = None
@@ -94,6 +107,11 @@ class PlaceOut(_SaysHours):
     website: str | None
     hours: str | None
     accepts_referrals: bool
+    approximate_location: bool = PydField(
+        default=False,
+        description="Vrai quand la source ne donnait pas de position : celle de la mairie "
+        "de la commune la remplace.",
+    )
     distance_km: float | None = None
     updated_at: UtcDatetime
 

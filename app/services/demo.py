@@ -1,20 +1,25 @@
-"""Demo data for Corrèze: the commune reference, sixteen places and one key per role."""
+"""Demo data for Corrèze: sixteen places on real communes and one key per role."""
+
+from pathlib import Path
 
 from sqlmodel import Session
 
 from app.models import Role
-from app.services.communes import DATA_DIR, DEMO_COMMUNES, import_communes
+from app.services.communes import has_national_reference, import_communes
 from app.services.keys import create_key, list_keys, revoke_key
-from app.services.place_import import ImportReport, import_places, read_rows
+from app.services.place_import import ImportReport, import_places
+from app.services.place_sources import read_source
 
-DEMO_PLACES = DATA_DIR / "lieux-demo-19.csv"
+DEMO_PLACES = Path(__file__).resolve().parent.parent / "data" / "lieux-demo-19.csv"
 DEMO_AGENT_PLACE = "demo-fs-tulle"
 DEMO_MEDIATEUR_PLACE = "demo-med-tulle"
 
 
 def load_demo(session: Session) -> ImportReport:
-    import_communes(session, DEMO_COMMUNES)
-    return import_places(session, read_rows(DEMO_PLACES))
+    """Loads every commune of France (once) and the demo places (again: a no-op if unchanged)."""
+    if not has_national_reference(session):
+        import_communes(session)
+    return import_places(session, read_source(DEMO_PLACES))
 
 
 def demo_keys(session: Session) -> dict[str, str]:

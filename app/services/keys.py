@@ -1,15 +1,12 @@
 """API key management: create (the token is shown once), list, revoke."""
 
-import re
-
 from sqlmodel import Session, col, select
 
 from app.auth import hash_token, new_token
 from app.models import ApiKey, Place, PlaceKind, Role
 from app.models.common import utcnow
 from app.services.cache import bump
-
-TERRITORY = re.compile(r"^(departement:(\d{2,3}|2[AB])|epci:\d{9}|region:\d{2}|national)$")
+from app.services.territories import EXAMPLES, check_territory
 
 
 class KeyError_(ValueError):
@@ -28,10 +25,15 @@ def create_key(
         if not place_id:
             raise KeyError_(f"Le rôle {role.value} exige --place (l'identifiant du lieu).")
         # The place's id here, or its id in the imported source (what an admin has at hand).
-        place = (
-            session.get(Place, place_id)
-            or session.exec(select(Place).where(Place.source_id == place_id)).first()
-        )
+        place = session.get(Place, place_id)
+        if place is None:
+            same_source_id = session.exec(select(Place).where(Place.source_id == place_id)).all()
+            if len(same_source_id) > 1:
+                raise KeyError_(
+                    f"{len(same_source_id)} lieux de sources différentes ont l'identifiant "
+                    f"{place_id} : donnez l'identifiant Passerelle du lieu (lieu_…)."
+                )
+            place = same_source_id[0] if same_source_id else None
         if place is None:
             raise KeyError_(f"Lieu inconnu : {place_id}.")
         expected = PlaceKind.FRANCE_SERVICES if role is Role.AGENT else PlaceKind.MEDIATION
@@ -42,13 +44,12 @@ def create_key(
             )
         place_id, territory = place.id, None
     elif role is Role.COORDINATEUR:
-        territory = territory or ""
-        if not TERRITORY.match(territory):
-            raise KeyError_(
-                "Le rôle coordinateur exige --territory : departement:19, epci:<SIREN>, "
-                "region:<code> ou national."
-            )
-        place_id = None
+        if not territory:
+            raise KeyError_(f"Le rôle coordinateur exige --territory : {EXAMPLES}.")
+        checked = check_territory(session, territory)
+        if isinstance(checked, str):
+            raise KeyError_(checked)
+        territory, place_id = str(checked), None
     else:
         place_id, territory = None, None
     token = new_token()

@@ -1,53 +1,161 @@
-"""Import of places from the national schema of lieux de médiation numérique (CSV or JSON)."""
+"""Import of places from the files that exist (see place_sources): every row checked and
+located, the same place from two sources imported once, every rejection reported with its
+line, field and reason in French. Re-importing a file changes nothing."""
 
-import csv
 import hashlib
-import json
+import math
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import date, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import insert, update
+from sqlmodel import Session, col, select
 
+from app.db import writing
 from app.models import Commune, Place, PlaceKind
-from app.models.common import utcnow
+from app.models.common import new_id, utcnow
 from app.services.cache import bump
+from app.services.place_sources import (
+    SourceFile,
+    normalise_name,
+    offers_accompaniment,
+    services_v1,
+    split_values,
+)
+from app.triage.geo import distance_km as haversine_km
 
-LIST_SEPARATOR = "|"
+# A place this close to another of the same name is the same place.
+SAME_PLACE_KM = 0.1
+# A point farther than this from its commune's town hall is wrong (swapped, or another town).
+FAR_FROM_COMMUNE_KM = 40.0
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+UNKNOWN_PIVOT = re.compile(r"^0*$")
+
+# Columns a source decides; the others (id, source identity, created_at) stay the place's own.
+CONTENT = (
+    "name",
+    "kind",
+    "address",
+    "postal_code",
+    "commune",
+    "commune_name",
+    "latitude",
+    "longitude",
+    "approximate_location",
+    "services",
+    "phone",
+    "email",
+    "website",
+    "hours",
+    "accepts_referrals",
+    "pivot",
+    "source_date",
+)
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    line: int
+    field: str
+    reason: str
 
 
 @dataclass
 class ImportReport:
+    format: str = ""
+    rows: int = 0
     created: int = 0
     updated: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
+    unchanged: int = 0
+    merged: int = 0  # rows describing a place already there (other source, or twice in file)
+    rejected: list[RowIssue] = field(default_factory=list)
+    notes: list[RowIssue] = field(default_factory=list)  # imported, with a correction
+    approximate: int = 0  # located at their commune's town hall
+    deduced_insee: int = 0
+    dry_run: bool = False
 
     @property
     def imported(self) -> int:
-        return self.created + self.updated
+        return self.created + self.updated + self.unchanged
 
 
 class RowError(ValueError):
-    pass
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field_name
+        self.reason = reason
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Rows with their line (CSV: line in the file; JSON: position in the list, from 1)."""
-    # PostgreSQL cannot store NUL characters; no real file needs them.
-    text = path.read_text(encoding="utf-8-sig").replace("\x00", "")
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        data = json.loads(text)
-        if isinstance(data, dict):
-            data = data.get("data") or data.get("lieux") or []
-        if not isinstance(data, list):
-            raise ValueError("Le fichier JSON doit contenir une liste de lieux.")
-        return [(i, row if isinstance(row, dict) else {}) for i, row in enumerate(data, 1)]
-    sample = text[:4096]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    return [(reader.line_num, row) for row in reader]
+@dataclass
+class _Commune:
+    code: str
+    name: str
+    kind: str
+    latitude: float
+    longitude: float
+
+
+class _Reference:
+    """The communes an import needs: by code, and by postal code for rows without one."""
+
+    def __init__(self, session: Session) -> None:
+        rows = session.exec(
+            select(  # type: ignore[call-overload]
+                Commune.code,
+                Commune.name,
+                Commune.kind,
+                Commune.latitude,
+                Commune.longitude,
+                Commune.postal_codes,
+            )
+        ).all()
+        self.by_code = {r[0]: _Commune(*r[:5]) for r in rows}
+        self.by_postcode: dict[str, list[_Commune]] = defaultdict(list)
+        self.by_departement: dict[str, list[_Commune]] = defaultdict(list)
+        for r in rows:
+            commune = self.by_code[r[0]]
+            for postcode in r[5].split():
+                self.by_postcode[postcode].append(commune)
+            self.by_departement[r[0][:3] if r[0] >= "97" else r[0][:2]].append(commune)
+
+    def deduce(self, postal_code: str, name: str) -> _Commune | None:
+        """The commune of a postal code, told apart by its name if need be (a former commune's
+        name names it; a unique commune whose name starts with the given one will do); for a
+        CEDEX or unknown postal code, the commune of that name in the postal code's
+        département."""
+        candidates = self.by_postcode.get(postal_code, [])
+        current = [c for c in candidates if c.kind in ("COM", "ARM")]
+        if len(current) == 1:
+            return current[0]
+        departement = postal_code[:3] if postal_code >= "97" else postal_code[:2]
+        departements = ["2A", "2B"] if departement == "20" else [departement]
+        around = [c for d in departements for c in self.by_departement.get(d, [])]
+        wanted = re.sub(r" cedex(?: \d+)?$", "", normalise_name(name))
+        bare = re.sub(r"^(?:le|la|les|l) ", "", wanted)
+        for pool, test in (
+            (current, lambda n: n == wanted),
+            (candidates, lambda n: n == wanted),
+            (current, lambda n: n.startswith(wanted + " ")),
+            # a postal code that is wrong or a CEDEX: the name in the département
+            (around, lambda n: n == wanted),
+            (around, lambda n: re.sub(r"^(?:le|la|les|l) ", "", n) == bare),
+        ):
+            named = [c for c in pool if test(normalise_name(c.name))]
+            if len(named) == 1:
+                return named[0]
+        # "MARSEILLE 11" for "Marseille 11e Arrondissement"
+        current = current or [c for c in around if c.kind == "ARM"]
+        numbered = re.fullmatch(r"(.*?) ?(\d{1,2})(?: ?e| ?er)?(?: arrondissement)?", wanted)
+        if numbered:
+            base, number = numbered.groups()
+            pattern = re.compile(rf"{re.escape(base)} {int(number)}(?:e|er) arrondissement")
+            named = [c for c in current if pattern.fullmatch(normalise_name(c.name))]
+            if len(named) == 1:
+                return named[0]
+        return None
 
 
 def _text(row: dict[str, Any], key: str) -> str:
@@ -55,28 +163,42 @@ def _text(row: dict[str, Any], key: str) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return LIST_SEPARATOR.join(str(v) for v in value)
+        return "|".join(str(v) for v in value)
     return str(value).strip()
 
 
-def _list(row: dict[str, Any], key: str) -> list[str]:
-    value = row.get(key)
-    if isinstance(value, list):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [v.strip() for v in _text(row, key).split(LIST_SEPARATOR) if v.strip()]
-
-
-def _float(row: dict[str, Any], key: str, low: float, high: float) -> float:
+def _coordinate(row: dict[str, Any], key: str, limit: float) -> float | None:
     raw = _text(row, key).replace(",", ".")
     if not raw:
-        raise RowError(f"{key} manquante")
+        return None
     try:
         value = float(raw)
     except ValueError as exc:
-        raise RowError(f"{key} n'est pas un nombre : {raw!r}") from exc
-    if not low <= value <= high:
-        raise RowError(f"{key} hors limites : {raw}")
+        raise RowError(key, f"n'est pas un nombre : {raw!r}") from exc
+    if not math.isfinite(value) or not -limit <= value <= limit:
+        raise RowError(key, f"hors limites : {raw}")
     return value
+
+
+def _date(raw: str) -> date | None:
+    raw = raw.strip()
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(raw[:10], pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _bool(raw: str, field_name: str) -> bool | None:
+    raw = raw.strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "vrai", "oui", "1", "yes"):
+        return True
+    if raw in ("false", "faux", "non", "0", "no"):
+        return False
+    raise RowError(field_name, f"doit valoir true ou false : {raw!r}")
 
 
 def _kind(row: dict[str, Any]) -> PlaceKind:
@@ -86,104 +208,271 @@ def _kind(row: dict[str, Any]) -> PlaceKind:
             return PlaceKind(explicit)
         except ValueError as exc:
             raise RowError(
-                f"type_lieu inconnu : {explicit!r} (mediation ou france_services)"
+                "type_lieu", f"valeur inconnue : {explicit!r} (mediation ou france_services)"
             ) from exc
-    programmes = " ".join(_list(row, "dispositif_programmes_nationaux")).lower()
-    typologie = _text(row, "typologie").upper()
-    if "france services" in programmes or "FRANCE_SERVICES" in typologie:
+    programmes = {p.casefold() for p in split_values(row.get("dispositif_programmes_nationaux"))}
+    typologie = split_values(row.get("typologie"))
+    if "france services" in programmes or "RFS" in typologie:
         return PlaceKind.FRANCE_SERVICES
     return PlaceKind.MEDIATION
 
 
-def _bool(row: dict[str, Any], key: str, default: bool) -> bool:
-    raw = _text(row, key).lower()
-    if not raw:
-        return default
-    if raw in ("true", "vrai", "oui", "1", "yes"):
-        return True
-    if raw in ("false", "faux", "non", "0", "no"):
-        return False
-    raise RowError(f"{key} doit valoir true ou false : {raw!r}")
-
-
-def parse_place(row: dict[str, Any], communes_by_postcode: dict[str, list[str]]) -> dict[str, Any]:
+def parse_place(
+    line: int,
+    row: dict[str, Any],
+    reference: _Reference,
+    default_source: str,
+    accepts_referrals: bool | None,
+    notes: list[RowIssue],
+) -> dict[str, Any]:
+    """A row as the place's columns; RowError names the field and the reason."""
     name = _text(row, "nom")
     if not name:
-        raise RowError("nom manquant")
+        raise RowError("nom", "manquant")
     address = " ".join(p for p in (_text(row, "adresse"), _text(row, "complement_adresse")) if p)
     if not address:
-        raise RowError("adresse manquante")
+        raise RowError("adresse", "manquante")
     postal_code = _text(row, "code_postal")
-    if not re.fullmatch(r"\d{5}", postal_code):
-        raise RowError(f"code_postal invalide : {postal_code!r}")
-    commune = _text(row, "code_insee")
-    if not commune:
-        candidates = communes_by_postcode.get(postal_code, [])
-        if len(candidates) != 1:
-            raise RowError("code_insee manquant et non déductible du code postal")
-        commune = candidates[0]
-    if not re.fullmatch(r"\d{5}|2[AB]\d{3}", commune):
-        raise RowError(f"code_insee invalide : {commune!r}")
+    if re.fullmatch(r"\d{4}", postal_code):  # a spreadsheet dropped the leading zero
+        postal_code = "0" + postal_code
+    if postal_code and not re.fullmatch(r"\d{5}", postal_code):
+        raise RowError("code_postal", f"invalide : {postal_code!r}")
+    commune_name = _text(row, "commune")
+    code = _text(row, "code_insee")
+    commune = reference.by_code.get(code) if code else None
+    if commune is None:
+        if not postal_code:
+            raise RowError("code_postal", "manquant, et pas de code_insee connu")
+        commune = reference.deduce(postal_code, commune_name)
+        if commune is None:
+            what = f"inconnu du référentiel ({code})" if code else "manquant"
+            raise RowError(
+                "code_insee",
+                f"{what}, et non déductible : aucune commune unique pour le code postal "
+                f"{postal_code} et le nom « {commune_name} »",
+            )
+        notes.append(
+            RowIssue(line, "code_insee", f"déduit du code postal et de la commune : {commune.code}")
+        )
+    if not postal_code:
+        raise RowError("code_postal", "manquant")
+
+    latitude = _coordinate(row, "latitude", 90)
+    longitude = _coordinate(row, "longitude", 180)
+    approximate = False
+    if latitude is None or longitude is None or (latitude == 0 and longitude == 0):
+        latitude, longitude, approximate = commune.latitude, commune.longitude, True
+    else:
+        off = haversine_km(latitude, longitude, commune.latitude, commune.longitude)
+        if off > FAR_FROM_COMMUNE_KM:
+            swapped = haversine_km(longitude, latitude, commune.latitude, commune.longitude)
+            if swapped <= FAR_FROM_COMMUNE_KM:
+                latitude, longitude = longitude, latitude
+                notes.append(RowIssue(line, "latitude", "latitude et longitude inversées"))
+            else:
+                notes.append(
+                    RowIssue(
+                        line,
+                        "latitude",
+                        f"position à {off:.0f} km de la commune {commune.code} : "
+                        "remplacée par celle de sa mairie",
+                    )
+                )
+                latitude, longitude, approximate = commune.latitude, commune.longitude, True
+
+    services, unknown = services_v1(split_values(row.get("services")))
+    if unknown:
+        notes.append(
+            RowIssue(line, "services", f"valeurs inconnues ignorées : {', '.join(unknown)}")
+        )
     kind = _kind(row)
-    emails = _list(row, "courriels")
-    websites = _list(row, "site_web")
+    explicit = _bool(_text(row, "accepte_orientations"), "accepte_orientations")
+    if accepts_referrals is None:
+        accepts_referrals = explicit
+    if accepts_referrals is None:
+        accepts_referrals = kind is PlaceKind.MEDIATION and offers_accompaniment(row, services)
+    emails = [e for e in split_values(row.get("courriels")) if EMAIL.match(e)]
+    websites = split_values(row.get("site_web"))
+    unread_hours = row.get("_unread_hours")
+    if unread_hours:
+        notes.append(RowIssue(line, "horaires", "non lus : " + " ; ".join(unread_hours)))
     source_id = (
         _text(row, "id")
         or hashlib.sha256(f"{name}|{address}|{postal_code}".encode()).hexdigest()[:24]
     )
+    pivot = _text(row, "pivot")
     return {
-        "source_id": source_id,
+        "source": (_text(row, "source") or default_source)[:100],
+        "source_id": source_id[:200],
+        "pivot": None if UNKNOWN_PIVOT.match(pivot) else pivot[:20],
+        "source_date": _date(_text(row, "date_maj")),
         "name": name[:200],
         "kind": kind.value,
         "address": address[:300],
         "postal_code": postal_code,
-        "commune": commune,
-        "commune_name": _text(row, "commune")[:200],
-        "latitude": _float(row, "latitude", -90, 90),
-        "longitude": _float(row, "longitude", -180, 180),
-        "services": _list(row, "services"),
-        "phone": _text(row, "telephone") or None,
-        "email": emails[0] if emails else None,
-        "website": websites[0] if websites else None,
-        "hours": _text(row, "horaires") or None,
-        "accepts_referrals": _bool(row, "accepte_orientations", kind is PlaceKind.MEDIATION),
+        "commune": commune.code,
+        "commune_name": (commune_name or commune.name)[:200],
+        "latitude": round(latitude, 6),
+        "longitude": round(longitude, 6),
+        "approximate_location": approximate,
+        "services": services,
+        "phone": _text(row, "telephone")[:30] or None,
+        "email": emails[0][:200] if emails else None,
+        "website": websites[0][:300] if websites else None,
+        "hours": _text(row, "horaires")[:500] or None,
+        "accepts_referrals": accepts_referrals,
     }
+
+
+@dataclass(eq=False)  # compared by identity
+class _Known:
+    values: dict[str, Any]
+    new: bool  # created by this import
+    original: tuple[Any, ...] = ()  # content of an existing place before the import
+    own_row: bool = False  # a row of this file is its own record (source and id)
+
+    @property
+    def content(self) -> tuple[Any, ...]:
+        return tuple(self.values[c] for c in CONTENT)
+
+    @property
+    def stored(self) -> tuple[Any, ...]:
+        """What the import writes: the content and the records merged into it."""
+        return (*self.content, self.values["merged_ids"])
+
+
+class _Places:
+    """Places already there and those of this file so far, found by identity (source and id,
+    of the place or of a record merged into it), by structure (SIRET and name) or by name
+    within SAME_PLACE_KM (the nearest)."""
+
+    def __init__(self, session: Session) -> None:
+        self.all: list[_Known] = []
+        self.by_identity: dict[tuple[str, str], _Known] = {}
+        self.by_pivot: dict[tuple[str, str], _Known] = {}
+        self.by_name: dict[str, list[_Known]] = defaultdict(list)
+        for place in session.exec(select(Place)).all():
+            known = _Known(place.model_dump(), new=False)
+            known.original = known.stored
+            self.add(known)
+
+    def add(self, known: _Known) -> None:
+        self.all.append(known)
+        self.index(known)
+
+    def index(self, known: _Known) -> None:
+        v = known.values
+        self.by_identity.setdefault((v["source"], v["source_id"] or ""), known)
+        for source, source_id in v["merged_ids"]:
+            self.by_identity.setdefault((source, source_id), known)
+        name = normalise_name(v["name"])
+        if v["pivot"]:
+            self.by_pivot.setdefault((v["pivot"], name), known)
+        if known not in self.by_name[name]:
+            self.by_name[name].append(known)
+
+    def same(self, v: dict[str, Any]) -> tuple[_Known | None, bool]:
+        """The place `v` describes, and whether `v` is that place's own record."""
+        found = self.by_identity.get((v["source"], v["source_id"]))
+        if found is not None:
+            k = found.values
+            return found, (k["source"], k["source_id"]) == (v["source"], v["source_id"])
+        name = normalise_name(v["name"])
+        if v["pivot"] and (v["pivot"], name) in self.by_pivot:
+            return self.by_pivot[(v["pivot"], name)], False
+        nearest, best = None, SAME_PLACE_KM
+        for known in self.by_name.get(name, ()):
+            k = known.values
+            km = haversine_km(v["latitude"], v["longitude"], k["latitude"], k["longitude"])
+            if km <= best:
+                nearest, best = known, km
+        return nearest, False
+
+
+def _newer(incoming: date | None, current: date | None) -> bool:
+    return incoming is not None and (current is None or incoming > current)
 
 
 def import_places(
     session: Session,
-    rows: list[tuple[int, dict[str, Any]]],
+    source: SourceFile,
+    *,
+    accepts_referrals: bool | None = None,
+    dry_run: bool = False,
     on_row: Callable[[], None] = lambda: None,
 ) -> ImportReport:
-    """Upserts every valid row by its source id in one transaction; reports the others."""
-    report = ImportReport()
-    by_postcode: dict[str, list[str]] = {}
-    for commune in session.exec(select(Commune)).all():
-        for postcode in commune.postal_codes.split():
-            by_postcode.setdefault(postcode, []).append(commune.code)
-    existing = {p.source_id: p for p in session.exec(select(Place)).all() if p.source_id}
-    seen: set[str] = set()
-    for line, row in rows:
+    """Imports every valid row in one transaction (none with dry_run); reports the others.
+
+    A row that describes a place already known (by identity, structure, or name within 100 m)
+    is merged into it: its values win when it is the place's own record and not older than the
+    stored one, or, from another source, when it is more recent (`date_maj`). Counts: places
+    created, existing places updated or left unchanged by their own record, and rows merged
+    (a place another source or another row of the file already describes)."""
+    report = ImportReport(format=source.format, rows=len(source.rows), dry_run=dry_run)
+    reference = _Reference(session)
+    known = _Places(session)
+    session.rollback()  # reads done: the write transaction starts below
+    now = utcnow()
+    for line, row in source.rows:
         on_row()
         try:
-            values = parse_place(row, by_postcode)
+            values = parse_place(
+                line, row, reference, source.default_source, accepts_referrals, report.notes
+            )
         except RowError as exc:
-            report.rejected.append((line, str(exc)))
+            report.rejected.append(RowIssue(line, exc.field, exc.reason))
             continue
-        if values["source_id"] in seen:
-            report.rejected.append((line, f"identifiant en double : {values['source_id']}"))
-            continue
-        seen.add(values["source_id"])
-        place = existing.get(values["source_id"])
-        if place is None:
-            session.add(Place(**values))
+        report.approximate += values["approximate_location"]
+        target, own = known.same(values)
+        if target is None:
+            values.update(id=new_id("lieu"), created_at=now, updated_at=now, merged_ids=[])
+            known.add(_Known(values, new=True, own_row=True))
             report.created += 1
+            continue
+        current = target.values
+        if own:  # its own record: taken unless older than what the place holds
+            takes = not (values["source_date"] and current["source_date"]) or (
+                values["source_date"] >= current["source_date"]
+            )
+        else:  # the same place from another source: the most recent record wins
+            takes = _newer(values["source_date"], current["source_date"])
+            identity = [values["source"], values["source_id"]]
+            if identity not in current["merged_ids"]:
+                current["merged_ids"] = [*current["merged_ids"], identity]
+        if takes:
+            current.update({c: values[c] for c in CONTENT})
+        known.index(target)  # found by its new name and identities too
+        if own and not target.own_row and not target.new:
+            target.own_row = True
         else:
-            for key, value in values.items():
-                setattr(place, key, value)
-            place.updated_at = utcnow()
-            session.add(place)
-            report.updated += 1
-    bump(session, "place")
-    session.commit()
+            report.merged += 1
+    changed = [k for k in known.all if not k.new and k.stored != k.original]
+    # Counted as updated: places whose content changed, not only their list of merged records.
+    updated = [k for k in changed if k.content != k.original[: len(CONTENT)]]
+    report.updated = len(updated)
+    report.unchanged = sum(1 for k in known.all if k.own_row and not k.new) - sum(
+        1 for k in updated if k.own_row
+    )
+    report.deduced_insee = sum(1 for n in report.notes if n.field == "code_insee")
+    if dry_run:
+        return report
+    created = [k.values for k in known.all if k.new]
+    updates = [
+        {"id": k.values["id"], **{c: k.values[c] for c in (*CONTENT, "merged_ids")}}
+        | {"updated_at": now}
+        for k in changed
+    ]
+    with writing(session):
+        if created:
+            session.execute(insert(Place), created)
+        if updates:
+            session.execute(update(Place), updates)
+        bump(session, "place")
+        session.commit()
     return report
+
+
+def place_ids_by_source_id(session: Session) -> dict[str, str]:
+    """Source id -> place id (for the demo's keys and the tests)."""
+    rows = session.exec(select(Place.source_id, Place.id).where(col(Place.source_id).is_not(None)))
+    return {source_id or "": place_id for source_id, place_id in rows}

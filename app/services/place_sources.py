@@ -1,0 +1,309 @@
+"""Reading the files that describe places, in the words of the national schema of lieux de
+médiation numérique: schema v1 (CSV or JSON, `|` between values), schema v0 (`;`, 15 older
+services) and the ANCT list of France Services (hours per weekday). Each row becomes a dict
+with the schema v1 field names; nothing here touches the database."""
+
+import csv
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# v1 services; the schema's description spells one "Comprehension", its pattern "Compréhension".
+SERVICES_V1 = (
+    "Aide aux démarches administratives",
+    "Maîtrise des outils numériques du quotidien",
+    "Insertion professionnelle via le numérique",
+    "Utilisation sécurisée du numérique",
+    "Parentalité et éducation avec le numérique",
+    "Loisirs et créations numériques",
+    "Compréhension du monde numérique",
+    "Accès internet et matériel informatique",
+    "Acquisition de matériel informatique à prix solidaire",
+)
+# The official v0 -> v1 mapping (ANCT mednum-cli, quoted in the schema's SCHEMA.md).
+SERVICES_V0 = {
+    "Devenir autonome dans les démarches administratives": SERVICES_V1[0],
+    "Réaliser des démarches administratives avec un accompagnement": SERVICES_V1[0],
+    "Accompagner les démarches de santé": SERVICES_V1[0],
+    "Prendre en main un smartphone ou une tablette": SERVICES_V1[1],
+    "Prendre en main un ordinateur": SERVICES_V1[1],
+    "Utiliser le numérique au quotidien": SERVICES_V1[1],
+    "Approfondir ma culture numérique": SERVICES_V1[6],
+    "Promouvoir la citoyenneté numérique": SERVICES_V1[6],
+    "Favoriser mon insertion professionnelle": SERVICES_V1[2],
+    "Créer et développer mon entreprise": SERVICES_V1[2],
+    "Accéder à une connexion internet": SERVICES_V1[7],
+    "Accéder à du matériel": SERVICES_V1[7],
+    "S'équiper en matériel informatique": SERVICES_V1[8],
+    "Créer avec le numérique": SERVICES_V1[5],
+    "Soutenir la parentalité et l'éducation avec le numérique": SERVICES_V1[4],
+}
+# Services that give access or equipment, not accompaniment.
+ACCESS_ONLY = {SERVICES_V1[7], SERVICES_V1[8]}
+
+ACCOMPANIMENT_V1 = (
+    "En autonomie",
+    "Accompagnement individuel",
+    "Dans un atelier collectif",
+    "À distance",
+)
+ACCOMPANIMENT_V0 = {
+    "Seul : j'ai accès à du matériel et une connexion": "En autonomie",
+    "Avec de l'aide : je suis accompagné seul dans l'usage du numérique": (
+        "Accompagnement individuel"
+    ),
+    "A ma place : une personne habilitée fait les démarches à ma place": (
+        "Accompagnement individuel"
+    ),
+    "Dans un atelier : j'apprends collectivement à utiliser le numérique": (
+        "Dans un atelier collectif"
+    ),
+}
+NO_PUBLIC = "Ce lieu n'accueille pas de public"
+
+# Fields that only schema v0 has: a file with any of them is read as v0.
+V0_FIELDS = {
+    "courriel",
+    "conditions_acces",
+    "conditions_access",
+    "publics_accueillis",
+    "labels_nationaux",
+    "labels_autres",
+    "accessibilite",
+    "cle_ban",
+}
+SCHEMA_REQUIRED = ("nom", "adresse", "code_postal")
+FRANCE_SERVICES_COLUMNS = {"id_fs", "lib_fs", "insee_com"}
+WEEKDAYS = (("h_lundi", "Mo"), ("h_mardi", "Tu"), ("h_mercredi", "We"), ("h_jeudi", "Th"),
+            ("h_vendredi", "Fr"), ("h_samedi", "Sa"), ("h_dimanche", "Su"))  # fmt: skip
+
+
+class FileRejected(ValueError):
+    """The file as a whole cannot be read as places (message in French)."""
+
+
+@dataclass
+class SourceFile:
+    format: str  # said in French in the report
+    default_source: str  # the `source` of rows that name none
+    rows: list[tuple[int, dict[str, Any]]]  # (line, fields in schema v1 names)
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(
+            f"Le fichier n'est pas en UTF-8 (octet invalide en position {exc.start}) : "
+            "le schéma exige UTF-8. Réenregistrez-le en UTF-8."
+        ) from exc
+    return text.replace("\x00", "")  # PostgreSQL cannot store NUL; no real file needs it
+
+
+def read_source(path: Path) -> SourceFile:
+    """Reads a file of places; FileRejected when it is not one of the known formats."""
+    text = _decode(path)
+    stem = path.stem.split(".")[0]
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FileRejected(f"JSON invalide (ligne {exc.lineno}) : {exc.msg}.") from exc
+        if isinstance(data, dict):
+            data = data.get("data") or data.get("lieux") or []
+        if not isinstance(data, list):
+            raise FileRejected("Le fichier JSON doit contenir une liste de lieux.")
+        dicts = [row if isinstance(row, dict) else {} for row in data]
+        _require_schema({key for row in dicts for key in row}, "JSON")
+        version = "v0" if _is_v0(dicts) else "v1"
+        return SourceFile(
+            f"schéma {version} (JSON)",
+            stem,
+            [(i, _schema_row(row)) for i, row in enumerate(dicts, 1)],
+        )
+    first_line = text.split("\n", 1)[0]
+    delimiter = max((";", ",", "\t", "|"), key=first_line.count)
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    header = set(reader.fieldnames or [])
+    if header >= FRANCE_SERVICES_COLUMNS:
+        return SourceFile(
+            "liste des France Services (ANCT, CSV)",
+            "anct-france-services",
+            [(reader.line_num, _france_services_row(row)) for row in reader],
+        )
+    _require_schema(header, "CSV")
+    rows = [(reader.line_num, dict(row)) for row in reader]
+    version = "v0" if _is_v0([row for _, row in rows]) else "v1"
+    return SourceFile(
+        f"schéma {version} (CSV)", stem, [(line, _schema_row(row)) for line, row in rows]
+    )
+
+
+def _require_schema(fields: set[str], kind: str) -> None:
+    missing = [name for name in SCHEMA_REQUIRED if name not in fields]
+    if missing:
+        raise FileRejected(
+            f"Ce fichier {kind} ne suit pas le schéma des lieux de médiation numérique ni la "
+            f"liste des France Services : colonne{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} absente{'s' if len(missing) > 1 else ''}. Convertissez-le "
+            "d'abord au schéma (par exemple avec mednum-cli de l'ANCT)."
+        )
+
+
+def _is_v0(rows: list[dict[str, Any]]) -> bool:
+    """v0 when the services speak v0's vocabulary; without a word of either, when v0's own
+    fields are there (a v1 export may carry a few of them: its services decide)."""
+    votes = [
+        value in SERVICES_V0
+        for row in rows[:500]
+        for value in split_values(row.get("services"))
+        if value in SERVICES_V0 or _fold(value) in _V1_FOLDED
+    ]
+    if votes:
+        return sum(votes) * 2 > len(votes)
+    return any(key in V0_FIELDS for row in rows[:500] for key in row)
+
+
+def split_values(value: Any) -> list[str]:
+    """A multi-valued field: `|` (v1) or `;` (v0) between values, or a JSON list."""
+    if value is None:
+        return []
+    items = [str(v) for v in value] if isinstance(value, list) else re.split(r"[|;]", str(value))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _schema_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A v0 or v1 row in v1 names (v0 fields renamed; values mapped later, per value)."""
+    out = dict(row)
+    for old, new in (
+        ("courriel", "courriels"),
+        ("conditions_acces", "frais_a_charge"),
+        ("conditions_access", "frais_a_charge"),
+        ("labels_autres", "autres_formations_labels"),
+        ("accessibilite", "fiche_acces_libre"),
+    ):
+        if old in out and not out.get(new):
+            out[new] = out.pop(old)
+    labels = split_values(out.get("labels_nationaux"))
+    if labels:
+        programmes = split_values(out.get("dispositif_programmes_nationaux"))
+        for label in labels:
+            mapped = "Conseillers numériques" if label == "CNFS" else label
+            if mapped not in programmes:
+                programmes.append(mapped)
+        out["dispositif_programmes_nationaux"] = programmes
+    return out
+
+
+def services_v1(values: list[str]) -> tuple[list[str], list[str]]:
+    """(v1 services, values not recognised), v0 values mapped, accents restored."""
+    known = {_fold(s): s for s in SERVICES_V1}
+    out: list[str] = []
+    unknown = []
+    for value in values:
+        service = SERVICES_V0.get(value) or known.get(_fold(value))
+        if service is None:
+            unknown.append(value)
+        elif service not in out:
+            out.append(service)
+    return out, unknown
+
+
+def accompaniment_v1(values: list[str]) -> list[str]:
+    out = []
+    for value in values:
+        mapped = ACCOMPANIMENT_V0.get(value, value)
+        if mapped in ACCOMPANIMENT_V1 and mapped not in out:
+            out.append(mapped)
+    return out
+
+
+def offers_accompaniment(row: dict[str, Any], services: list[str]) -> bool:
+    """A médiation place accompanies people when it says so (modalités d'accompagnement), or,
+    when it says nothing of it, when it offers a service beyond access and equipment."""
+    if NO_PUBLIC in split_values(row.get("modalites_acces")):
+        return False
+    modes = accompaniment_v1(split_values(row.get("modalites_accompagnement")))
+    if modes:
+        return any(mode != "En autonomie" for mode in modes)
+    return any(service not in ACCESS_ONLY for service in services)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
+
+
+_V1_FOLDED = {_fold(s) for s in SERVICES_V1}
+
+
+def normalise_name(text: str) -> str:
+    """A name for comparison: no accents, case, punctuation or abbreviated saints."""
+    words = re.sub(r"[^a-z0-9]+", " ", _fold(text)).split()
+    saints = {"st": "saint", "ste": "sainte"}
+    return " ".join(saints.get(word, word) for word in words)
+
+
+_SLOT = re.compile(r"(\d{1,2})\s*[:h]\s*(\d{2})\s*-\s*(\d{1,2})\s*[:h]\s*(\d{2})")
+
+
+def weekday_hours(row: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """ANCT per-day hours ("09:00 - 12:00 / 13:30 - 17:00") as OSM opening_hours, grouping
+    consecutive days alike: "Mo-Th 09:00-12:00,13:30-17:00; Fr 09:00-12:00". Also returns the
+    cells that said something else (kept out)."""
+    days: list[tuple[str, str]] = []
+    unread = []
+    for column, day in WEEKDAYS:
+        cell = str(row.get(column) or "").strip()
+        slots = [f"{int(a):02d}:{b}-{int(c):02d}:{d}" for a, b, c, d in _SLOT.findall(cell)]
+        if slots:
+            days.append((day, ",".join(slots)))
+        elif cell and cell not in ("-", "Fermé", "fermé"):
+            unread.append(f"{column} : {cell}")
+    if not days:
+        return None, unread
+    rules: list[tuple[list[str], str]] = []
+    order = [day for _, day in WEEKDAYS]
+    for day, times in days:
+        if (
+            rules
+            and rules[-1][1] == times
+            and order.index(rules[-1][0][-1]) + 1 == order.index(day)
+        ):
+            rules[-1][0].append(day)
+        else:
+            rules.append(([day], times))
+    said = []
+    for group, times in rules:
+        spec = f"{group[0]}-{group[-1]}" if len(group) > 2 else ",".join(group)
+        said.append(f"{spec} {times}")
+    return "; ".join(said), unread
+
+
+def _france_services_row(row: dict[str, Any]) -> dict[str, Any]:
+    hours, unread = weekday_hours(row)
+    return {
+        "id": row.get("id_fs"),
+        "source": "anct-france-services",
+        "nom": row.get("lib_fs"),
+        "adresse": row.get("adresse"),
+        "complement_adresse": row.get("complement_adresse"),
+        "code_postal": row.get("code_postal"),
+        "code_insee": row.get("insee_com"),
+        "commune": row.get("lib_com"),
+        "latitude": row.get("latitude"),
+        "longitude": row.get("longitude"),
+        "courriels": row.get("mail"),
+        "telephone": row.get("telephone"),
+        "horaires": hours,
+        "itinerance": "Itinérant" if row.get("itinerance") == "Oui" else "Fixe",
+        "type_lieu": "france_services",
+        # What every France Services offers (the national charter): help with procedures
+        # and free access to a computer and the internet.
+        "services": [SERVICES_V1[0], SERVICES_V1[7]],
+        "_unread_hours": unread,
+    }
