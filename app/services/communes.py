@@ -181,4 +181,5 @@ def has_national_reference(session: Session) -> bool:
     count = session.exec(
         select(func.count()).select_from(Commune).where(Commune.point_source != "fichier")  # type: ignore[arg-type]
     ).one()
+    session.rollback()  # a read: the session is free for a writer next
     return count > 30_000
