@@ -1,5 +1,7 @@
 """Keys on the command line, and the health probes."""
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -95,3 +97,23 @@ def test_readyz_reports_missing_migrations(tmp_path) -> None:  # type: ignore[no
         response = client.get("/readyz")
     assert response.status_code == 503
     assert "passerelle migrate" in response.json()["detail"]
+
+
+def test_demo_on_a_fresh_database_loads_all_communes(tmp_path: Path) -> None:
+    from sqlmodel import Session
+
+    from app.db import make_engine, migrate
+    from app.services.demo import load_demo
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    migrate(engine)
+    with Session(engine) as session:
+        first = load_demo(session)
+        again = load_demo(session)  # the reference is not read twice; places are unchanged
+    assert (first.created, again.created, again.unchanged) == (16, 0, 16)
+    with engine.connect() as connection:
+        from sqlalchemy import text
+
+        assert connection.execute(text("SELECT COUNT(*) FROM commune")).scalar_one() == 36_912
+        assert connection.execute(text("SELECT COUNT(*) FROM departement")).scalar_one() == 101
+    engine.dispose()
