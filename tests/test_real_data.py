@@ -3,6 +3,7 @@ every real export of ../shared/data/places imported, counted and used to orient 
 
 import csv
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +21,11 @@ from app.services.place_import import import_places
 from app.services.place_sources import FileRejected, read_source
 from tests.conftest import orientation_body
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the project's root (PASSERELLE_SHARED_DATA for another place).
+DATA = Path(
+    os.environ.get("PASSERELLE_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 PLACES = DATA / "places"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is not there")
 
