@@ -4,6 +4,9 @@ groups statistics."""
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
+# An INSEE commune code: five digits, or 2A/2B and three digits in Corsica.
+COMMUNE_PATTERN = r"^(\d{5}|2[AB]\d{3})$"
+
 
 class Region(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=3)

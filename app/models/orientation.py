@@ -17,10 +17,9 @@ from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
+from app.models.commune import COMMUNE_PATTERN
 from app.models.place import PlaceAlternative, PlaceSummary
 from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
-
-COMMUNE_PATTERN = r"^(\d{5}|2[AB]\d{3})$"
 
 
 class Orientation(SQLModel, table=True):

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
+from app.models.commune import COMMUNE_PATTERN
 from app.models.hours import hours_in_french
 
 
@@ -59,7 +60,7 @@ class PlaceIn(InputModel):
     kind: PlaceKind
     address: str = PydField(default="", max_length=300)
     postal_code: str = PydField(default="", pattern=r"^(\d{5})?$")
-    commune: str = PydField(pattern=r"^(\d{5}|2[AB]\d{3})$")
+    commune: str = PydField(pattern=COMMUNE_PATTERN)
     commune_name: str = PydField(default="", max_length=200)
     latitude: float = PydField(ge=-90, le=90)
     longitude: float = PydField(ge=-180, le=180)

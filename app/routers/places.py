@@ -8,6 +8,7 @@ from app.auth import Admin, AnyRole
 from app.db import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import PlaceKind
+from app.models.commune import COMMUNE_PATTERN
 from app.models.place import PlaceIn, PlaceOut
 from app.services import places as service
 from app.services.communes import get_commune
@@ -23,7 +24,7 @@ router = APIRouter(
 async def list_places(
     _: AnyRole,
     db: DbDep,
-    near: Annotated[str | None, Query(pattern=r"^(\d{5}|2[AB]\d{3})$")] = None,
+    near: Annotated[str | None, Query(pattern=COMMUNE_PATTERN)] = None,
     kind: PlaceKind | None = None,
     service_name: Annotated[str | None, Query(alias="service", max_length=120)] = None,
     max_km: Annotated[float | None, Query(gt=0, le=1000)] = None,

@@ -14,10 +14,9 @@ from sqlmodel import Session, SQLModel, select
 from app.db import writing
 from app.errors import invalid
 from app.models import Commune, Departement, Epci, Region
+from app.models.commune import COMMUNE_PATTERN
 from app.services.cache import bump, cached
 from app.services.commune_reference import Reference, read_reference
-
-COMMUNE_CODE = r"\d{5}|2[AB]\d{3}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ def read_commune_file(path: Path) -> Reference:
     for line, row in rows:
         try:
             code = row["code_insee"]
-            if not re.fullmatch(COMMUNE_CODE, code or ""):
+            if not re.match(COMMUNE_PATTERN, code or ""):
                 raise ValueError(f"code_insee invalide : {code!r}")
             population = row.get("population") or row.get("population_municipale")
             reference.communes.append(
