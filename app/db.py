@@ -83,6 +83,13 @@ def _sqlite_begin(connection: Connection) -> None:
             driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
 
+def engine_of(session: Session) -> Engine:
+    """The engine a session was opened on (the key of this process's caches and locks)."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    return engine
+
+
 @contextmanager
 def writing(session: Session) -> Iterator[None]:
     """Wraps a use case that writes: it must start the session's transaction, and commits in
@@ -91,8 +98,7 @@ def writing(session: Session) -> Iterator[None]:
     Whatever is left uncommitted at the end (an error) is rolled back before the turn ends."""
     if session.in_transaction():
         raise RuntimeError("writing() must start the session's transaction")
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    engine = engine_of(session)
     sqlite = engine.dialect.name == "sqlite"
     lock = _write_locks.get(engine) if sqlite else None
     if lock is not None and not lock.acquire(blocking=not _on_loop.get()):

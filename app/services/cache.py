@@ -15,6 +15,7 @@ from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from app.db import engine_of
 from app.models.data_version import DataVersion
 
 T = TypeVar("T")
@@ -107,8 +108,7 @@ def bump(session: Session, name: str) -> None:
 def _after_commit(session: Session) -> None:
     bumped = session.info.pop("bumped", None)
     if bumped:
-        engine = session.get_bind()
-        assert isinstance(engine, Engine)
+        engine = engine_of(session)
         invalidate(engine, *bumped)
 
 

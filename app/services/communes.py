@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from app.db import writing
+from app.db import engine_of, writing
 from app.errors import invalid
 from app.models import Commune, Departement, Epci, Region
 from app.models.commune import COMMUNE_PATTERN
@@ -53,8 +53,7 @@ def communes(engine: Engine) -> dict[str, CommuneRef]:
 
 
 def get_commune(session: Session, code: str, loc: list[str | int]) -> CommuneRef:
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    engine = engine_of(session)
     commune = communes(engine).get(code)
     if commune is None:
         raise invalid(
@@ -175,10 +174,8 @@ def import_communes(session: Session, path: Path | None = None) -> CommuneImport
     return import_reference(session, reference)
 
 
-def has_national_reference(session: Session) -> bool:
-    """Whether every commune of France is loaded (a national reference has ~35,000)."""
-    count = session.exec(
-        select(func.count()).select_from(Commune).where(Commune.point_source != "fichier")  # type: ignore[arg-type]
-    ).one()
-    session.rollback()  # a read: the session is free for a writer next
-    return count > 30_000
+def has_national_reference(engine: Engine) -> bool:
+    """Whether the national reference is loaded: only it brings the régions (a file of
+    communes does not)."""
+    with engine.connect() as connection:
+        return connection.execute(select(Region.code).limit(1)).first() is not None

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from app.db import engine_of
 from app.models import Role
 from app.services.communes import has_national_reference, import_communes
 from app.services.keys import create_key, list_keys, revoke_key
@@ -17,7 +18,8 @@ DEMO_MEDIATEUR_PLACE = "demo-med-tulle"
 
 def load_demo(session: Session) -> ImportReport:
     """Loads every commune of France (once) and the demo places (again: a no-op if unchanged)."""
-    if not has_national_reference(session):
+    engine = engine_of(session)
+    if not has_national_reference(engine):
         import_communes(session)
     return import_places(session, read_source(DEMO_PLACES))
 

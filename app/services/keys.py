@@ -3,10 +3,11 @@
 from sqlmodel import Session, col, select
 
 from app.auth import hash_token, new_token
+from app.errors import Problem
 from app.models import ApiKey, Place, PlaceKind, Role
 from app.models.common import utcnow
 from app.services.cache import bump
-from app.services.territories import EXAMPLES, check_territory
+from app.services.territories import EXAMPLES, parse_territory
 
 
 class KeyError_(ValueError):
@@ -46,10 +47,11 @@ def create_key(
     elif role is Role.COORDINATEUR:
         if not territory:
             raise KeyError_(f"Le rôle coordinateur exige --territory : {EXAMPLES}.")
-        checked = check_territory(session, territory)
-        if isinstance(checked, str):
-            raise KeyError_(checked)
-        territory, place_id = str(checked), None
+        try:
+            territory = str(parse_territory(session, territory, ["territory"]))
+        except Problem as problem:
+            raise KeyError_(problem.detail) from problem
+        place_id = None
     else:
         place_id, territory = None, None
     token = new_token()

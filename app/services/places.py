@@ -5,10 +5,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.db import writing
+from app.db import engine_of, writing
 from app.errors import invalid
 from app.models import Place, PlaceKind
 from app.models.common import utcnow
@@ -108,8 +107,7 @@ def load_place_index(session: Session) -> PlaceIndex:
 
 def place_index(session: Session) -> PlaceIndex:
     """This process's index of every place (see app.services.cache)."""
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
+    engine = engine_of(session)
     return cached(engine, "place", load_place_index).get()
 
 

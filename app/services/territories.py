@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from app.errors import Problem, invalid
+from app.errors import invalid
 from app.models import Departement, Epci, Region
-from app.services.communes import CommuneRef
 
 SYNTAX = {
     "region": re.compile(r"\d{2}"),
@@ -26,11 +25,6 @@ class Territory:
 
     def __str__(self) -> str:
         return self.kind if self.kind == "national" else f"{self.kind}:{self.code}"
-
-    def contains(self, commune: CommuneRef) -> bool:
-        if self.kind == "national":
-            return True
-        return getattr(commune, self.kind) == self.code
 
 
 def parse_territory(session: Session, value: str, loc: list[str | int]) -> Territory:
@@ -50,11 +44,3 @@ def parse_territory(session: Session, value: str, loc: list[str | int]) -> Terri
     if row is None:
         raise invalid(loc, f"Territoire inconnu : {value}. Il n'est pas dans le référentiel.")
     return Territory(kind, code, row.name)
-
-
-def check_territory(session: Session, value: str) -> Territory | str:
-    """The territory, or the French reason why `value` is not one (for the command line)."""
-    try:
-        return parse_territory(session, value, ["territory"])
-    except Problem as problem:
-        return problem.detail
