@@ -25,6 +25,8 @@ class CommuneRef:
 
     code: str
     name: str
+    kind: str  # COM, ARM, COMD, COMA (see Commune)
+    postal_codes: str  # space-separated
     departement: str
     region: str
     epci: str
@@ -37,6 +39,8 @@ def load_communes(session: Session) -> dict[str, CommuneRef]:
         select(  # type: ignore[call-overload]
             Commune.code,
             Commune.name,
+            Commune.kind,
+            Commune.postal_codes,
             Commune.departement,
             Commune.region,
             Commune.epci,

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from app.db import writing
-from app.models import Commune, Place, PlaceKind
+from app.db import engine_of, writing
+from app.models import Place, PlaceKind
 from app.models.common import new_id, utcnow
 from app.services.cache import bump
+from app.services.communes import CommuneRef, communes
 from app.services.place_sources import (
     SourceFile,
     normalise_name,
@@ -89,39 +90,20 @@ class RowError(ValueError):
         self.reason = reason
 
 
-@dataclass
-class _Commune:
-    code: str
-    name: str
-    kind: str
-    latitude: float
-    longitude: float
-
-
 class _Reference:
-    """The communes an import needs: by code, and by postal code for rows without one."""
+    """The communes an import needs: by code, and by postal code and département for rows
+    without a known code. Built from this process's copy of the reference."""
 
-    def __init__(self, session: Session) -> None:
-        rows = session.exec(
-            select(  # type: ignore[call-overload]
-                Commune.code,
-                Commune.name,
-                Commune.kind,
-                Commune.latitude,
-                Commune.longitude,
-                Commune.postal_codes,
-            )
-        ).all()
-        self.by_code = {r[0]: _Commune(*r[:5]) for r in rows}
-        self.by_postcode: dict[str, list[_Commune]] = defaultdict(list)
-        self.by_departement: dict[str, list[_Commune]] = defaultdict(list)
-        for r in rows:
-            commune = self.by_code[r[0]]
-            for postcode in r[5].split():
+    def __init__(self, communes: dict[str, CommuneRef]) -> None:
+        self.by_code = communes
+        self.by_postcode: dict[str, list[CommuneRef]] = defaultdict(list)
+        self.by_departement: dict[str, list[CommuneRef]] = defaultdict(list)
+        for commune in communes.values():
+            for postcode in commune.postal_codes.split():
                 self.by_postcode[postcode].append(commune)
-            self.by_departement[r[0][:3] if r[0] >= "97" else r[0][:2]].append(commune)
+            self.by_departement[commune.departement].append(commune)
 
-    def deduce(self, postal_code: str, name: str) -> _Commune | None:
+    def deduce(self, postal_code: str, name: str) -> CommuneRef | None:
         """The commune of a postal code, told apart by its name if need be (a former commune's
         name names it; a unique commune whose name starts with the given one will do); for a
         CEDEX or unknown postal code, the commune of that name in the postal code's
@@ -324,21 +306,20 @@ def parse_place(
     }
 
 
+def _content(values: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(values[c] for c in CONTENT)
+
+
 @dataclass(eq=False)  # compared by identity
 class _Known:
     values: dict[str, Any]
-    new: bool  # created by this import
-    original: tuple[Any, ...] = ()  # content of an existing place before the import
-    own_row: bool = False  # a row of this file is its own record (source and id)
+    # An existing place's content and merged records before the import; None: created by it.
+    before: tuple[tuple[Any, ...], list[list[str]]] | None = None
+    own_row: bool = False  # a row of this file was its own record (or created it)
 
     @property
-    def content(self) -> tuple[Any, ...]:
-        return tuple(self.values[c] for c in CONTENT)
-
-    @property
-    def stored(self) -> tuple[Any, ...]:
-        """What the import writes: the content and the records merged into it."""
-        return (*self.content, self.values["merged_ids"])
+    def new(self) -> bool:
+        return self.before is None
 
 
 class _Places:
@@ -352,9 +333,8 @@ class _Places:
         self.by_pivot: dict[tuple[str, str], _Known] = {}
         self.by_name: dict[str, list[_Known]] = defaultdict(list)
         for place in session.exec(select(Place)).all():
-            known = _Known(place.model_dump(), new=False)
-            known.original = known.stored
-            self.add(known)
+            values = place.model_dump()
+            self.add(_Known(values, before=(_content(values), values["merged_ids"])))
 
     def add(self, known: _Known) -> None:
         self.all.append(known)
@@ -409,24 +389,55 @@ def import_places(
     created, existing places updated or left unchanged by their own record, and rows merged
     (a place another source or another row of the file already describes)."""
     report = ImportReport(format=source.format, rows=len(source.rows), dry_run=dry_run)
-    reference = _Reference(session)
-    known = _Places(session)
-    session.rollback()  # reads done: the write transaction starts below
-    now = utcnow()
+    reference = _Reference(communes(engine_of(session)))
+    parsed = []
     for line, row in source.rows:
         on_row()
         try:
-            values = parse_place(
-                line, row, reference, source.default_source, accepts_referrals, report.notes
+            parsed.append(
+                parse_place(
+                    line, row, reference, source.default_source, accepts_referrals, report.notes
+                )
             )
         except RowError as exc:
             report.rejected.append(RowIssue(line, exc.field, exc.reason))
-            continue
-        report.approximate += values["approximate_location"]
+    report.approximate = sum(values["approximate_location"] for values in parsed)
+    report.deduced_insee = sum(1 for n in report.notes if n.field == "code_insee")
+    if dry_run:
+        with session.begin():  # a read, ended here
+            _merge(session, parsed, report)
+        return report
+    # The places are read in the write transaction: a place another import adds meanwhile
+    # cannot be created twice.
+    with writing(session):
+        now = utcnow()
+        known = _merge(session, parsed, report)
+        created = [
+            k.values | {"id": new_id("lieu"), "created_at": now, "updated_at": now}
+            for k in known.all
+            if k.new
+        ]
+        updates = [
+            {c: k.values[c] for c in ("id", *CONTENT, "merged_ids")} | {"updated_at": now}
+            for k in known.all
+            if k.before is not None and k.before != (_content(k.values), k.values["merged_ids"])
+        ]
+        if created:
+            session.execute(insert(Place), created)
+        if updates:
+            session.execute(update(Place), updates)
+        bump(session, "place")
+        session.commit()
+    return report
+
+
+def _merge(session: Session, parsed: list[dict[str, Any]], report: ImportReport) -> _Places:
+    """Matches the rows with the places there and with each other; counts in `report`."""
+    known = _Places(session)
+    for values in parsed:
         target, own = known.same(values)
         if target is None:
-            values.update(id=new_id("lieu"), created_at=now, updated_at=now, merged_ids=[])
-            known.add(_Known(values, new=True, own_row=True))
+            known.add(_Known({**values, "merged_ids": []}, own_row=True))
             report.created += 1
             continue
         current = target.values
@@ -442,37 +453,20 @@ def import_places(
         if takes:
             current.update({c: values[c] for c in CONTENT})
         known.index(target)  # found by its new name and identities too
-        if own and not target.own_row and not target.new:
+        if own and not target.own_row:
             target.own_row = True
         else:
             report.merged += 1
-    changed = [k for k in known.all if not k.new and k.stored != k.original]
-    # Counted as updated: places whose content changed, not only their list of merged records.
-    updated = [k for k in changed if k.content != k.original[: len(CONTENT)]]
-    report.updated = len(updated)
-    report.unchanged = sum(1 for k in known.all if k.own_row and not k.new) - sum(
-        1 for k in updated if k.own_row
-    )
-    report.deduced_insee = sum(1 for n in report.notes if n.field == "code_insee")
-    if dry_run:
-        return report
-    created = [k.values for k in known.all if k.new]
-    updates = [
-        {"id": k.values["id"], **{c: k.values[c] for c in (*CONTENT, "merged_ids")}}
-        | {"updated_at": now}
-        for k in changed
-    ]
-    with writing(session):
-        if created:
-            session.execute(insert(Place), created)
-        if updates:
-            session.execute(update(Place), updates)
-        bump(session, "place")
-        session.commit()
-    return report
+    # Updated: existing places whose content changed (not only their list of merged records).
+    for k in known.all:
+        if k.before is not None and k.before[0] != _content(k.values):
+            report.updated += 1
+        elif k.before is not None and k.own_row:
+            report.unchanged += 1
+    return known
 
 
 def place_ids_by_source_id(session: Session) -> dict[str, str]:
-    """Source id -> place id (for the demo's keys and the tests)."""
+    """Source id -> place id (the demo's and the tests' places, whose ids are unique)."""
     rows = session.exec(select(Place.source_id, Place.id).where(col(Place.source_id).is_not(None)))
     return {source_id or "": place_id for source_id, place_id in rows}
