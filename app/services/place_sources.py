@@ -11,38 +11,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# v1 services; the schema's description spells one "Comprehension", its pattern "Compréhension".
-SERVICES_V1 = (
-    "Aide aux démarches administratives",
-    "Maîtrise des outils numériques du quotidien",
-    "Insertion professionnelle via le numérique",
-    "Utilisation sécurisée du numérique",
-    "Parentalité et éducation avec le numérique",
-    "Loisirs et créations numériques",
-    "Compréhension du monde numérique",
-    "Accès internet et matériel informatique",
-    "Acquisition de matériel informatique à prix solidaire",
+from app.triage.vocabulary import (
+    SERVICE_ACCES,
+    SERVICE_COMPREHENSION,
+    SERVICE_DEMARCHES,
+    SERVICE_INSERTION,
+    SERVICE_LOISIRS,
+    SERVICE_MATERIEL,
+    SERVICE_PARENTALITE,
+    SERVICE_QUOTIDIEN,
+    SERVICES,
 )
+
 # The official v0 -> v1 mapping (ANCT mednum-cli, quoted in the schema's SCHEMA.md).
 SERVICES_V0 = {
-    "Devenir autonome dans les démarches administratives": SERVICES_V1[0],
-    "Réaliser des démarches administratives avec un accompagnement": SERVICES_V1[0],
-    "Accompagner les démarches de santé": SERVICES_V1[0],
-    "Prendre en main un smartphone ou une tablette": SERVICES_V1[1],
-    "Prendre en main un ordinateur": SERVICES_V1[1],
-    "Utiliser le numérique au quotidien": SERVICES_V1[1],
-    "Approfondir ma culture numérique": SERVICES_V1[6],
-    "Promouvoir la citoyenneté numérique": SERVICES_V1[6],
-    "Favoriser mon insertion professionnelle": SERVICES_V1[2],
-    "Créer et développer mon entreprise": SERVICES_V1[2],
-    "Accéder à une connexion internet": SERVICES_V1[7],
-    "Accéder à du matériel": SERVICES_V1[7],
-    "S'équiper en matériel informatique": SERVICES_V1[8],
-    "Créer avec le numérique": SERVICES_V1[5],
-    "Soutenir la parentalité et l'éducation avec le numérique": SERVICES_V1[4],
+    "Devenir autonome dans les démarches administratives": SERVICE_DEMARCHES,
+    "Réaliser des démarches administratives avec un accompagnement": SERVICE_DEMARCHES,
+    "Accompagner les démarches de santé": SERVICE_DEMARCHES,
+    "Prendre en main un smartphone ou une tablette": SERVICE_QUOTIDIEN,
+    "Prendre en main un ordinateur": SERVICE_QUOTIDIEN,
+    "Utiliser le numérique au quotidien": SERVICE_QUOTIDIEN,
+    "Approfondir ma culture numérique": SERVICE_COMPREHENSION,
+    "Promouvoir la citoyenneté numérique": SERVICE_COMPREHENSION,
+    "Favoriser mon insertion professionnelle": SERVICE_INSERTION,
+    "Créer et développer mon entreprise": SERVICE_INSERTION,
+    "Accéder à une connexion internet": SERVICE_ACCES,
+    "Accéder à du matériel": SERVICE_ACCES,
+    "S'équiper en matériel informatique": SERVICE_MATERIEL,
+    "Créer avec le numérique": SERVICE_LOISIRS,
+    "Soutenir la parentalité et l'éducation avec le numérique": SERVICE_PARENTALITE,
 }
 # Services that give access or equipment, not accompaniment.
-ACCESS_ONLY = {SERVICES_V1[7], SERVICES_V1[8]}
+ACCESS_ONLY = {SERVICE_ACCES, SERVICE_MATERIEL}
 
 ACCOMPANIMENT_V1 = (
     "En autonomie",
@@ -107,7 +107,7 @@ def _decode(path: Path) -> str:
 def read_source(path: Path) -> SourceFile:
     """Reads a file of places; FileRejected when it is not one of the known formats."""
     text = _decode(path)
-    stem = path.stem.split(".")[0]
+    rows: list[tuple[int, dict[str, Any]]]
     if text.lstrip().startswith(("[", "{")):
         try:
             data = json.loads(text)
@@ -117,29 +117,28 @@ def read_source(path: Path) -> SourceFile:
             data = data.get("data") or data.get("lieux") or []
         if not isinstance(data, list):
             raise FileRejected("Le fichier JSON doit contenir une liste de lieux.")
-        dicts = [row if isinstance(row, dict) else {} for row in data]
-        _require_schema({key for row in dicts for key in row}, "JSON")
-        version = "v0" if _is_v0(dicts) else "v1"
-        return SourceFile(
-            f"schéma {version} (JSON)",
-            stem,
-            [(i, _schema_row(row)) for i, row in enumerate(dicts, 1)],
-        )
-    first_line = text.split("\n", 1)[0]
-    delimiter = max((";", ",", "\t", "|"), key=first_line.count)
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    header = set(reader.fieldnames or [])
-    if header >= FRANCE_SERVICES_COLUMNS:
-        return SourceFile(
-            "liste des France Services (ANCT, CSV)",
-            "anct-france-services",
-            [(reader.line_num, _france_services_row(row)) for row in reader],
-        )
-    _require_schema(header, "CSV")
-    rows = [(reader.line_num, dict(row)) for row in reader]
+        kind = "JSON"
+        rows = [(i, row if isinstance(row, dict) else {}) for i, row in enumerate(data, 1)]
+        fields = {key for _, row in rows for key in row}
+    else:
+        first_line = text.split("\n", 1)[0]
+        delimiter = max((";", ",", "\t", "|"), key=first_line.count)
+        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        fields = set(reader.fieldnames or [])
+        if fields >= FRANCE_SERVICES_COLUMNS:
+            return SourceFile(
+                "liste des France Services (ANCT, CSV)",
+                "anct-france-services",
+                [(reader.line_num, _france_services_row(row)) for row in reader],
+            )
+        kind = "CSV"
+        rows = [(reader.line_num, dict(row)) for row in reader]
+    _require_schema(fields, kind)
     version = "v0" if _is_v0([row for _, row in rows]) else "v1"
     return SourceFile(
-        f"schéma {version} (CSV)", stem, [(line, _schema_row(row)) for line, row in rows]
+        f"schéma {version} ({kind})",
+        path.stem.split(".")[0],
+        [(line, _schema_row(row)) for line, row in rows],
     )
 
 
@@ -161,7 +160,7 @@ def _is_v0(rows: list[dict[str, Any]]) -> bool:
         value in SERVICES_V0
         for row in rows[:500]
         for value in split_values(row.get("services"))
-        if value in SERVICES_V0 or _fold(value) in _V1_FOLDED
+        if value in SERVICES_V0 or _fold(value) in _V1_BY_FOLD
     ]
     if votes:
         return sum(votes) * 2 > len(votes)
@@ -201,11 +200,10 @@ def _schema_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def services_v1(values: list[str]) -> tuple[list[str], list[str]]:
     """(v1 services, values not recognised), v0 values mapped, accents restored."""
-    known = {_fold(s): s for s in SERVICES_V1}
     out: list[str] = []
     unknown = []
     for value in values:
-        service = SERVICES_V0.get(value) or known.get(_fold(value))
+        service = SERVICES_V0.get(value) or _V1_BY_FOLD.get(_fold(value))
         if service is None:
             unknown.append(value)
         elif service not in out:
@@ -238,7 +236,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().strip()
 
 
-_V1_FOLDED = {_fold(s) for s in SERVICES_V1}
+_V1_BY_FOLD = {_fold(s): s for s in SERVICES}
 
 
 def normalise_name(text: str) -> str:
@@ -304,6 +302,6 @@ def _france_services_row(row: dict[str, Any]) -> dict[str, Any]:
         "type_lieu": "france_services",
         # What every France Services offers (the national charter): help with procedures
         # and free access to a computer and the internet.
-        "services": [SERVICES_V1[0], SERVICES_V1[7]],
+        "services": [SERVICE_DEMARCHES, SERVICE_ACCES],
         "_unread_hours": unread,
     }

@@ -22,10 +22,28 @@ class Route(StrEnum):
     AUCUNE = "aucune"
 
 
-# Services of the national schema of lieux de médiation numérique.
+# Services of the national schema of lieux de médiation numérique (v1: nine). The schema's
+# description spells one "Comprehension", its pattern "Compréhension".
 SERVICE_DEMARCHES = "Aide aux démarches administratives"
 SERVICE_QUOTIDIEN = "Maîtrise des outils numériques du quotidien"
 SERVICE_INSERTION = "Insertion professionnelle via le numérique"
+SERVICE_SECURITE = "Utilisation sécurisée du numérique"
+SERVICE_PARENTALITE = "Parentalité et éducation avec le numérique"
+SERVICE_LOISIRS = "Loisirs et créations numériques"
+SERVICE_COMPREHENSION = "Compréhension du monde numérique"
+SERVICE_ACCES = "Accès internet et matériel informatique"
+SERVICE_MATERIEL = "Acquisition de matériel informatique à prix solidaire"
+SERVICES = (
+    SERVICE_DEMARCHES,
+    SERVICE_QUOTIDIEN,
+    SERVICE_INSERTION,
+    SERVICE_SECURITE,
+    SERVICE_PARENTALITE,
+    SERVICE_LOISIRS,
+    SERVICE_COMPREHENSION,
+    SERVICE_ACCES,
+    SERVICE_MATERIEL,
+)
 
 
 @dataclass(frozen=True)
