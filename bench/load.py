@@ -24,20 +24,24 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.config import Settings
 from app.db import make_engine, migrate
 from app.main import create_app
 from app.models import Place, Role
-from app.services.communes import get_commune
+from app.services.commune_reference import Reference, read_reference
+from app.services.communes import get_commune, import_reference
 from app.services.demo import DEMO_MEDIATEUR_PLACE, demo_keys, load_demo
 from app.services.keys import create_key
+from app.services.place_import import place_ids_by_source_id
 from app.services.places import place_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,11 +131,25 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
     }
 
 
-def prepare_passerelle(db: Path) -> str:
+@lru_cache(maxsize=1)
+def national_reference() -> Reference:
+    """Every commune of France, read once for all the benchmark's databases."""
+    return read_reference()
+
+
+def demo_database(db: Path) -> Engine:
+    """A migrated database with every commune of France and the demo places."""
     engine = make_engine(f"sqlite:///{db}")
     migrate(engine)
     with Session(engine) as session:
-        load_demo(session)
+        import_reference(session, national_reference())
+        load_demo(session)  # finds the reference there: only the places are imported
+    return engine
+
+
+def prepare_passerelle(db: Path) -> str:
+    engine = demo_database(db)
+    with Session(engine) as session:
         token = demo_keys(session)["agent"]
     engine.dispose()
     return token
@@ -216,13 +234,11 @@ def p50_ms(call: Callable[[], object], n: int = 300) -> float:
 
 
 def places_near(tmp: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp / 'places.db'}")
-    migrate(engine)
+    engine = demo_database(tmp / "places.db")
     rng = random.Random(1)
     services = ["Aide aux démarches administratives", "Prendre en main un ordinateur",
                 "Accompagnement CAF", "Utiliser un smartphone", "Naviguer sur internet"]
     with Session(engine) as session:
-        load_demo(session)
         _, token = create_key(session, Role.COORDINATEUR, territory="national")
         session.execute(
             insert(Place),
@@ -266,18 +282,10 @@ def referral_pages(tmp: Path) -> None:
     print("GET /v1/referrals, one médiation place, in process (ASGI test client)")
     for total, own in ((1_000, 1_000), (1_000_000, 100_000)):
         db = tmp / f"referrals-{total}.db"
-        engine = make_engine(f"sqlite:///{db}")
-        migrate(engine)
+        engine = demo_database(db)
         with Session(engine) as session:
-            load_demo(session)
             tokens = demo_keys(session)
-            place_ids = dict(
-                session.execute(  # type: ignore[call-overload]
-                    Place.__table__.select().with_only_columns(  # type: ignore[attr-defined]
-                        Place.source_id, Place.id
-                    )
-                ).all()
-            )
+            place_ids = place_ids_by_source_id(session)
         mediation = place_ids[DEMO_MEDIATEUR_PLACE]
         others = [p for s, p in place_ids.items() if s != DEMO_MEDIATEUR_PLACE]
         origin = place_ids["demo-fs-tulle"]
