@@ -4,6 +4,7 @@ command line, checked in the database."""
 import json
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -31,7 +32,7 @@ def places(engine: Engine, source: str) -> dict[str, Place]:
 
 
 def test_rows_are_checked_located_and_reported(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None
+    tmp_path: Path, world: World, engine: Engine, cli_env: None, client: TestClient
 ) -> None:
     source = tmp_path / "lieux.csv"
     source.write_text(
@@ -85,6 +86,10 @@ def test_rows_are_checked_located_and_reported(
     assert rows["a2"].approximate_location
     assert (rows["a2"].latitude, rows["a2"].longitude) == (meyssac.latitude, meyssac.longitude)
     assert rows["a2"].accepts_referrals  # a collective workshop accompanies
+    shown = client.get(f"/v1/places/{rows['a2'].id}", headers=world.auth("agent_tulle")).json()
+    assert shown["approximate_location"] is True
+    shown = client.get(f"/v1/places/{rows['a1'].id}", headers=world.auth("agent_tulle")).json()
+    assert shown["approximate_location"] is False
     assert rows["a3"].commune == "19062"  # Corrèze, told from its neighbours of 19800 by name
     assert (rows["a4"].latitude, rows["a4"].longitude) == (45.2638, 1.4093)
     assert not rows["a4"].accepts_referrals  # free access only: no accompaniment

@@ -1,9 +1,17 @@
 """Places: nearest-first search, admin writes, and the import command."""
 
 import json
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from typer.testing import CliRunner
 
+from app.cli import app as cli
+from app.models import Commune
+from app.services.cache import invalidate
 from tests.conftest import World, count
 
 PLACE = {
@@ -99,3 +107,37 @@ def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> 
     as_text = client.post("/v1/places", json={**PLACE, "latitude": "45,2995"}, headers=headers)
     assert as_text.status_code == 422
     assert as_text.json()["errors"][0]["loc"][-1] == "latitude"
+
+
+def test_communes_import_from_a_file(tmp_path: Path, engine: Engine, cli_env: None) -> None:
+    before = count(engine, "commune")
+    source = tmp_path / "communes.csv"
+    source.write_text(
+        "code_insee,nom,departement,latitude,longitude,codes_postaux,epci_siren,population\n"
+        "99001,Essai-sur-Fichier,99,45.1,1.5,99100|99101,,12\n"
+        "99002,Autre-Essai,99,45.2,1.6,99200,,\n",
+        encoding="utf-8",
+    )
+    try:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["communes", "import", str(source)])
+        assert result.exit_code == 0, result.output
+        assert "2 communes : 2 ajoutées, 0 mises à jour, 0 inchangées" in result.output
+        again = runner.invoke(cli, ["communes", "import", str(source)])
+        assert "0 ajoutées, 0 mises à jour, 2 inchangées" in again.output
+        with Session(engine) as session:
+            commune = session.get(Commune, "99001")
+            assert commune is not None
+            assert (commune.postal_codes, commune.population) == ("99100 99101", 12)
+            assert commune.point_source == "fichier"
+        broken = tmp_path / "broken.csv"
+        lines = source.read_text(encoding="utf-8").splitlines()
+        broken.write_text("\n".join([lines[0], lines[1].replace("99001", "99003"),
+                                      lines[2].replace("45.2", "nord")]) + "\n")  # fmt: skip
+        refused = runner.invoke(cli, ["communes", "import", str(broken)])
+        assert refused.exit_code == 1 and "ligne 3" in refused.output, refused.output
+        assert count(engine, "commune") == before + 2  # nothing of the broken file
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM commune WHERE code LIKE '990%'"))
+        invalidate(engine)

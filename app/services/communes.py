@@ -83,7 +83,9 @@ def _upsert(
     session: Session, model: type[SQLModel], key: str, rows: list[dict[str, Any]]
 ) -> CommuneImport:
     """Inserts new rows and updates changed ones (by primary key `key`), in bulk."""
-    columns = [getattr(model, name) for name in rows[0]] if rows else []
+    if not rows:  # a file of communes brings no territories
+        return CommuneImport()
+    columns = [getattr(model, name) for name in rows[0]]
     existing = {
         row[0]: tuple(row)
         for row in session.execute(select(*columns))  # type: ignore[call-overload]
