@@ -115,6 +115,18 @@ def test_v0_json_same_place_from_two_sources_and_file_options(
         encoding="utf-8",
     )
     run(str(v1))
+    older = {
+        "id": "1",
+        "source": "cnfs",
+        "nom": "Tiers lieu de Brive",
+        "adresse": "Ancienne adresse",
+        "code_postal": "19100",
+        "commune": "Brive-la-Gaillarde",
+        "latitude": 45.1703,
+        "longitude": 1.5402,
+        "services": "Créer avec le numérique",
+        "date_maj": "01/02/2022",
+    }
     v0 = tmp_path / "v0.json"
     v0.write_text(
         json.dumps(
@@ -138,31 +150,9 @@ def test_v0_json_same_place_from_two_sources_and_file_options(
                     "date_maj": "2024-02-01",
                 },
                 # same name within 100 m, older: merged, the stored values stay
-                {
-                    "id": "1",
-                    "source": "cnfs",
-                    "nom": "Tiers lieu de Brive",
-                    "adresse": "Ancienne adresse",
-                    "code_postal": "19100",
-                    "commune": "Brive-la-Gaillarde",
-                    "latitude": 45.1703,
-                    "longitude": 1.5402,
-                    "services": "Créer avec le numérique",
-                    "date_maj": "01/02/2022",
-                },
+                older,
                 # the same record twice in the file
-                {
-                    "id": "1",
-                    "source": "cnfs",
-                    "nom": "Tiers lieu de Brive",
-                    "adresse": "Ancienne adresse",
-                    "code_postal": "19100",
-                    "commune": "Brive-la-Gaillarde",
-                    "latitude": 45.1703,
-                    "longitude": 1.5402,
-                    "services": "Créer avec le numérique",
-                    "date_maj": "01/02/2022",
-                },
+                older,
             ]
         ),
         encoding="utf-8",
