@@ -44,7 +44,10 @@ def test_place_index_orders_like_a_plain_loop(
         )
         for i, (lat, lon, kind) in enumerate(places)
     ]
-    commune = CommuneRef("19272", "Tulle", "19", "75", "", origin[0], origin[1])
+    commune = CommuneRef(
+        code="19272", name="Tulle", kind="COM", postal_codes="19000", departement="19",
+        region="75", epci="", latitude=origin[0], longitude=origin[1],
+    )  # fmt: skip
     found = PlaceIndex(outs).near(commune, kind=PlaceKind.MEDIATION, max_km=max_km, limit=limit)
     expected = sorted(
         (
