@@ -19,6 +19,7 @@ from app.db import Db, get_engine
 from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals
 from app.services import cache, lifecycle
+from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
 
@@ -62,6 +63,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # As many threads as database connections (see Settings.threads).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        # The communes of all France, loaded before the first request instead of by it: a
+        # burst would wait for them (on the event loop, for a SQLite write). Keys and places,
+        # small and often changed, load on first use.
+        await anyio.to_thread.run_sync(communes, engine)
         tasks = [
             asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
             asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),

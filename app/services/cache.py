@@ -127,7 +127,9 @@ def invalidate(engine: Engine, *names: str) -> None:
 
 
 def poll(engine: Engine) -> None:
-    """Marks stale every copy whose table changed in another process since it was loaded."""
+    """Marks stale every copy whose table changed in another process since it was loaded, and
+    loads the stale copies again, here in the poller's thread: a request then finds them
+    fresh instead of loading them itself (on the event loop, for a SQLite write)."""
     with Session(engine) as session:
         versions = {v.name: v.version for v in session.exec(select(DataVersion)).all()}
     registry = _registry(engine)
@@ -135,3 +137,7 @@ def poll(engine: Engine) -> None:
         for name, table in registry.tables.items():
             if table.version != versions.get(name):
                 table.mark_stale()
+        tables = list(registry.tables.values())
+    for table in tables:
+        if table.stale:
+            table.get()

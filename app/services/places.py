@@ -107,8 +107,7 @@ def load_place_index(session: Session) -> PlaceIndex:
 
 def place_index(session: Session) -> PlaceIndex:
     """This process's index of every place (see app.services.cache)."""
-    engine = engine_of(session)
-    return cached(engine, "place", load_place_index).get()
+    return cached(engine_of(session), "place", load_place_index).get()
 
 
 def place_by_id(session: Session, place_id: str) -> PlaceOut:
