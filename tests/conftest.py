@@ -152,7 +152,8 @@ def engine(migrated_engine: Engine) -> Engine:
         else:
             for table in MUTABLE_TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))
-    invalidate(migrated_engine)  # rows went behind the services' back
+    # Rows went behind the services' back; the communes, untouched, stay loaded.
+    invalidate(migrated_engine, "api_key", "place")
     return migrated_engine
 
 

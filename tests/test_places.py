@@ -140,4 +140,4 @@ def test_communes_import_from_a_file(tmp_path: Path, engine: Engine, cli_env: No
     finally:
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM commune WHERE code LIKE '990%'"))
-        invalidate(engine)
+        invalidate(engine, "commune")
