@@ -66,7 +66,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         # The communes of all France, loaded before the first request instead of by it: a
         # burst would wait for them (on the event loop, for a SQLite write). Keys and places,
         # small and often changed, load on first use.
-        await anyio.to_thread.run_sync(communes, engine)
+        try:
+            await anyio.to_thread.run_sync(communes, engine)
+        except Exception as exc:  # not migrated yet, or down: /readyz says so; loaded later
+            logger.warning("Référentiel des communes non chargé : %s", type(exc).__name__)
         tasks = [
             asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
             asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),
