@@ -17,7 +17,7 @@ from app.auth import FailureThrottle
 from app.config import Settings, get_settings
 from app.db import Db, get_engine
 from app.guard import RequestGuard
-from app.routers import health, orientations, places, reference, referrals
+from app.routers import health, orientations, places, reference, referrals, stats
 from app.services import cache, lifecycle
 from app.services.communes import communes
 
@@ -91,7 +91,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.db = db
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)
-    for module in (health, reference, orientations, referrals, places):
+    for module in (health, reference, orientations, referrals, places, stats):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     _errors_as_problems_only(app)

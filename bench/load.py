@@ -322,7 +322,7 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
             at = f"2026-{1 + i * 10 // total:02d}-01 00:00:{i % 60:02d}.{i:06d}"[:26]
             oid = f"ori_b{i:09d}"
             if kind == "orientation":
-                yield (oid, at, "cle_bench", origin, "partiellement_autonome", "declared",
+                yield (oid, at, at[:10], "cle_bench", origin, "partiellement_autonome", "declared",
                        "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]")
             else:
                 target = place if i % step == 0 else others[i % len(others)]
@@ -330,10 +330,10 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
                        1.0, "partiellement_autonome", "caf", 0, "19272", at, at, at, 1)
 
     conn.executemany(
-        "INSERT INTO orientation (id, created_at, api_key_id, origin_place_id, profile, "
+        "INSERT INTO orientation (id, created_at, day, api_key_id, origin_place_id, profile, "
         "profile_source, route, do_now_at_france_services, reasons, rules_version, theme, "
         "urgent, already_followed, commune, consent, alternatives) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows("orientation"),
     )
     conn.executemany(

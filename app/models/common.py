@@ -2,8 +2,9 @@
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -17,6 +18,17 @@ def new_id(prefix: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Days, weeks and months of statistics are those of the people served, in mainland French time.
+LOCAL_TZ = ZoneInfo("Europe/Paris")
+
+
+def local_day(value: datetime) -> date:
+    """The day in Europe/Paris of a UTC timestamp (naive ones are UTC, as stored)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(LOCAL_TZ).date()
 
 
 def rfc3339(value: datetime) -> str:

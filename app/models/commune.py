@@ -34,7 +34,7 @@ class Commune(SQLModel, table=True):
     name: str
     postal_codes: str = ""  # space-separated
     departement: str = Field(index=True, max_length=3)
-    region: str = Field(default="", max_length=3)
+    region: str = Field(default="", index=True, max_length=3)
     epci: str = Field(default="", index=True, max_length=9)  # SIREN
     population: int | None = None
     # The routing point: where distances are measured from.

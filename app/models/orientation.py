@@ -1,7 +1,7 @@
 """Orientations: the front-desk decision for one person, and the consent-bound contact."""
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import (
@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic import Field as PydField
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
@@ -23,8 +23,13 @@ from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
 
 
 class Orientation(SQLModel, table=True):
+    # Statistics of a territory over a period (see migration 0005).
+    __table_args__ = (Index("ix_orientation_commune_day", "commune", "day"),)
+
     id: str = Field(default_factory=lambda: new_id("ori"), primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    # created_at's day in Europe/Paris: statistics count by the people's days, months, weeks.
+    day: date
     api_key_id: str = Field(foreign_key="api_key.id")
     origin_place_id: str = Field(foreign_key="place.id", index=True)
     profile: str

@@ -37,6 +37,11 @@ class Referral(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     version: int = 1
+    # Kept by the transitions (app.services.lifecycle._apply) for statistics: whether and when
+    # the place accepted, how long the first contact took, why it refused.
+    accepted_at: datetime | None = None
+    first_contact_hours: float | None = None
+    refusal_reason: str | None = None
 
 
 class HandoffEvent(SQLModel, table=True):

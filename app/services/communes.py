@@ -32,6 +32,8 @@ class CommuneRef:
     epci: str
     latitude: float
     longitude: float
+    parent: str | None = None  # the commune an ARM, COMD or COMA belongs to
+    population: int | None = None
 
 
 def load_communes(session: Session) -> dict[str, CommuneRef]:
@@ -46,6 +48,8 @@ def load_communes(session: Session) -> dict[str, CommuneRef]:
             Commune.epci,
             Commune.latitude,
             Commune.longitude,
+            Commune.parent,
+            Commune.population,
         )
     ).all()
     return {row[0]: CommuneRef(*row) for row in rows}

@@ -1,6 +1,6 @@
 """Use cases of the referral lifecycle: a transition with its handoff event, and the log."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm.attributes import set_committed_value
@@ -89,6 +89,22 @@ def _stale(referral_id: str, if_match: str | None, current: ReferralStatus) -> P
     )
 
 
+def _milestones(
+    referral: Referral, target: ReferralStatus, now: datetime, reason: str | None
+) -> dict[str, Any]:
+    """What statistics keep of a transition on the referral itself (app.services.stats)."""
+    if target is ReferralStatus.ACCEPTEE:
+        return {"accepted_at": now}
+    if target is ReferralStatus.CONTACTEE:
+        created = referral.created_at
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return {"first_contact_hours": round((now - created).total_seconds() / 3600, 2)}
+    if target is ReferralStatus.REFUSEE:
+        return {"refusal_reason": reason}
+    return {}
+
+
 def _apply(
     session: Session,
     referral: Referral,
@@ -103,7 +119,13 @@ def _apply(
     """The write of a transition, the one place it is done: one conditional update (of
     concurrent transitions from the same version, one wins) and its handoff event. False if
     another transition won. On success `referral` holds the new values, as stored."""
-    values = {"status": target.value, "version": referral.version + 1, "updated_at": now, **values}
+    values = {
+        "status": target.value,
+        "version": referral.version + 1,
+        "updated_at": now,
+        **_milestones(referral, target, now, reason),
+        **values,
+    }
     moved = session.execute(
         update(Referral)
         .where(col(Referral.id) == referral.id, col(Referral.version) == referral.version)

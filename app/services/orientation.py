@@ -14,7 +14,7 @@ from app.models import (
     Referral,
     ReferralStatus,
 )
-from app.models.common import new_id, utcnow
+from app.models.common import local_day, new_id, utcnow
 from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
 from app.models.place import PlaceAlternative, PlaceOut
 from app.services import idempotency
@@ -111,6 +111,7 @@ def _write_orientation(
     orientation: dict[str, Any] = {
         "id": new_id("ori"),
         "created_at": now,
+        "day": local_day(now),
         "api_key_id": principal.key_id,
         "origin_place_id": principal.place_id,
         "profile": profile.value,

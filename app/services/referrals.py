@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_
+from sqlalchemy import ColumnElement, and_, case, false, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -259,6 +259,21 @@ def status_filter(statuses: list[ReferralStatus]) -> ColumnElement[bool]:
             )
         )
     return or_(*clauses)
+
+
+def shown_status_column(now: datetime) -> ColumnElement[str]:
+    """The status as shown (app.triage.lifecycle.effective_status), computed by the database:
+    for statistics over many referrals."""
+    return case(
+        (
+            and_(
+                col(Referral.status).in_([s.value for s in EXPIRABLE]),
+                col(Referral.expires_at) <= now,
+            ),
+            ReferralStatus.EXPIREE.value,
+        ),
+        else_=col(Referral.status),
+    )
 
 
 def list_referrals(

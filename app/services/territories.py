@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from app.errors import invalid
-from app.models import Departement, Epci, Region
+from app.db import engine_of
+from app.errors import Problem, invalid
+from app.models import Departement, Epci, Principal, Region, Role
+from app.services.communes import CommuneRef, communes
 
 SYNTAX = {
     "region": re.compile(r"\d{2}"),
@@ -44,3 +46,55 @@ def parse_territory(session: Session, value: str, loc: list[str | int]) -> Terri
     if row is None:
         raise invalid(loc, f"Territoire inconnu : {value}. Il n'est pas dans le référentiel.")
     return Territory(kind, code, row.name)
+
+
+def covers(territory: Territory, commune: CommuneRef) -> bool:
+    """Whether the commune lies in the territory (an ARM, COMD or COMA carries its parent's
+    territories)."""
+    if territory.kind == "national":
+        return True
+    attribute = "epci" if territory.kind == "epci" else territory.kind
+    return bool(getattr(commune, attribute) == territory.code)
+
+
+def members(territory: Territory, every: dict[str, CommuneRef]) -> list[CommuneRef]:
+    """The communes of the territory, from the reference's in-memory copy."""
+    return [c for c in every.values() if covers(territory, c)]
+
+
+def within(territory: Territory, scope: Territory, every: dict[str, CommuneRef]) -> bool:
+    """Whether the territory lies wholly inside the scope: an EPCI astride two départements
+    lies in neither."""
+    if scope.kind == "national" or territory == scope:
+        return True
+    if territory.kind == "national":
+        return False
+    inside = members(territory, every)
+    return bool(inside) and all(covers(scope, c) for c in inside)
+
+
+def readable_territory(
+    session: Session, principal: Principal, value: str | None, loc: list[str | int]
+) -> Territory:
+    """The territory whose statistics the caller asks for (by default, their own scope): the
+    one place that says which territories a coordinator may read. 422 if `value` is malformed
+    or unknown, 403 if it reaches outside the caller's territory."""
+    if principal.role is Role.ADMIN:
+        scope = Territory("national", "", "France entière")
+    elif principal.role is Role.COORDINATEUR and principal.territory:
+        scope = parse_territory(session, principal.territory, ["key", "territory"])
+    else:
+        raise Problem(
+            403, "Ces statistiques sont réservées aux coordinateurs.", slug="acces-refuse"
+        )
+    if value is None:
+        return scope
+    territory = parse_territory(session, value, loc)
+    if not within(territory, scope, communes(engine_of(session))):
+        raise Problem(
+            403,
+            f"Le territoire {territory} ({territory.name}) sort du vôtre ({scope}, "
+            f"{scope.name}) : demandez un territoire qui y est compris, ou omettez « territory ».",
+            slug="hors-territoire",
+        )
+    return territory

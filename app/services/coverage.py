@@ -1,0 +1,163 @@
+"""Coverage of a territory: how far each commune is from the nearest médiation place that
+takes referrals, and the communes and people beyond a distance ("zones blanches")."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+from sqlmodel import Session, col, select
+
+from app.db import engine_of
+from app.models import Commune, PlaceKind
+from app.services.communes import CommuneRef, communes
+from app.services.places import place_index
+from app.services.territories import Territory, members
+
+COLUMNS = (
+    "commune",
+    "name",
+    "departement",
+    "population",
+    "distance_km",
+    "place_id",
+    "place_name",
+    "beyond",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    territory: Territory
+    max_km: float
+    rows: list[dict[str, Any]]  # one per commune, by code
+    totals: dict[str, Any]
+
+
+def coverage_communes(every: dict[str, CommuneRef], territory: Territory) -> list[CommuneRef]:
+    """The communes of the territory as a map shows them: every commune, with Paris, Lyon and
+    Marseille as their arrondissements; former communes (déléguées, associées) are part of
+    their commune and not counted twice."""
+    inside = members(territory, every)
+    split = {c.parent for c in inside if c.kind == "ARM"}
+    return sorted(
+        (c for c in inside if c.kind == "ARM" or (c.kind == "COM" and c.code not in split)),
+        key=lambda c: c.code,
+    )
+
+
+def coverage(session: Session, territory: Territory, max_km: float) -> Coverage:
+    """GET /v1/stats/coverage."""
+    chosen = coverage_communes(communes(engine_of(session)), territory)
+    index = place_index(session)
+    positions, distances = index.nearest_each(
+        np.array([c.latitude for c in chosen], dtype=np.float64),
+        np.array([c.longitude for c in chosen], dtype=np.float64),
+        kind=PlaceKind.MEDIATION,
+        accepting_referrals=True,
+    )
+    rows: list[dict[str, Any]] = []
+    population = population_beyond = communes_beyond = 0
+    nearest = zip(chosen, positions.tolist(), distances.tolist(), strict=True)
+    for commune, position, distance in nearest:
+        place = index.places[position] if position >= 0 else None
+        km = round(distance, 1) if place is not None else None
+        beyond = km is None or km > max_km
+        people = commune.population or 0
+        population += people
+        if beyond:
+            population_beyond += people
+            communes_beyond += 1
+        rows.append(
+            {
+                "commune": commune.code,
+                "name": commune.name,
+                "departement": commune.departement,
+                "population": commune.population,
+                "distance_km": km,
+                "place": {"id": place.id, "name": place.name} if place else None,
+                "beyond": beyond,
+            }
+        )
+    reached = [r["distance_km"] for r in rows if r["distance_km"] is not None]
+    totals = {
+        "communes": len(rows),
+        "population": population,
+        "communes_beyond": communes_beyond,
+        "population_beyond": population_beyond,
+        "share_beyond": round(population_beyond / population, 4) if population else None,
+        "places": len(index.candidates(PlaceKind.MEDIATION, (), True)),
+        "median_distance_km": round(float(np.median(reached)), 1) if reached else None,
+        "max_distance_km": max(reached) if reached else None,
+    }
+    return Coverage(territory, max_km, rows, totals)
+
+
+def coverage_document(found: Coverage) -> dict[str, Any]:
+    return {
+        "filters": {
+            "territory": str(found.territory),
+            "territory_name": found.territory.name,
+            "max_km": found.max_km,
+        },
+        "communes": found.rows,
+        "totals": found.totals,
+    }
+
+
+def flat_rows(found: Coverage) -> list[dict[str, Any]]:
+    """The rows with the place's id and name as columns, for CSV."""
+    return [
+        {
+            **row,
+            "place_id": row["place"]["id"] if row["place"] else None,
+            "place_name": row["place"]["name"] if row["place"] else None,
+        }
+        for row in found.rows
+    ]
+
+
+def coverage_geojson(session: Session, found: Coverage) -> bytes:
+    """A GeoJSON FeatureCollection (RFC 7946) of the communes: outline (or routing point when
+    the reference has none), with the row's figures as properties. Coordinates in WGS 84,
+    rounded to 5 decimals (about a metre)."""
+    codes = [row["commune"] for row in found.rows]
+    shapes: dict[str, bytes | None] = {}
+    for start in range(0, len(codes), 5000):  # bounded IN lists
+        chunk = codes[start : start + 5000]
+        shapes.update(
+            session.execute(
+                select(col(Commune.code), col(Commune.shape)).where(col(Commune.code).in_(chunk))
+            ).all()
+        )
+    every = communes(engine_of(session))
+    geometries = np.array(
+        [
+            shapely.from_wkb(shapes[code])
+            if shapes.get(code)
+            else shapely.Point(every[code].longitude, every[code].latitude)
+            for code in codes
+        ],
+        dtype=object,
+    )
+    geometries = shapely.set_precision(geometries, 0.00001)
+    texts = shapely.to_geojson(geometries)
+    features = [
+        {
+            "type": "Feature",
+            "id": flat["commune"],
+            "geometry": orjson.Fragment(text),
+            "properties": flat,
+        }
+        for flat, text in zip(flat_rows(found), texts.tolist(), strict=True)
+    ]
+    for feature in features:
+        del feature["properties"]["place"]
+    document = {
+        "type": "FeatureCollection",
+        "name": f"couverture {found.territory} ({found.territory.name}), {found.max_km} km",
+        "features": features,
+        "totals": found.totals,
+    }
+    return orjson.dumps(document)

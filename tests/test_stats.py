@@ -1,0 +1,371 @@
+"""Coordinators' statistics, on a data set built by hand through the API whose every figure
+was computed by hand (see `stats_world`), on both databases."""
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Date, literal, select, text
+from sqlalchemy.engine import Engine
+
+from app.models.common import local_day
+from app.services.stats import _week_label
+from tests.conftest import World, orientation_body
+
+TULLE, USSEL = "19272", "19275"
+NOVEMBER_MONDAY = "2026-11-02"  # ISO week 2026-W45
+# Ussel's three orientations: a Monday of December 2025 that ISO puts in 2026-W01, New Year's
+# Day, and the Sunday that closes that week.
+USSEL_DAYS = ("2025-12-29", "2026-01-01", "2026-01-04")
+PERIOD = "from=2025-12-01&to=2026-11-30"
+
+
+@dataclass
+class StatsWorld:
+    world: World
+    referrals: dict[str, str]  # R1… -> referral id
+    reoriented_place: str  # where R6's re-orientation (R9) went
+
+
+def _orient(client: TestClient, world: World, agent: str, profile: str, commune: str,
+            theme: str) -> dict[str, object]:
+    body = orientation_body(
+        assessment={"profile": profile},
+        procedure={"theme": theme, "urgent": False},
+        person={"commune": commune, "consent": False},
+    )
+    answer = client.post("/v1/orientations", json=body, headers=world.auth(agent))
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _move(client: TestClient, world: World, who: str, referral: str, status: str,
+          reason: str | None = None) -> None:
+    body = {"status": status, **({"reason": reason} if reason else {})}
+    answer = client.post(f"/v1/referrals/{referral}/events", json=body, headers=world.auth(who))
+    assert answer.status_code == 200, answer.text
+
+
+def _age(engine: Engine, referral: str, hours: float) -> None:
+    """Makes the referral `hours` older, so that its first contact takes that long."""
+    with engine.begin() as connection:
+        row = connection.execute(
+            text("SELECT created_at FROM referral WHERE id = :id"), {"id": referral}
+        ).one()
+        created = row[0] if isinstance(row[0], datetime) else datetime.fromisoformat(row[0])
+        connection.execute(
+            text("UPDATE referral SET created_at = :at WHERE id = :id"),
+            {"at": created - timedelta(hours=hours), "id": referral},
+        )
+
+
+@pytest.fixture
+def stats_world(client: TestClient, world: World, engine: Engine) -> StatsWorld:
+    """15 orientations, 14 referrals:
+
+    Tulle, 2 November 2026, theme caf (12 orientations):
+      T1–T3 non_autonome_non_refractaire -> R1 terminee (contact after 10 h),
+            R2 non_venue (contact after 30 h), R3 refusee pas_de_capacite
+      T4, T5 partiellement_autonome -> R4 contactee (after 4 h), R5 past its deadline (expiree)
+      T6 non_autonome_sans_envie (France Services), T7 autonome (aucune): no referral
+      T8–T12 partiellement_autonome -> R10–R14 en_attente
+    Ussel, theme retraite, non_autonome_non_refractaire (3 orientations, days USSEL_DAYS):
+      U1 -> R6 refusee hors_territoire, re-oriented by the agent -> R9 en_attente elsewhere
+      U2 -> R7 acceptee then annulee; U3 -> R8 en_attente
+    """
+    refs: dict[str, str] = {}
+
+    def tulle(profile: str) -> str | None:
+        doc = _orient(client, world, "agent_tulle", profile, TULLE, "caf")
+        referral = doc["referral"]
+        return referral["id"] if referral else None  # type: ignore[index]
+
+    for name in ("R1", "R2", "R3"):
+        refs[name] = tulle("non_autonome_non_refractaire")  # type: ignore[assignment]
+    for name in ("R4", "R5"):
+        refs[name] = tulle("partiellement_autonome")  # type: ignore[assignment]
+    assert tulle("non_autonome_sans_envie") is None
+    assert tulle("autonome") is None
+    for i in range(10, 15):
+        refs[f"R{i}"] = tulle("partiellement_autonome")  # type: ignore[assignment]
+    for name in ("R6", "R7", "R8"):
+        doc = _orient(client, world, "agent_ussel", "non_autonome_non_refractaire", USSEL,
+                      "retraite")
+        refs[name] = doc["referral"]["id"]  # type: ignore[index]
+
+    for name, hours in (("R1", 10), ("R2", 30), ("R4", 4)):
+        _age(engine, refs[name], hours)
+        _move(client, world, "med_tulle", refs[name], "acceptee")
+        _move(client, world, "med_tulle", refs[name], "contactee")
+    _move(client, world, "med_tulle", refs["R1"], "terminee")
+    _move(client, world, "med_tulle", refs["R2"], "non_venue")
+    _move(client, world, "med_tulle", refs["R3"], "refusee", "pas_de_capacite")
+    _move(client, world, "med_ussel", refs["R6"], "refusee", "hors_territoire")
+    answer = client.post(
+        f"/v1/referrals/{refs['R6']}/reorient", json={}, headers=world.auth("agent_ussel")
+    )
+    assert answer.status_code == 201, answer.text
+    refs["R9"] = answer.json()["id"]
+    _move(client, world, "med_ussel", refs["R7"], "acceptee")
+    _move(client, world, "med_ussel", refs["R7"], "annulee")
+
+    with engine.begin() as connection:
+        # R5 past its deadline, not yet moved by the service: shown expiree.
+        connection.execute(
+            text("UPDATE referral SET expires_at = :at WHERE id = :id"),
+            {"at": datetime.now(UTC) - timedelta(minutes=1), "id": refs["R5"]},
+        )
+        connection.execute(
+            text("UPDATE orientation SET day = :day WHERE commune = :c"),
+            {"day": date.fromisoformat(NOVEMBER_MONDAY), "c": TULLE},
+        )
+        ussel = connection.execute(
+            text("SELECT id FROM orientation WHERE commune = :c ORDER BY created_at"),
+            {"c": USSEL},
+        ).scalars().all()
+        for oid, day in zip(ussel, USSEL_DAYS, strict=True):
+            connection.execute(
+                text("UPDATE orientation SET day = :day WHERE id = :id"),
+                {"day": date.fromisoformat(day), "id": oid},
+            )
+    reoriented = client.get(f"/v1/referrals/{refs['R9']}", headers=world.auth("agent_ussel"))
+    return StatsWorld(world, refs, reoriented.json()["place"]["id"])
+
+
+def _stats(client: TestClient, world: World, query: str, who: str = "coord") -> dict:  # type: ignore[type-arg]
+    answer = client.get(f"/v1/stats/referrals?{PERIOD}&{query}", headers=world.auth(who))
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _groups(doc: dict, *keys: str) -> dict:  # type: ignore[type-arg]
+    return {tuple(g[k] for k in keys) if len(keys) > 1 else g[keys[0]]: g for g in doc["groups"]}
+
+
+STATUSES_ZERO = dict.fromkeys(
+    ("en_attente", "acceptee", "refusee", "annulee", "expiree", "contactee", "non_venue",
+     "terminee", "reorientee"),
+    0,
+)
+
+
+def test_totals_and_rates_match_the_hand_count(client: TestClient, stats_world: StatsWorld) -> None:
+    doc = _stats(client, stats_world.world, "")
+    assert doc["filters"] == {
+        "from": "2025-12-01", "to": "2026-11-30", "territory": "departement:19",
+        "territory_name": "Corrèze", "group_by": [],
+    }
+    assert doc["groups"] == []
+    totals = doc["totals"]
+    assert totals["orientations"] == 15 and totals["referrals"] == 14
+    assert totals["by_route"] == {"france_services": 1, "mediateur": 13, "aucune": 1}
+    assert totals["by_status"] == {
+        **STATUSES_ZERO, "en_attente": 7, "contactee": 1, "terminee": 1, "non_venue": 1,
+        "refusee": 2, "expiree": 1, "annulee": 1,
+    }
+    # accepted R1 R2 R4 R7; answered: those, refused R3 R6, expired unanswered R5.
+    assert totals["acceptance_rate"] == round(4 / 7, 4)
+    # accepted and closed: R1 terminee, R2 non_venue, R7 annulee.
+    assert totals["completion_rate"] == round(1 / 3, 4)
+    assert totals["no_show_rate"] == round(1 / 3, 4)
+    assert totals["median_hours_to_first_contact"] == pytest.approx(10.0, abs=0.1)
+    assert totals["refusal_reasons"] == {"hors_territoire": 1, "pas_de_capacite": 1}
+
+
+def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
+    w = stats_world.world
+    masked = {"orientations": None, "referrals": None, "masked": True}
+
+    def is_masked(group: dict) -> bool:  # type: ignore[type-arg]
+        return all(group[k] is v for k, v in masked.items()) and group["terminee"] is None
+
+    by_month = _groups(_stats(client, w, "group_by=month"), "month")
+    assert set(by_month) == {"2025-12", "2026-01", "2026-11"}
+    assert is_masked(by_month["2025-12"]) and is_masked(by_month["2026-01"])
+    november = by_month["2026-11"]
+    assert november == {
+        "month": "2026-11", "masked": False, "orientations": 12, "referrals": 10,
+        **STATUSES_ZERO, "en_attente": 5, "contactee": 1, "terminee": 1, "non_venue": 1,
+        "refusee": 1, "expiree": 1,
+        "acceptance_rate": 0.6, "completion_rate": 0.5, "no_show_rate": 0.5,
+    }
+
+    by_week = _groups(_stats(client, w, "group_by=week"), "week")
+    assert set(by_week) == {"2026-W01", "2026-W45"}
+    assert is_masked(by_week["2026-W01"]) and by_week["2026-W45"]["orientations"] == 12
+
+    by_profile = _groups(_stats(client, w, "group_by=profile"), "profile")
+    assert by_profile["non_autonome_non_refractaire"]["orientations"] == 6
+    assert by_profile["non_autonome_non_refractaire"]["referrals"] == 7  # R9 too
+    assert by_profile["partiellement_autonome"]["orientations"] == 7
+    assert is_masked(by_profile["autonome"]) and is_masked(by_profile["non_autonome_sans_envie"])
+
+    by_route = _groups(_stats(client, w, "group_by=route"), "route")
+    assert by_route["mediateur"]["orientations"] == 13 and by_route["mediateur"]["referrals"] == 14
+    assert is_masked(by_route["france_services"]) and is_masked(by_route["aucune"])
+
+    by_theme = _groups(_stats(client, w, "group_by=theme"), "theme")
+    assert by_theme["caf"]["orientations"] == 12 and is_masked(by_theme["retraite"])
+
+    by_status = _groups(_stats(client, w, "group_by=status"), "status")
+    assert set(by_status) == {None, "en_attente", "contactee", "terminee", "non_venue",
+                              "refusee", "expiree", "annulee"}
+    waiting = by_status["en_attente"]  # R8, R9 (re-orientation of U1), R10–R14
+    assert (waiting["orientations"], waiting["referrals"], waiting["en_attente"]) == (7, 7, 7)
+    assert waiting["acceptance_rate"] is None  # nothing answered among them
+    assert is_masked(by_status[None])  # T6, T7: no referral
+
+    by_place = _groups(_stats(client, w, "group_by=place"), "place")
+    tulle = by_place[w.places["demo-med-tulle"]]
+    assert tulle["place_name"] == "Espace numérique de la médiathèque de Tulle"
+    assert (tulle["orientations"], tulle["referrals"]) == (10, 10)
+    assert tulle["acceptance_rate"] == 0.6 and tulle["completion_rate"] == 0.5
+    assert is_masked(by_place[w.places["demo-med-ussel"]]) and is_masked(by_place[None])
+    assert is_masked(by_place[stats_world.reoriented_place])
+
+    by_commune = _groups(_stats(client, w, "group_by=commune"), "commune")
+    assert by_commune[TULLE]["commune_name"] == "Tulle"
+    assert by_commune[TULLE]["orientations"] == 12 and is_masked(by_commune[USSEL])
+
+    by_epci = _groups(_stats(client, w, "group_by=epci"), "epci")
+    assert sorted(g["orientations"] or 0 for g in by_epci.values()) == [0, 12]
+    assert all(g["epci_name"] for g in by_epci.values())
+
+    by_dept = _groups(_stats(client, w, "group_by=departement"), "departement")
+    assert by_dept == {"19": by_dept["19"]}
+    assert by_dept["19"]["departement_name"] == "Corrèze"
+    assert by_dept["19"]["orientations"] == 15 and by_dept["19"]["referrals"] == 14
+
+    both = _groups(_stats(client, w, "group_by=month,profile"), "month", "profile")
+    partial = both[("2026-11", "partiellement_autonome")]  # T4 T5 T8–T12
+    assert (partial["orientations"], partial["referrals"]) == (7, 7)
+    assert (partial["en_attente"], partial["contactee"], partial["expiree"]) == (5, 1, 1)
+    assert is_masked(both[("2026-11", "non_autonome_non_refractaire")])
+    # Totals stay exact whatever is masked.
+    assert _stats(client, w, "group_by=month,profile")["totals"]["orientations"] == 15
+
+
+def test_days_are_inclusive(client: TestClient, stats_world: StatsWorld) -> None:
+    w = stats_world.world
+
+    def orientations(query: str) -> int:
+        answer = client.get(f"/v1/stats/referrals?{query}", headers=w.auth("coord"))
+        assert answer.status_code == 200, answer.text
+        return answer.json()["totals"]["orientations"]  # type: ignore[no-any-return]
+
+    assert orientations(f"from={NOVEMBER_MONDAY}&to={NOVEMBER_MONDAY}") == 12
+    assert orientations("from=2026-11-03&to=2026-11-30") == 0
+    assert orientations("from=2026-01-01&to=2026-01-04") == 2
+    assert orientations("from=2025-12-29&to=2025-12-29") == 1
+
+
+def test_the_day_is_the_day_in_paris(client: TestClient, world: World, engine: Engine) -> None:
+    assert local_day(datetime(2025, 12, 31, 23, 30, tzinfo=UTC)) == date(2026, 1, 1)  # CET
+    assert local_day(datetime(2026, 6, 30, 22, 30, tzinfo=UTC)) == date(2026, 7, 1)  # CEST
+    assert local_day(datetime(2026, 6, 30, 21, 30, tzinfo=UTC)) == date(2026, 6, 30)
+    _orient(client, world, "agent_tulle", "autonome", TULLE, "caf")
+    with engine.connect() as connection:
+        created, day = connection.execute(text("SELECT created_at, day FROM orientation")).one()
+    created = created if isinstance(created, datetime) else datetime.fromisoformat(created)
+    day = day if isinstance(day, date) else date.fromisoformat(day)
+    assert day == local_day(created)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dates(min_value=date(1990, 1, 1), max_value=date(2100, 12, 31)))
+def test_iso_weeks_by_either_database(migrated_engine: Engine, day: date) -> None:
+    year, week, _ = day.isocalendar()
+    with migrated_engine.connect() as connection:
+        label = connection.execute(
+            select(_week_label(connection.dialect.name, literal(day, Date)))
+        ).scalar_one()
+    assert label == f"{year}-W{week:02d}"
+
+
+def test_scope(client: TestClient, stats_world: StatsWorld, engine: Engine) -> None:
+    w = stats_world.world
+
+    def status(query: str, who: str = "coord") -> int:
+        return client.get(f"/v1/stats/referrals?{query}", headers=w.auth(who)).status_code
+
+    with engine.connect() as connection:
+        tulle_epci = connection.execute(
+            text("SELECT epci FROM commune WHERE code = :c"), {"c": TULLE}
+        ).scalar_one()
+        # An EPCI with communes in Corrèze and elsewhere lies in no single département.
+        astride = connection.execute(
+            text(
+                "SELECT epci FROM commune WHERE epci <> '' GROUP BY epci "
+                "HAVING COUNT(DISTINCT departement) > 1 "
+                "AND SUM(CASE WHEN departement = '19' THEN 1 ELSE 0 END) > 0"
+            )
+        ).scalars().first()
+    assert status("territory=departement:19") == 200
+    assert status(f"territory=epci:{tulle_epci}") == 200
+    assert status("territory=departement:23") == 403
+    assert status("territory=region:75") == 403  # Nouvelle-Aquitaine holds Corrèze, not the reverse
+    assert status("territory=national") == 403
+    if astride:
+        assert status(f"territory=epci:{astride}") == 403
+    assert status("territory=departement:99") == 422
+    assert status("territory=corrèze") == 422
+    assert status("group_by=month,age") == 422
+    assert status("from=2026-12-01&to=2026-11-01") == 422
+    assert status("from=2026-13-01") == 422
+    for role in ("agent_tulle", "med_tulle"):
+        assert status("", role) == 403
+    assert client.get("/v1/stats/referrals").status_code == 401
+    # The admin sees all; outside Corrèze there is nothing.
+    national = _stats(client, w, "territory=national", "admin")
+    assert national["totals"]["orientations"] == 15
+    assert _stats(client, w, "territory=departement:23", "admin")["totals"]["orientations"] == 0
+    assert _stats(client, w, "territory=region:75", "admin")["totals"]["orientations"] == 15
+    forbidden = client.get("/v1/stats/referrals?territory=national", headers=w.auth("coord"))
+    assert forbidden.headers["content-type"] == "application/problem+json"
+    assert "departement:19" in forbidden.json()["detail"]
+
+
+def test_nothing_that_names_a_person(client: TestClient, stats_world: StatsWorld) -> None:
+    body = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=month,profile,route,theme,status,place,commune",
+        headers=stats_world.world.auth("coord"),
+    ).text
+    for referral in stats_world.referrals.values():
+        assert referral not in body
+    for personal in ("Jeanne", "06 01", "0601", "ori_", "orv_", "note"):
+        assert personal not in body
+
+
+def _read_csv(answer: object) -> list[dict[str, str]]:
+    raw: bytes = answer.content  # type: ignore[attr-defined]
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text_ = raw.decode("utf-8-sig")
+    assert "\r\n" in text_
+    return list(csv.DictReader(io.StringIO(text_), delimiter=";"))
+
+
+def test_csv_both_ways(client: TestClient, stats_world: StatsWorld) -> None:
+    w = stats_world.world
+    by_param = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=month&format=csv", headers=w.auth("coord")
+    )
+    by_accept = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=month",
+        headers={**w.auth("coord"), "Accept": "text/csv"},
+    )
+    for answer in (by_param, by_accept):
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+        assert "attachment" in answer.headers["content-disposition"]
+        rows = {r["month"]: r for r in _read_csv(answer)}
+        assert list(rows) == ["2025-12", "2026-01", "2026-11"]
+        assert rows["2026-11"]["orientations"] == "12"
+        assert rows["2026-11"]["acceptance_rate"] == "0,6"
+        assert rows["2026-11"]["masked"] == "non"
+        assert rows["2025-12"]["masked"] == "oui" and rows["2025-12"]["orientations"] == ""
+    assert by_param.content == by_accept.content
