@@ -1,6 +1,8 @@
-"""The `passerelle` command line: serve, migrate, import places, manage keys."""
+"""The `passerelle` command line: serve, migrate, import places and communes, manage keys,
+statistics."""
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,14 +14,19 @@ from sqlmodel import Session
 
 from app.db import get_engine
 from app.db import migrate as apply_migrations
-from app.models import Role
+from app.errors import Problem
+from app.models import Principal, Role
+from app.services import coverage as coverage_service
 from app.services import keys as key_service
+from app.services import stats
 from app.services.commune_reference import ReferenceMissing
 from app.services.communes import import_communes
 from app.services.demo import demo_keys, load_demo
 from app.services.lifecycle import expire_due
 from app.services.place_import import ImportReport, import_places
 from app.services.place_sources import FileRejected, read_source
+from app.services.stats import GROUP_KEYS
+from app.services.territories import readable_territory
 
 app = typer.Typer(
     help="Passerelle : orientation vers la médiation numérique.", no_args_is_help=True
@@ -33,7 +40,11 @@ referrals_app = typer.Typer(help="Orientations vers un médiateur.", no_args_is_
 app.add_typer(places_app, name="places")
 app.add_typer(communes_app, name="communes")
 app.add_typer(keys_app, name="keys")
+stats_app = typer.Typer(
+    help="Statistiques et couverture d'un territoire.", no_args_is_help=True
+)
 app.add_typer(referrals_app, name="referrals")
+app.add_typer(stats_app, name="stats")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # a message stays one line in a log
@@ -262,6 +273,133 @@ def keys_revoke(
     if unknown:
         errors.print(f"Clé inconnue : {', '.join(unknown)}.")
         raise typer.Exit(1)
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+# The command line is the operator's: every territory, as an admin key sees them.
+OPERATOR = Principal("ligne-de-commande", Role.ADMIN, None, None)
+TERRITORY_HELP = "national, region:<code>, departement:<code> ou epci:<SIREN>."
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f} %".replace(".", ",")
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.write_bytes(content)
+    console.print(f"Écrit : {path}")
+
+
+@stats_app.command("referrals")
+def stats_referrals(
+    territory: Annotated[str, typer.Option(help=TERRITORY_HELP)] = "national",
+    from_: Annotated[
+        datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="Premier jour.")
+    ] = None,
+    to: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Dernier jour compris.")
+    ] = None,
+    group_by: Annotated[
+        str, typer.Option(help="Clés séparées par des virgules : " + ", ".join(GROUP_KEYS))
+    ] = "month",
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Écrit aussi les groupes dans ce fichier CSV.")
+    ] = None,
+) -> None:
+    """Orientations d'un territoire sur une période : groupes (moins de 5 orientations :
+    masqués) et totaux, comme GET /v1/stats/referrals."""
+    try:
+        period = stats.parse_period(from_.date() if from_ else None, to.date() if to else None)
+        keys = stats.parse_group_by(group_by)
+        with Session(get_engine()) as session:
+            place = readable_territory(session, OPERATOR, territory, ["--territory"])
+            document = stats.referral_stats(session, place, period, keys)
+    except Problem as exc:
+        errors.print(exc.detail)
+        raise typer.Exit(2) from exc
+    filters, totals = document["filters"], document["totals"]
+    title = f"{filters['territory_name']} ({filters['territory']}), {period.start} – {period.end}"
+    figures = ("orientations", "referrals", *stats.STATUSES)
+    table = Table(*keys, *figures, "acceptation", "fin", "non venue", title=title)
+    for group in document["groups"]:
+        names = [str(group.get(f"{k}_name") or group[k] or "—") for k in keys]
+        if group["masked"]:
+            table.add_row(*names, *["< 5" if f == "orientations" else "" for f in figures])
+            continue
+        table.add_row(
+            *names,
+            *(str(group[f]) for f in figures),
+            *(_percent(group[r]) for r in stats.RATES),
+        )
+    console.print(table)
+    routes = ", ".join(f"{route} {n}" for route, n in totals["by_route"].items())
+    median = totals["median_hours_to_first_contact"]
+    reasons = ", ".join(f"{r} {n}" for r, n in totals["refusal_reasons"].items()) or "aucun"
+    console.print(
+        f"Total : {totals['orientations']} orientations ({routes}), "
+        f"{totals['referrals']} vers un lieu. Acceptation {_percent(totals['acceptance_rate'])}, "
+        f"accompagnements terminés {_percent(totals['completion_rate'])}, "
+        f"non venues {_percent(totals['no_show_rate'])}, premier contact en "
+        f"{'—' if median is None else str(median).replace('.', ',') + ' h'} (médiane). "
+        f"Refus : {reasons}."
+    )
+    if csv_file:
+        _write(csv_file, stats.to_csv(document["groups"], stats.referral_columns(keys)))
+
+
+@stats_app.command("coverage")
+def stats_coverage(
+    territory: Annotated[str, typer.Option(help=TERRITORY_HELP)] = "national",
+    max_km: Annotated[
+        float, typer.Option(min=0.1, max=500, help="Au-delà : zone blanche (km).")
+    ] = 30.0,
+    top: Annotated[int, typer.Option(min=0, help="Communes les plus éloignées affichées.")] = 20,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Écrit toutes les communes dans ce fichier CSV.")
+    ] = None,
+    geojson_file: Annotated[
+        Path | None, typer.Option("--geojson", help="Écrit la carte (GeoJSON) dans ce fichier.")
+    ] = None,
+) -> None:
+    """Distance de chaque commune au lieu de médiation le plus proche qui reçoit des
+    orientations, et les zones blanches, comme GET /v1/stats/coverage."""
+    try:
+        with Session(get_engine()) as session:
+            place = readable_territory(session, OPERATOR, territory, ["--territory"])
+            found = coverage_service.coverage(session, place, max_km)
+            geojson = coverage_service.coverage_geojson(session, found) if geojson_file else None
+    except Problem as exc:
+        errors.print(exc.detail)
+        raise typer.Exit(2) from exc
+    farthest = sorted(
+        found.rows, key=lambda r: -(r["distance_km"] if r["distance_km"] is not None else 1e9)
+    )[:top]
+    table = Table(
+        "commune", "nom", "population", "km", "lieu le plus proche",
+        title=f"{place.name} ({place}) : les {len(farthest)} communes les plus éloignées",
+    )
+    for row in farthest:
+        table.add_row(
+            row["commune"],
+            row["name"],
+            "" if row["population"] is None else f"{row['population']:,}".replace(",", " "),
+            "—" if row["distance_km"] is None else str(row["distance_km"]).replace(".", ","),
+            row["place"]["name"] if row["place"] else "aucun lieu",
+        )
+    console.print(table)
+    t = found.totals
+    console.print(
+        f"{t['communes']} communes, {t['population']:,} habitants ; au-delà de {max_km:g} km : "
+        f"{t['communes_beyond']} communes, {t['population_beyond']:,} habitants "
+        f"({_percent(t['share_beyond'])}). {t['places']} lieux reçoivent des orientations."
+        .replace(",", " ")
+    )
+    if csv_file:
+        rows = coverage_service.flat_rows(found)
+        _write(csv_file, stats.to_csv(rows, coverage_service.COLUMNS))
+    if geojson_file and geojson is not None:
+        _write(geojson_file, geojson)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -369,3 +370,186 @@ def test_csv_both_ways(client: TestClient, stats_world: StatsWorld) -> None:
         assert rows["2026-11"]["masked"] == "non"
         assert rows["2025-12"]["masked"] == "oui" and rows["2025-12"]["orientations"] == ""
     assert by_param.content == by_accept.content
+
+
+# --- coverage ------------------------------------------------------------------------------
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Written again here, apart from app.triage.geo, to check the k-d tree's answers."""
+    from math import asin, cos, radians, sin, sqrt
+
+    a = sin(radians(lat2 - lat1) / 2) ** 2 + cos(radians(lat1)) * cos(radians(lat2)) * sin(
+        radians(lon2 - lon1) / 2
+    ) ** 2
+    return 2 * 6371.0088 * asin(sqrt(a))
+
+
+def test_coverage_distances_against_brute_force(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    places = [
+        p for p in client.get(
+            "/v1/places?kind=mediation&limit=500", headers=world.auth("coord")
+        ).json()
+        if p["accepts_referrals"]
+    ]
+    assert len(places) >= 5
+    answer = client.get("/v1/stats/coverage?max_km=12", headers=world.auth("coord"))
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert doc["filters"] == {
+        "territory": "departement:19", "territory_name": "Corrèze", "max_km": 12.0
+    }
+    with engine.connect() as connection:
+        expected = {
+            code: (lat, lon, population)
+            for code, lat, lon, population in connection.execute(
+                text(
+                    "SELECT code, latitude, longitude, population FROM commune "
+                    "WHERE departement = '19' AND kind = 'COM'"
+                )
+            )
+        }
+    rows = doc["communes"]
+    assert {r["commune"] for r in rows} == set(expected) and len(rows) == len(expected) > 250
+    for row in rows:
+        lat, lon, population = expected[row["commune"]]
+        distances = sorted(
+            (_haversine_km(lat, lon, p["latitude"], p["longitude"]), p["id"]) for p in places
+        )
+        assert row["distance_km"] == pytest.approx(distances[0][0], abs=0.051)
+        if distances[1][0] - distances[0][0] > 0.01:
+            assert row["place"]["id"] == distances[0][1]
+        assert row["population"] == population
+        assert row["beyond"] == (row["distance_km"] > 12)
+    totals = doc["totals"]
+    population = sum(r["population"] or 0 for r in rows)
+    beyond = [r for r in rows if r["beyond"]]
+    assert 0 < len(beyond) < len(rows)
+    assert totals["communes"] == len(rows) and totals["population"] == population
+    assert totals["communes_beyond"] == len(beyond)
+    assert totals["population_beyond"] == sum(r["population"] or 0 for r in beyond)
+    assert totals["share_beyond"] == round(totals["population_beyond"] / population, 4)
+    assert totals["places"] == len(places)
+    # A place's own commune is at 0 km (the demo places stand at the town halls).
+    assert next(r for r in rows if r["commune"] == TULLE)["distance_km"] <= 0.5
+
+
+def test_coverage_formats_and_scope(client: TestClient, world: World) -> None:
+    import shapely
+    from shapely.geometry import Point, shape
+
+    auth = world.auth("coord")
+    as_json = client.get("/v1/stats/coverage?max_km=10", headers=auth).json()
+    for answer in (
+        client.get("/v1/stats/coverage?max_km=10&format=csv", headers=auth),
+        client.get("/v1/stats/coverage?max_km=10", headers={**auth, "Accept": "text/csv"}),
+    ):
+        assert answer.status_code == 200
+        rows = _read_csv(answer)
+        assert len(rows) == len(as_json["communes"])
+        first, row = as_json["communes"][0], rows[0]
+        assert row["commune"] == first["commune"] and row["place_id"] == first["place"]["id"]
+        assert row["distance_km"] == str(first["distance_km"]).replace(".", ",")
+
+    geo = client.get("/v1/stats/coverage?max_km=10&format=geojson", headers=auth)
+    assert geo.status_code == 200 and geo.headers["content-type"] == "application/geo+json"
+    collection = geo.json()
+    assert collection["type"] == "FeatureCollection"
+    features = collection["features"]
+    assert len(features) == len(as_json["communes"])
+    by_code = {r["commune"]: r for r in as_json["communes"]}
+    for feature in features:
+        assert feature["type"] == "Feature"
+        geometry = shape(feature["geometry"])
+        assert geometry.geom_type in ("Polygon", "MultiPolygon") and geometry.is_valid
+        minx, miny, maxx, maxy = geometry.bounds
+        assert 1.0 < minx < maxx < 3.0 and 44.8 < miny < maxy < 45.9  # Corrèze, lon/lat order
+        row = by_code[feature["properties"]["commune"]]
+        assert feature["properties"]["distance_km"] == row["distance_km"]
+        assert feature["properties"]["beyond"] == row["beyond"]
+    tulle = next(f for f in features if f["properties"]["commune"] == TULLE)
+    assert shape(tulle["geometry"]).contains(Point(1.7727, 45.2671))  # Tulle's centre
+    parsed = shapely.from_geojson(geo.text)  # GEOS reads it as GeoJSON too
+    assert shapely.get_num_geometries(parsed) == len(features)
+
+    outside = client.get("/v1/stats/coverage?territory=departement:23", headers=auth)
+    assert outside.status_code == 403
+    assert client.get("/v1/stats/coverage?max_km=0", headers=auth).status_code == 422
+    assert client.get("/v1/stats/coverage?format=xml", headers=auth).status_code == 422
+    assert client.get(
+        "/v1/stats/coverage", headers=world.auth("agent_tulle")
+    ).status_code == 403
+
+
+def test_coverage_cities_by_arrondissement_and_no_place(client: TestClient, world: World) -> None:
+    paris = client.get(
+        "/v1/stats/coverage?territory=departement:75", headers=world.auth("admin")
+    ).json()
+    codes = {r["commune"] for r in paris["communes"]}
+    assert codes == {str(75101 + i) for i in range(20)}  # no 75056 counted twice
+    # No médiation place near Paris in the demo: every arrondissement is beyond 30 km.
+    assert paris["totals"]["communes_beyond"] == 20
+    assert paris["totals"]["share_beyond"] == 1.0
+    assert paris["totals"]["population"] > 2_000_000
+
+
+def test_coverage_without_any_place(client: TestClient, engine: Engine) -> None:
+    from sqlmodel import Session
+
+    from app.models import Role
+    from app.services.keys import create_key
+
+    with Session(engine) as session:
+        _, token = create_key(session, Role.COORDINATEUR, territory="departement:19")
+    doc = client.get(
+        "/v1/stats/coverage", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert doc["totals"]["places"] == 0
+    assert doc["totals"]["communes_beyond"] == doc["totals"]["communes"] > 250
+    assert all(r["distance_km"] is None and r["place"] is None for r in doc["communes"])
+
+
+def test_stats_command_line(
+    client: TestClient, stats_world: StatsWorld, cli_env: None, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    runner = CliRunner()
+    out = tmp_path / "mois.csv"
+    shown = runner.invoke(
+        cli,
+        ["stats", "referrals", "--territory", "departement:19", "--from", "2025-12-01",
+         "--to", "2026-11-30", "--group-by", "month", "--csv", str(out)],
+        env={"COLUMNS": "250"},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Corrèze" in shown.output and "2026-11" in shown.output
+    assert "Total : 15 orientations" in shown.output and "Acceptation 57,1 %" in shown.output
+    api = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=month&format=csv",
+        headers=stats_world.world.auth("coord"),
+    )
+    assert out.read_bytes() == api.content  # the same figures, the same file
+
+    refused = runner.invoke(cli, ["stats", "referrals", "--territory", "departement:99"])
+    assert refused.exit_code == 2 and "Territoire inconnu" in refused.output
+
+    cover = tmp_path / "couverture.csv"
+    mapped = tmp_path / "couverture.geojson"
+    covered = runner.invoke(
+        cli,
+        ["stats", "coverage", "--territory", "departement:19", "--max-km", "10",
+         "--csv", str(cover), "--geojson", str(mapped)],
+        env={"COLUMNS": "250"},
+    )
+    assert covered.exit_code == 0, covered.output
+    assert "au-delà de 10 km" in covered.output
+    api_rows = client.get(
+        "/v1/stats/coverage?max_km=10&format=csv", headers=stats_world.world.auth("coord")
+    )
+    assert cover.read_bytes() == api_rows.content
+    assert mapped.read_bytes().startswith(b'{"type":"FeatureCollection"')
