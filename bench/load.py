@@ -327,7 +327,7 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
             else:
                 target = place if i % step == 0 else others[i % len(others)]
                 yield (f"orv_b{i:09d}", oid, None, f"B{i:06d}", statuses[i % 5], target, origin,
-                       1.0, "partiellement_autonome", "caf", 0, "19272", at, at, at, 1)
+                       1.0, "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, at, 1)
 
     conn.executemany(
         "INSERT INTO orientation (id, created_at, day, api_key_id, origin_place_id, profile, "
@@ -338,8 +338,8 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
     )
     conn.executemany(
         "INSERT INTO referral (id, orientation_id, previous_referral_id, code, status, place_id, "
-        "origin_place_id, distance_km, profile, theme, urgent, commune, created_at, updated_at, "
-        "expires_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "origin_place_id, distance_km, profile, theme, urgent, commune, day, created_at, "
+        "updated_at, expires_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         rows("referral"),
     )
     conn.commit()

@@ -1,16 +1,12 @@
 """Fixtures: a real SQLite file and a real PostgreSQL server started by the suite itself."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from glob import glob
 from pathlib import Path
 
 import httpx
@@ -32,6 +28,7 @@ from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
 from app.services.place_import import import_places, place_ids_by_source_id
 from app.services.place_sources import read_source
+from tests.pgserver import PostgresMissing, free_port, postgres_server
 
 # Everything a test writes; the commune reference stays loaded for the whole session.
 MUTABLE_TABLES = (
@@ -45,79 +42,16 @@ MUTABLE_TABLES = (
 )
 
 
-def _pg_bindir() -> Path:
-    found = shutil.which("pg_ctl") or next(
-        iter(sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None
-    )
-    if not found:
-        pytest.fail("PostgreSQL binaries (pg_ctl, initdb) are required: install postgresql-15.")
-    return Path(found).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """Starts a throw-away PostgreSQL server. PostgreSQL refuses to run as root, so as root the
-    server runs as the `postgres` system user (pytest-postgresql's own process fixture cannot)."""
-    bindir = _pg_bindir()
-    workdir = Path(tempfile.mkdtemp(prefix="passerelle-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = workdir / "data", _free_port()
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(workdir / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """A throw-away PostgreSQL server, started by the suite itself (tests/pgserver.py)."""
     try:
-        with DatabaseJanitor(
-            user="postgres", host="127.0.0.1", port=port, dbname="passerelle_test"
+        with postgres_server() as (host, port), DatabaseJanitor(
+            user="postgres", host=host, port=port, dbname="passerelle_test"
         ):
-            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/passerelle_test"
-    finally:
-        subprocess.run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
+            yield f"postgresql+psycopg://postgres@{host}:{port}/passerelle_test"
+    except PostgresMissing as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -240,7 +174,7 @@ class Server:
 @contextmanager
 def serving(database_url: str, log: Path, *args: str) -> Iterator[Server]:
     """Runs `passerelle serve [args]` on the test database until the block ends."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -121,10 +121,11 @@ def stats_world(client: TestClient, world: World, engine: Engine) -> StatsWorld:
             text("UPDATE referral SET expires_at = :at WHERE id = :id"),
             {"at": datetime.now(UTC) - timedelta(minutes=1), "id": refs["R5"]},
         )
-        connection.execute(
-            text("UPDATE orientation SET day = :day WHERE commune = :c"),
-            {"day": date.fromisoformat(NOVEMBER_MONDAY), "c": TULLE},
-        )
+        for table in ("orientation", "referral"):
+            connection.execute(
+                text(f"UPDATE {table} SET day = :day WHERE commune = :c"),
+                {"day": date.fromisoformat(NOVEMBER_MONDAY), "c": TULLE},
+            )
         ussel = connection.execute(
             text("SELECT id FROM orientation WHERE commune = :c ORDER BY created_at"),
             {"c": USSEL},
@@ -132,6 +133,10 @@ def stats_world(client: TestClient, world: World, engine: Engine) -> StatsWorld:
         for oid, day in zip(ussel, USSEL_DAYS, strict=True):
             connection.execute(
                 text("UPDATE orientation SET day = :day WHERE id = :id"),
+                {"day": date.fromisoformat(day), "id": oid},
+            )
+            connection.execute(
+                text("UPDATE referral SET day = :day WHERE orientation_id = :id"),
                 {"day": date.fromisoformat(day), "id": oid},
             )
     reoriented = client.get(f"/v1/referrals/{refs['R9']}", headers=world.auth("agent_ussel"))

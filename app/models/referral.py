@@ -1,6 +1,6 @@
 """Referrals to a médiation place, and the append-only handoff log."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydField
@@ -15,10 +15,13 @@ from app.triage.lifecycle import ReferralStatus
 
 class Referral(SQLModel, table=True):
     # Match the scoped, newest-first lists (see migration 0002).
-    __table_args__ = tuple(
-        Index(f"ix_referral_{side}{suffix}", side, *columns, "created_at", "id")
-        for side in ("place_id", "origin_place_id")
-        for suffix, columns in (("_created", ()), ("_status_created", ("status",)))
+    __table_args__ = (
+        *(
+            Index(f"ix_referral_{side}{suffix}", side, *columns, "created_at", "id")
+            for side in ("place_id", "origin_place_id")
+            for suffix, columns in (("_created", ()), ("_status_created", ("status",)))
+        ),
+        Index("ix_referral_commune_day", "commune", "day"),  # statistics (migration 0005)
     )
 
     id: str = Field(default_factory=lambda: new_id("orv"), primary_key=True)
@@ -33,6 +36,9 @@ class Referral(SQLModel, table=True):
     theme: str
     urgent: bool
     commune: str = Field(foreign_key="commune.code")
+    # The orientation's day (Europe/Paris), for statistics without a join: a re-orientation
+    # keeps it.
+    day: date
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime

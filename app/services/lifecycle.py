@@ -350,6 +350,7 @@ def reorient(
             theme=referral.theme,
             urgent=referral.urgent,
             commune=referral.commune,
+            day=referral.day,
             now=now,
             ttl_days=settings.referral_ttl_days,
             previous_referral_id=referral.id,

@@ -156,6 +156,7 @@ def _write_orientation(
             theme=payload.procedure.theme,
             urgent=payload.procedure.urgent,
             commune=commune.code,
+            day=orientation["day"],
             now=now,
             ttl_days=settings.referral_ttl_days,
         )

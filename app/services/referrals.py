@@ -2,7 +2,7 @@
 
 import base64
 import secrets
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, or_
@@ -50,6 +50,7 @@ def new_referral(
     theme: str,
     urgent: bool,
     commune: str,
+    day: date,
     now: datetime,
     ttl_days: int,
     previous_referral_id: str | None = None,
@@ -68,6 +69,7 @@ def new_referral(
         "theme": theme,
         "urgent": urgent,
         "commune": commune,
+        "day": day,
         "created_at": now,
         "updated_at": now,
         "expires_at": now + timedelta(days=ttl_days),

@@ -17,14 +17,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Integer,
-    and_,
     cast,
     distinct,
     func,
+    literal,
     literal_column,
-    or_,
+    null,
     select,
 )
 from sqlmodel import Session, col
@@ -36,7 +35,7 @@ from app.models.common import local_day, utcnow
 from app.services.communes import communes
 from app.services.places import place_index
 from app.services.referrals import shown_status_column
-from app.services.territories import Territory
+from app.services.territories import Territory, members
 from app.triage.lifecycle import FINAL
 from app.triage.vocabulary import Route
 
@@ -123,10 +122,14 @@ def _week_label(dialect: str, day: Any) -> Any:
     return func.printf("%s-W%02d", func.strftime("%Y", thursday), (number - 1) / 7 + 1)
 
 
-def _key_columns(dialect: str, keys: Sequence[str]) -> list[ColumnElement[Any]]:
-    """The SQL expression of each group key. Weeks are ISO 8601 (`2026-W03`)."""
-    day = col(Orientation.day)
-    columns: list[ColumnElement[Any]] = []
+Model = type[Orientation] | type[Referral]
+
+
+def _key_columns(dialect: str, model: Model, keys: Sequence[str]) -> list[Any]:
+    """The SQL expression of each group key over orientations or over referrals (which carry
+    their orientation's day, profile, theme and commune). Weeks are ISO 8601 (`2026-W03`)."""
+    day = col(model.day)
+    columns: list[Any] = []
     for key in keys:
         expression: Any
         if key == "month":
@@ -137,78 +140,94 @@ def _key_columns(dialect: str, keys: Sequence[str]) -> list[ColumnElement[Any]]:
             )
         elif key == "week":
             expression = _week_label(dialect, day)
-        elif key == "status":
-            expression = shown_status_column(utcnow())
-        elif key == "place":
-            expression = col(Referral.place_id)
         elif key in ("epci", "departement"):
             expression = getattr(Commune, key)
+        elif model is Referral:
+            expression = {
+                "status": shown_status_column(utcnow()),
+                "place": col(Referral.place_id),
+                # Only an orientation to a médiateur makes referrals.
+                "route": literal(Route.MEDIATEUR.value),
+            }.get(key, getattr(Referral, key, None))
+        elif key in REFERRAL_KEYS:
+            expression = null()  # the orientations that made no referral
         else:  # profile, route, theme, commune
             expression = getattr(Orientation, key)
-        columns.append(expression.label(key))
+        columns.append(expression.label(f"k_{key}"))
     return columns
 
 
-def _figures(by_orientation: bool) -> list[ColumnElement[Any]]:
-    """The counts of a group. `by_orientation`: every row is an orientation and its first
-    referral, or a later one, so the first rows count orientations without DISTINCT."""
-    referral = col(Referral.id)
-    status = shown_status_column(utcnow())
-    accepted = col(Referral.accepted_at).is_not(None)
-    first_row = or_(referral.is_(None), col(Referral.previous_referral_id).is_(None))
-    orientations = (
-        func.count().filter(first_row)
-        if by_orientation
-        else func.count(distinct(col(Orientation.id)))
-    )
-    return [
-        orientations.label("orientations"),
-        func.count(referral).label("referrals"),
-        *(func.count(referral).filter(status == s).label(s) for s in STATUSES),
-        func.count(referral).filter(accepted).label("accepted"),
-        func.count(referral)
-        .filter(or_(accepted, status.in_(["refusee", "expiree"])))
-        .label("answered"),
-        func.count(referral).filter(and_(accepted, status.in_(FINAL_STATUSES))).label("closed"),
-        func.count(col(Referral.first_contact_hours)).label("contacted"),
-        *(
-            func.count().filter(and_(first_row, col(Orientation.route) == r.value)).label(r.value)
-            for r in Route
-        ),
-    ]
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    territory: Territory
+    period: Period
+    communes: tuple[str, ...] | None  # None: all of France
 
 
-def _scoped(query: Any, territory: Territory, period: Period, keys: Iterable[str]) -> Any:
-    """The query over the territory's orientations of the period and their referrals."""
-    query = query.select_from(Orientation).outerjoin(
-        Referral, col(Referral.orientation_id) == col(Orientation.id)
-    )
-    if territory.kind != "national" or {"epci", "departement"} & set(keys):
-        query = query.join(Commune, col(Commune.code) == col(Orientation.commune))
-    if territory.kind != "national":
-        query = query.where(getattr(Commune, territory.kind) == territory.code)
-    return query.where(col(Orientation.day) >= period.start, col(Orientation.day) <= period.end)
+def _scoped(query: Any, model: Model, scope: _Scope, keys: Iterable[str]) -> Any:
+    """The query restricted to the period's rows of the territory's communes. A territory is
+    its list of communes (from the reference's in-memory copy): the index on (commune, day)
+    then reads only its rows, where a join on the commune table would scan every row."""
+    if {"epci", "departement"} & set(keys):
+        query = query.join(Commune, col(Commune.code) == col(model.commune))
+    if scope.communes is not None:
+        query = query.where(col(model.commune).in_(scope.communes))
+    period = scope.period
+    return query.where(col(model.day) >= period.start, col(model.day) <= period.end)
+
+
+def _grouped(query: Any, keys: Sequence[str], extra: int = 0) -> Any:
+    # By position: a key's expression carries bound parameters that PostgreSQL would not
+    # recognise as the same expression twice.
+    width = len(keys) + extra
+    return query.group_by(*(literal_column(str(i + 1)) for i in range(width))) if width else query
+
+
+@dataclass
+class _Cell:
+    """The counts of one group, as the queries add them up."""
+
+    orientations: int = 0
+    referrals: int = 0
+    accepted: int = 0
+    answered: int = 0
+    closed: int = 0
+    contacted: int = 0
+
+    def __post_init__(self) -> None:
+        self.statuses = dict.fromkeys(STATUSES, 0)
+
+    def add_referrals(self, status: str, accepted: bool, n: int, contacted: int) -> None:
+        self.referrals += n
+        self.statuses[status] += n
+        self.contacted += contacted
+        if accepted:
+            self.accepted += n
+            self.closed += n if status in FINAL_STATUSES else 0
+        self.answered += n if accepted or status in ("refusee", "expiree") else 0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "orientations": self.orientations,
+            "referrals": self.referrals,
+            **self.statuses,
+            "acceptance_rate": _rate(self.accepted, self.answered),
+            "completion_rate": _rate(self.statuses["terminee"], self.closed),
+            "no_show_rate": _rate(self.statuses["non_venue"], self.closed),
+        }
 
 
 def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def _rates(row: dict[str, Any]) -> dict[str, float | None]:
-    return {
-        "acceptance_rate": _rate(row["accepted"], row["answered"]),
-        "completion_rate": _rate(row["terminee"], row["closed"]),
-        "no_show_rate": _rate(row["non_venue"], row["closed"]),
-    }
-
-
-def _median_hours(session: Session, territory: Territory, period: Period, n: int) -> float | None:
+def _median_hours(session: Session, scope: _Scope, n: int) -> float | None:
     """The median of the hours to first contact, by the database on either one: the middle
     one or two values in order."""
     if not n:
         return None
     hours = col(Referral.first_contact_hours)
-    query = _scoped(select(hours), territory, period, ()).where(hours.is_not(None))
+    query = _scoped(select(hours), Referral, scope, ()).where(hours.is_not(None))
     middle = [
         float(h)
         for h in session.execute(
@@ -247,61 +266,93 @@ def _names(session: Session, keys: Sequence[str], groups: list[dict[str, Any]]) 
 def referral_stats(
     session: Session, territory: Territory, period: Period, keys: Sequence[str]
 ) -> dict[str, Any]:
-    """GET /v1/stats/referrals: the groups, small ones withheld, and the exact totals."""
-    dialect = engine_of(session).dialect.name
-    by_orientation = not (REFERRAL_KEYS & set(keys))
-    key_columns = _key_columns(dialect, keys)
-    query = _scoped(select(*key_columns, *_figures(by_orientation)), territory, period, keys)
-    if keys:
-        # By position: a key's expression carries bound parameters that PostgreSQL would not
-        # recognise as the same expression twice.
-        query = query.group_by(*(literal_column(str(i + 1)) for i in range(len(keys))))
-    rows = [dict(r) for r in session.execute(query).mappings()]
-    totals_row = (
-        rows[0]
-        if not keys
-        else dict(
-            session.execute(
-                _scoped(select(*_figures(True)), territory, period, ())
-            ).mappings().one()
-        )
+    """GET /v1/stats/referrals: the groups, small ones withheld, and the exact totals.
+
+    Two grouped scans, one per table, with no join between them (referrals carry what their
+    orientation is grouped by): a national year of a million referrals stays within the
+    second. Statuses, acceptance, refusal reasons and first contacts come from the referrals
+    query, grouped by its keys and those few values, and are pivoted here."""
+    engine = engine_of(session)
+    dialect = engine.dialect.name
+    scope = _Scope(
+        territory,
+        period,
+        None
+        if territory.kind == "national"
+        else tuple(c.code for c in members(territory, communes(engine))),
     )
+    per_referral = bool(REFERRAL_KEYS & set(keys))
+    cells: dict[tuple[Any, ...], _Cell] = {}
+    total = _Cell()
+    by_route = dict.fromkeys((r.value for r in Route), 0)
+
+    route = col(Orientation.route)
+    query = select(*_key_columns(dialect, Orientation, keys), route, func.count())
+    query = _scoped(query.select_from(Orientation), Orientation, scope, keys)
+    if per_referral:  # the group of orientations with no referral at all
+        made = select(col(Referral.id)).where(
+            col(Referral.orientation_id) == col(Orientation.id)
+        )
+        query = query.add_columns(func.count().filter(~made.exists()))
+    width = len(keys)
+    for row in session.execute(_grouped(query, keys, 1)).all():
+        key, route_value, n = tuple(row[:width]), row[width], row[width + 1]
+        by_route[route_value] += n
+        total.orientations += n
+        if per_referral:
+            n = row[width + 2]
+        if n:
+            cells.setdefault(key, _Cell()).orientations += n
+
+    status = shown_status_column(utcnow())
+    accepted = col(Referral.accepted_at).is_not(None)
+    reason = col(Referral.refusal_reason)
+    query = select(
+        *_key_columns(dialect, Referral, keys),
+        status,
+        accepted,
+        reason,
+        func.count(),
+        func.count(col(Referral.first_contact_hours)),
+    ).select_from(Referral)
+    query = _scoped(query, Referral, scope, keys)
+    refusals: dict[str, int] = {}
+    rows = session.execute(_grouped(query, keys, 3)).all()
+    for *values, status_value, was_accepted, why, n, contacted in rows:
+        cell = cells.setdefault(tuple(values), _Cell())
+        for target in (cell, total):
+            target.add_referrals(status_value, bool(was_accepted), n, contacted)
+        if status_value == ReferralStatus.REFUSEE.value:
+            refusals[why or "non_precise"] = refusals.get(why or "non_precise", 0) + n
+    if per_referral:
+        # An orientation re-oriented to a second place counts once in each place's group.
+        query = select(
+            *_key_columns(dialect, Referral, keys),
+            func.count(distinct(col(Referral.orientation_id))),
+        ).select_from(Referral)
+        query = _scoped(query, Referral, scope, keys)
+        for *values, n in session.execute(_grouped(query, keys)).all():
+            cells[tuple(values)].orientations = n
+
     groups = []
-    for row in sorted(rows, key=lambda r: [(r[k] is not None, r[k] or "") for k in keys]):
-        if not keys:
-            break
-        group: dict[str, Any] = {k: row[k] for k in keys}
-        masked = row["orientations"] < SMALL_GROUP
-        group["masked"] = masked
-        figures: dict[str, Any] = {
-            "orientations": row["orientations"],
-            "referrals": row["referrals"],
-            **{s: row[s] for s in STATUSES},
-            **_rates(row),
-        }
+    order = sorted(cells.items(), key=lambda kv: [(v is not None, v or "") for v in kv[0]])
+    for key, cell in order if keys else ():
+        group: dict[str, Any] = dict(zip(keys, key, strict=True))
+        group["masked"] = masked = cell.orientations < SMALL_GROUP
+        figures = cell.figures()
         group.update(dict.fromkeys(figures) if masked else figures)
         groups.append(group)
     _names(session, keys, groups)
 
-    reasons = session.execute(
-        _scoped(
-            select(col(Referral.refusal_reason), func.count()), territory, period, ()
-        )
-        .where(col(Referral.status) == ReferralStatus.REFUSEE.value)
-        .group_by(col(Referral.refusal_reason))
-    ).all()
+    figures = total.figures()
     totals = {
-        "orientations": totals_row["orientations"],
-        "referrals": totals_row["referrals"],
-        "by_route": {r.value: totals_row[r.value] for r in Route},
-        "by_status": {s: totals_row[s] for s in STATUSES},
-        **_rates(totals_row),
-        "median_hours_to_first_contact": _median_hours(
-            session, territory, period, totals_row["contacted"]
-        ),
-        "refusal_reasons": {reason or "non_precise": n for reason, n in sorted(
-            reasons, key=lambda t: t[0] or ""
-        )},
+        "orientations": total.orientations,
+        "referrals": total.referrals,
+        "by_route": by_route,
+        "by_status": total.statuses,
+        **{rate: figures[rate] for rate in RATES},
+        "median_hours_to_first_contact": _median_hours(session, scope, total.contacted),
+        "refusal_reasons": dict(sorted(refusals.items())),
     }
     return {
         "filters": {

@@ -1,4 +1,4 @@
-"""statistics: the orientation's local day, the referral's milestones, territory indexes
+"""statistics: local day of orientations and referrals, referral milestones, indexes
 
 Revision ID: 0005
 Revises: 0004
@@ -30,6 +30,7 @@ def upgrade() -> None:
     with op.batch_alter_table("orientation") as batch:
         batch.add_column(sa.Column("day", sa.Date(), nullable=True))
     with op.batch_alter_table("referral") as batch:
+        batch.add_column(sa.Column("day", sa.Date(), nullable=True))
         batch.add_column(sa.Column("accepted_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("first_contact_hours", sa.Float(), nullable=True))
         batch.add_column(sa.Column("refusal_reason", sa.String(), nullable=True))
@@ -46,6 +47,10 @@ def upgrade() -> None:
             .where(orientation.c.id == oid)
             .values(day=local_day(_utc(created_at)))
         )
+    op.execute(
+        "UPDATE referral SET day = "
+        "(SELECT day FROM orientation WHERE orientation.id = referral.orientation_id)"
+    )
     referral = sa.table(
         "referral",
         sa.column("id", sa.String()),
@@ -74,6 +79,9 @@ def upgrade() -> None:
     with op.batch_alter_table("orientation") as batch:
         batch.alter_column("day", existing_type=sa.Date(), nullable=False)
         batch.create_index("ix_orientation_commune_day", ["commune", "day"])
+    with op.batch_alter_table("referral") as batch:
+        batch.alter_column("day", existing_type=sa.Date(), nullable=False)
+        batch.create_index("ix_referral_commune_day", ["commune", "day"])
     with op.batch_alter_table("commune") as batch:
         batch.create_index("ix_commune_region", ["region"])
 
@@ -85,5 +93,6 @@ def downgrade() -> None:
         batch.drop_index("ix_orientation_commune_day")
         batch.drop_column("day")
     with op.batch_alter_table("referral") as batch:
-        for column in ("refusal_reason", "first_contact_hours", "accepted_at"):
+        batch.drop_index("ix_referral_commune_day")
+        for column in ("refusal_reason", "first_contact_hours", "accepted_at", "day"):
             batch.drop_column(column)
