@@ -39,6 +39,7 @@ bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
 	  || { echo "make bench needs wrk (Debian package wrk)"; exit 1; }
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.stats
 
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench

@@ -212,7 +212,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if not args.places.exists():
-        raise SystemExit(f"{args.places} is missing: the benchmark needs ../shared/data")
+        print(f"statistics benchmark skipped: {args.places} is missing (../shared/data)")
+        return
     with postgres_server("shared_buffers=2GB", "work_mem=64MB") as (host, port):
         with psycopg.connect(f"postgresql://postgres@{host}:{port}/postgres",
                              autocommit=True) as connection:

@@ -17,6 +17,8 @@ ROLE = {
     ("GET", "/v1/orientations/{orientation_id}"): "agent_tulle",
     ("POST", "/v1/places"): "admin",
     ("PUT", "/v1/places/{place_id}"): "admin",
+    ("GET", "/v1/stats/referrals"): "coord",
+    ("GET", "/v1/stats/coverage"): "coord",
 }
 
 

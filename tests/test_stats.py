@@ -9,13 +9,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from sqlalchemy import Date, literal, select, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.models.common import local_day
-from app.services.stats import _week_label
 from tests.conftest import World, orientation_body
 
 TULLE, USSEL = "19272", "19275"
@@ -280,17 +277,6 @@ def test_the_day_is_the_day_in_paris(client: TestClient, world: World, engine: E
     created = created if isinstance(created, datetime) else datetime.fromisoformat(created)
     day = day if isinstance(day, date) else date.fromisoformat(day)
     assert day == local_day(created)
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.dates(min_value=date(1990, 1, 1), max_value=date(2100, 12, 31)))
-def test_iso_weeks_by_either_database(migrated_engine: Engine, day: date) -> None:
-    year, week, _ = day.isocalendar()
-    with migrated_engine.connect() as connection:
-        label = connection.execute(
-            select(_week_label(connection.dialect.name, literal(day, Date)))
-        ).scalar_one()
-    assert label == f"{year}-W{week:02d}"
 
 
 def test_scope(client: TestClient, stats_world: StatsWorld, engine: Engine) -> None:
@@ -558,3 +544,80 @@ def test_stats_command_line(
     )
     assert cover.read_bytes() == api_rows.content
     assert mapped.read_bytes().startswith(b'{"type":"FeatureCollection"')
+
+
+def test_migration_backfills_what_statistics_need(tmp_path: Path) -> None:
+    """A database of the previous release keeps its history: 0005 derives the days and the
+    referral's milestones from the stored rows and the handoff log."""
+    import sqlite3
+
+    from alembic import command
+
+    from app.db import alembic_config, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0004")
+    def parent(db: sqlite3.Connection, table: str, key: str, value: str) -> None:
+        """A row with its key and placeholder values in its other required columns."""
+        columns = {key: value}
+        for _, name, kind, notnull, default, _pk in db.execute(f"PRAGMA table_info({table})"):
+            if notnull and default is None and name not in columns:
+                kind = kind.upper()
+                columns[name] = (
+                    0 if kind.startswith(("INT", "FLOAT", "BOOL", "NUMERIC"))
+                    else "[]" if kind == "JSON"
+                    else "2026-01-01 00:00:00.000000" if kind.startswith(("DATE", "TIME"))
+                    else ""
+                )
+        db.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            tuple(columns.values()),
+        )
+
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        parent(db, "commune", "code", "19272")
+        for place in ("p", "m"):
+            parent(db, "place", "id", place)
+        parent(db, "api_key", "id", "k")
+        db.execute(
+            "INSERT INTO orientation (id, created_at, api_key_id, origin_place_id, profile, "
+            "profile_source, route, do_now_at_france_services, reasons, rules_version, theme, "
+            "urgent, already_followed, commune, consent, alternatives) VALUES ('ori_1', "
+            "'2025-12-31 23:30:00.000000', 'k', 'p', 'autonome', 'declared', 'mediateur', 0, "
+            "'[]', 'v', 'caf', 0, 0, '19272', 0, '[]')"
+        )
+        for rid, status in (("orv_1", "terminee"), ("orv_2", "refusee")):
+            db.execute(
+                "INSERT INTO referral (id, orientation_id, code, status, place_id, "
+                "origin_place_id, distance_km, profile, theme, urgent, commune, created_at, "
+                "updated_at, expires_at, version) VALUES (?, 'ori_1', ?, ?, 'm', 'p', 1.0, "
+                "'autonome', 'caf', 0, '19272', '2025-12-31 23:30:00.000000', "
+                "'2026-01-02 00:00:00.000000', '2026-01-14 00:00:00.000000', 3)",
+                (rid, rid[-1], status),
+            )
+        for rid, at, to, reason in (
+            ("orv_1", "2026-01-01 09:30:00.000000", "acceptee", None),
+            ("orv_1", "2026-01-02 11:30:00.000000", "contactee", None),
+            ("orv_1", "2026-01-05 08:00:00.000000", "terminee", "fait seule"),
+            ("orv_2", "2026-01-01 10:00:00.000000", "refusee", "pas_de_capacite"),
+        ):
+            db.execute(
+                "INSERT INTO handoff_event (orientation_id, referral_id, at, kind, actor_role, "
+                "to_status, reason) VALUES ('ori_1', ?, ?, 'transition', 'mediateur', ?, ?)",
+                (rid, at, to, reason),
+            )
+    command.upgrade(alembic_config(engine), "head")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT day FROM orientation")).scalar_one() == (
+            "2026-01-01"  # 23:30 UTC on New Year's Eve is New Year's Day in Paris
+        )
+        rows = connection.execute(
+            text(
+                "SELECT id, day, accepted_at, first_contact_hours, refusal_reason "
+                "FROM referral ORDER BY id"
+            )
+        ).all()
+    assert rows[0][0] == "orv_1" and rows[0][1] == "2026-01-01"
+    assert rows[0][2].startswith("2026-01-01 09:30") and rows[0][3] == 36.0 and rows[0][4] is None
+    assert rows[1][1:] == ("2026-01-01", None, None, "pas_de_capacite")
+    engine.dispose()

@@ -1,5 +1,5 @@
 """Coordinators' statistics: the orientations and referrals of a territory over a period,
-grouped, with small groups withheld; and how far each commune is from a médiation place.
+grouped, with small groups withheld (the coverage of a territory: app.services.coverage).
 
 What is counted (the OpenAPI description of the routes says the same to users):
 - An orientation belongs to the day (Europe/Paris) it was made and to the person's commune;
@@ -11,14 +11,14 @@ What is counted (the OpenAPI description of the routes says the same to users):
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
-    Integer,
-    cast,
     distinct,
     func,
     literal,
@@ -36,7 +36,7 @@ from app.services.communes import communes
 from app.services.places import place_index
 from app.services.referrals import shown_status_column
 from app.services.territories import Territory, members
-from app.triage.lifecycle import FINAL
+from app.triage.lifecycle import FINAL, shown_status
 from app.triage.vocabulary import Route
 
 GROUP_KEYS = (
@@ -111,36 +111,55 @@ def parse_group_by(value: str | None) -> tuple[str, ...]:
 # --- SQL ---------------------------------------------------------------------------------
 
 
-def _week_label(dialect: str, day: Any) -> Any:
-    """The ISO 8601 week of a date, `2026-W03`, computed by either database."""
-    if dialect == "postgresql":
-        return func.to_char(day, 'IYYY-"W"IW')
-    # SQLite has no ISO week: a week is the one of its Thursday, whose year is the week's
-    # year and whose day of the year, divided by seven, its number.
-    thursday = func.date(day, "-3 days", "weekday 4")
-    number = cast(func.strftime("%j", thursday), Integer)
-    return func.printf("%s-W%02d", func.strftime("%Y", thursday), (number - 1) / 7 + 1)
-
-
 Model = type[Orientation] | type[Referral]
+TIME_KEYS = frozenset({"month", "week"})
 
 
-def _key_columns(dialect: str, model: Model, keys: Sequence[str]) -> list[Any]:
+def _sql_keys(keys: Sequence[str], *, status: bool = True) -> list[str]:
+    """The keys as the database groups them: by day for months and weeks (a date groups
+    faster than a formatted string, and either database then agrees on ISO weeks), labelled
+    by _labels; without `status` when the query groups by the stored status anyway."""
+    grouped = [k for k in keys if k not in TIME_KEYS and (status or k != "status")]
+    return ["day", *grouped] if TIME_KEYS & set(keys) else grouped
+
+
+@lru_cache(maxsize=4096)
+def _period_label(key: str, day: date) -> str:
+    """The month (`2026-01`) or ISO 8601 week (`2026-W03`) of a day."""
+    if key == "month":
+        return f"{day.year}-{day.month:02d}"
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _labels(keys: Sequence[str], sql_keys: Sequence[str]) -> Callable[..., tuple[Any, ...]]:
+    """What makes a group's key, in the order asked, from the values of a database group
+    (and the status as shown, when the database grouped by the stored one)."""
+    at = {k: i for i, k in enumerate(sql_keys)}
+    day = at.get("day", -1)
+    parts = [
+        (key, day) if key in TIME_KEYS else (key, at.get(key, -1))
+        for key in keys
+    ]
+
+    def label(values: Sequence[Any], status: str | None = None) -> tuple[Any, ...]:
+        return tuple(
+            _period_label(key, values[i]) if key in TIME_KEYS
+            else status if i < 0
+            else values[i]
+            for key, i in parts
+        )
+
+    return label
+
+
+def _key_columns(model: Model, sql_keys: Sequence[str]) -> list[Any]:
     """The SQL expression of each group key over orientations or over referrals (which carry
-    their orientation's day, profile, theme and commune). Weeks are ISO 8601 (`2026-W03`)."""
-    day = col(model.day)
+    their orientation's day, profile, theme and commune)."""
     columns: list[Any] = []
-    for key in keys:
+    for key in sql_keys:
         expression: Any
-        if key == "month":
-            expression = (
-                func.to_char(day, "YYYY-MM")
-                if dialect == "postgresql"
-                else func.strftime("%Y-%m", day)
-            )
-        elif key == "week":
-            expression = _week_label(dialect, day)
-        elif key in ("epci", "departement"):
+        if key in ("epci", "departement"):
             expression = getattr(Commune, key)
         elif model is Referral:
             expression = {
@@ -151,7 +170,7 @@ def _key_columns(dialect: str, model: Model, keys: Sequence[str]) -> list[Any]:
             }.get(key, getattr(Referral, key, None))
         elif key in REFERRAL_KEYS:
             expression = null()  # the orientations that made no referral
-        else:  # profile, route, theme, commune
+        else:  # day, profile, route, theme, commune
             expression = getattr(Orientation, key)
         columns.append(expression.label(f"k_{key}"))
     return columns
@@ -176,10 +195,10 @@ def _scoped(query: Any, model: Model, scope: _Scope, keys: Iterable[str]) -> Any
     return query.where(col(model.day) >= period.start, col(model.day) <= period.end)
 
 
-def _grouped(query: Any, keys: Sequence[str], extra: int = 0) -> Any:
-    # By position: a key's expression carries bound parameters that PostgreSQL would not
-    # recognise as the same expression twice.
-    width = len(keys) + extra
+def _grouped(query: Any, keys: int, extra: int = 0) -> Any:
+    """GROUP BY the first `keys` + `extra` columns, by position: an expression carrying bound
+    parameters would not be recognised by PostgreSQL as the same expression twice."""
+    width = keys + extra
     return query.group_by(*(literal_column(str(i + 1)) for i in range(width))) if width else query
 
 
@@ -193,9 +212,7 @@ class _Cell:
     answered: int = 0
     closed: int = 0
     contacted: int = 0
-
-    def __post_init__(self) -> None:
-        self.statuses = dict.fromkeys(STATUSES, 0)
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
 
     def add_referrals(self, status: str, accepted: bool, n: int, contacted: int) -> None:
         self.referrals += n
@@ -273,7 +290,6 @@ def referral_stats(
     second. Statuses, acceptance, refusal reasons and first contacts come from the referrals
     query, grouped by its keys and those few values, and are pivoted here."""
     engine = engine_of(session)
-    dialect = engine.dialect.name
     scope = _Scope(
         territory,
         period,
@@ -282,57 +298,67 @@ def referral_stats(
         else tuple(c.code for c in members(territory, communes(engine))),
     )
     per_referral = bool(REFERRAL_KEYS & set(keys))
-    cells: dict[tuple[Any, ...], _Cell] = {}
+    cells: defaultdict[tuple[Any, ...], _Cell] = defaultdict(_Cell)
     total = _Cell()
     by_route = dict.fromkeys((r.value for r in Route), 0)
 
+    sql_keys = _sql_keys(keys)
+    width, label = len(sql_keys), _labels(keys, sql_keys)
     route = col(Orientation.route)
-    query = select(*_key_columns(dialect, Orientation, keys), route, func.count())
+    query = select(*_key_columns(Orientation, sql_keys), route, func.count())
     query = _scoped(query.select_from(Orientation), Orientation, scope, keys)
     if per_referral:  # the group of orientations with no referral at all
         made = select(col(Referral.id)).where(
             col(Referral.orientation_id) == col(Orientation.id)
         )
         query = query.add_columns(func.count().filter(~made.exists()))
-    width = len(keys)
-    for row in session.execute(_grouped(query, keys, 1)).all():
-        key, route_value, n = tuple(row[:width]), row[width], row[width + 1]
+    for row in session.execute(_grouped(query, width, 1)).all():
+        route_value, n = row[width], row[width + 1]
         by_route[route_value] += n
         total.orientations += n
         if per_referral:
             n = row[width + 2]
         if n:
-            cells.setdefault(key, _Cell()).orientations += n
+            cells[label(row)].orientations += n
 
-    status = shown_status_column(utcnow())
-    accepted = col(Referral.accepted_at).is_not(None)
-    reason = col(Referral.refusal_reason)
+    # The stored status and whether the deadline passed, rather than the status as shown: a
+    # CASE on every row costs a third of the scan. app.triage.lifecycle.shown_status maps.
+    sql_keys = _sql_keys(keys, status=False)
+    width, label = len(sql_keys), _labels(keys, sql_keys)
     query = select(
-        *_key_columns(dialect, Referral, keys),
-        status,
-        accepted,
-        reason,
+        *_key_columns(Referral, sql_keys),
+        col(Referral.status),
+        col(Referral.expires_at) <= utcnow(),
+        col(Referral.accepted_at).is_not(None),
+        col(Referral.refusal_reason),
         func.count(),
         func.count(col(Referral.first_contact_hours)),
     ).select_from(Referral)
     query = _scoped(query, Referral, scope, keys)
     refusals: dict[str, int] = {}
-    rows = session.execute(_grouped(query, keys, 3)).all()
-    for *values, status_value, was_accepted, why, n, contacted in rows:
-        cell = cells.setdefault(tuple(values), _Cell())
-        for target in (cell, total):
-            target.add_referrals(status_value, bool(was_accepted), n, contacted)
-        if status_value == ReferralStatus.REFUSEE.value:
+    for row in session.execute(_grouped(query, width, 4)).all():
+        stored, past, accepted, why, n, contacted = row[width:]
+        status = shown_status(ReferralStatus(stored), bool(past)).value
+        for cell in (cells[label(row, status)], total):
+            cell.add_referrals(status, bool(accepted), n, contacted)
+        if status == ReferralStatus.REFUSEE.value:
             refusals[why or "non_precise"] = refusals.get(why or "non_precise", 0) + n
     if per_referral:
-        # An orientation re-oriented to a second place counts once in each place's group.
+        # An orientation re-oriented to a second place counts once in each place's group;
+        # twice in one group, once.
+        distinct_orientations: dict[tuple[Any, ...], int] = {}
+        sql_keys = _sql_keys(keys)
+        width, label = len(sql_keys), _labels(keys, sql_keys)
         query = select(
-            *_key_columns(dialect, Referral, keys),
+            *_key_columns(Referral, sql_keys),
             func.count(distinct(col(Referral.orientation_id))),
         ).select_from(Referral)
         query = _scoped(query, Referral, scope, keys)
-        for *values, n in session.execute(_grouped(query, keys)).all():
-            cells[tuple(values)].orientations = n
+        for row in session.execute(_grouped(query, width)).all():
+            key = label(row)
+            distinct_orientations[key] = distinct_orientations.get(key, 0) + row[width]
+        for key, n in distinct_orientations.items():
+            cells[key].orientations = n
 
     groups = []
     order = sorted(cells.items(), key=lambda kv: [(v is not None, v or "") for v in kv[0]])

@@ -2,6 +2,7 @@
 `epci:<SIREN>`, named and checked against the commune reference."""
 
 import re
+import threading
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -57,9 +58,26 @@ def covers(territory: Territory, commune: CommuneRef) -> bool:
     return bool(getattr(commune, attribute) == territory.code)
 
 
+# The communes of each territory, for the last copy of the reference seen (a new copy, after
+# an import, is a new dict and replaces it).
+_grouped: tuple[dict[str, CommuneRef], dict[tuple[str, str], list[CommuneRef]]] | None = None
+_grouping = threading.Lock()
+
+
 def members(territory: Territory, every: dict[str, CommuneRef]) -> list[CommuneRef]:
-    """The communes of the territory, from the reference's in-memory copy."""
-    return [c for c in every.values() if covers(territory, c)]
+    """The communes of the territory, from the reference's in-memory copy (grouped once per
+    copy: a statistics request must not walk 37,000 communes)."""
+    global _grouped
+    if territory.kind == "national":
+        return list(every.values())
+    with _grouping:
+        if _grouped is None or _grouped[0] is not every:
+            index: dict[tuple[str, str], list[CommuneRef]] = {}
+            for commune in every.values():
+                for kind in ("region", "departement", "epci"):
+                    index.setdefault((kind, getattr(commune, kind)), []).append(commune)
+            _grouped = (every, index)
+        return _grouped[1].get((territory.kind, territory.code), [])
 
 
 def within(territory: Territory, scope: Territory, every: dict[str, CommuneRef]) -> bool:
