@@ -621,3 +621,25 @@ def test_migration_backfills_what_statistics_need(tmp_path: Path) -> None:
     assert rows[0][2].startswith("2026-01-01 09:30") and rows[0][3] == 36.0 and rows[0][4] is None
     assert rows[1][1:] == ("2026-01-01", None, None, "pas_de_capacite")
     engine.dispose()
+
+
+def test_geojson_of_a_commune_without_outline(client: TestClient, world: World,
+                                              engine: Engine) -> None:
+    """Four Cantal communes restored in 2024 have no outline in the reference: their
+    features are their routing points."""
+    with engine.connect() as connection:
+        bare = connection.execute(
+            text(
+                "SELECT code, latitude, longitude FROM commune "
+                "WHERE departement = '15' AND kind = 'COM' AND shape IS NULL"
+            )
+        ).all()
+    assert len(bare) == 4
+    geo = client.get(
+        "/v1/stats/coverage?territory=departement:15&format=geojson", headers=world.auth("admin")
+    ).json()
+    for code, lat, lon in bare:
+        feature = next(f for f in geo["features"] if f["id"] == code)
+        assert feature["geometry"]["type"] == "Point"
+        assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-5)
+    assert sum(f["geometry"]["type"] != "Point" for f in geo["features"]) == len(geo["features"]) - 4
