@@ -12,6 +12,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlmodel import Session
 
+from app.config import get_settings
 from app.db import get_engine
 from app.db import migrate as apply_migrations
 from app.errors import Problem
@@ -352,8 +353,11 @@ def stats_referrals(
 def stats_coverage(
     territory: Annotated[str, typer.Option(help=TERRITORY_HELP)] = "national",
     max_km: Annotated[
-        float, typer.Option(min=0.1, max=500, help="Au-delà : zone blanche (km).")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            min=0.1, max=500, help="Au-delà : zone blanche (km ; défaut : rayon d'orientation)."
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(min=0, help="Communes les plus éloignées affichées.")] = 20,
     csv_file: Annotated[
         Path | None, typer.Option("--csv", help="Écrit toutes les communes dans ce fichier CSV.")
@@ -364,6 +368,7 @@ def stats_coverage(
 ) -> None:
     """Distance de chaque commune au lieu de médiation le plus proche qui reçoit des
     orientations, et les zones blanches, comme GET /v1/stats/coverage."""
+    max_km = max_km or get_settings().max_referral_distance_km
     try:
         with Session(get_engine()) as session:
             place = readable_territory(session, OPERATOR, territory, ["--territory"])

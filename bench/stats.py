@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -30,6 +30,7 @@ from sqlmodel import Session
 
 from app.db import make_engine, migrate
 from app.models import PlaceKind, Role
+from app.models.common import local_day
 from app.services.commune_reference import read_reference
 from app.services.communes import communes, import_reference
 from app.services.coverage import coverage_communes
@@ -43,7 +44,8 @@ from tests.pgserver import free_port, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PASSERELLE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-TODAY = date(2026, 11, 23)
+NOW = datetime.now(UTC)
+TODAY = local_day(NOW)
 YEAR = f"from={TODAY - timedelta(days=364)}&to={TODAY}"
 
 # (profile, route, share of orientations)
@@ -140,6 +142,10 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
             previous = None
             while True:
                 status, _, path = PATHS[chosen[k]]
+                if status in ("en_attente", "acceptee") and at + timedelta(days=14) <= NOW:
+                    # The service expires what waited past its deadline: only recent ones
+                    # are still open (else it would be expiring them during the timing).
+                    status, path = "expiree", (*path, "expiree")
                 rid = f"orv_bench{k:010d}"
                 accepted = at + timedelta(hours=2) if "acceptee" in path else None
                 contact = float(round(hours[k], 2)) if "contactee" in path else None
