@@ -2,7 +2,7 @@
 statistics."""
 
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +17,9 @@ from app.db import get_engine
 from app.db import migrate as apply_migrations
 from app.errors import Problem
 from app.models import Principal, Role
+from app.services import contact, personal_data, stats
 from app.services import coverage as coverage_service
 from app.services import keys as key_service
-from app.services import stats
 from app.services.commune_reference import ReferenceMissing
 from app.services.communes import import_communes
 from app.services.demo import demo_keys, load_demo
@@ -274,6 +274,61 @@ def keys_revoke(
     if unknown:
         errors.print(f"Clé inconnue : {', '.join(unknown)}.")
         raise typer.Exit(1)
+
+
+# --- personal data -------------------------------------------------------------------------
+
+
+@app.command()
+def purge() -> None:
+    """Applique les durées de conservation des données personnelles (le service le fait aussi
+    toutes les heures) : coordonnées effacées PASSERELLE_CONTACT_RETENTION_DAYS jours après la
+    fin de l'accompagnement, dossiers anonymisés après PASSERELLE_RECORD_RETENTION_DAYS jours."""
+    settings = get_settings()
+    with Session(get_engine()) as session:
+        done = personal_data.purge(session, settings)
+    console.print(
+        f"{done.contacts_erased} coordonnées effacées (après {settings.contact_retention_days} "
+        f"jours), {done.records_stripped} dossiers anonymisés (après "
+        f"{settings.record_retention_days} jours)."
+    )
+
+
+@app.command()
+def audit(
+    referral: Annotated[str | None, typer.Option(help="Une orientation (son id).")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M"], help="Depuis ce jour (UTC)."),
+    ] = None,
+) -> None:
+    """Journal des accès aux coordonnées des personnes : qui (clé, rôle, lieu), quelle
+    orientation, quand, par quelle requête. Hors d'un terminal : une ligne par accès, champs
+    séparés par des tabulations."""
+    with Session(get_engine()) as session:
+        rows = contact.access_log(
+            session, referral, since.replace(tzinfo=UTC) if since else None
+        )
+    columns = ("quand (UTC)", "clé", "rôle", "lieu", "orientation", "requête")
+    lines = [
+        (
+            r.at.astimezone(UTC).isoformat(timespec="seconds"),
+            r.api_key_id,
+            r.role,
+            r.place_id or "",
+            r.referral_id,
+            r.via,
+        )
+        for r in rows
+    ]
+    if not sys.stdout.isatty():
+        for line in (columns, *lines):
+            print("\t".join(line))
+        return
+    table = Table(*columns, title=f"{len(lines)} accès aux coordonnées")
+    for line in lines:
+        table.add_row(*line)
+    console.print(table)
 
 
 # --- statistics ----------------------------------------------------------------------------

@@ -18,6 +18,12 @@ class Settings(BaseSettings):
     referral_ttl_days: int = 14
     # How often the running service expires referrals past their deadline.
     expiry_check_seconds: float = Field(default=60.0, gt=0)
+    # Personal data (contract, "Personal data"): contact data kept this long after the
+    # accompaniment ended; orientations stripped of everything personal after this long.
+    contact_retention_days: int = Field(default=30, ge=0)
+    record_retention_days: int = Field(default=730, ge=1)
+    # How often the running service applies them.
+    purge_check_seconds: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = 64 * 1024
     # Threads that serve requests, and as many database connections: a thread never waits for
     # a connection, so no request can hold one while waiting for a thread (the old stall).

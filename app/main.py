@@ -18,7 +18,7 @@ from app.config import Settings, get_settings
 from app.db import Db, get_engine
 from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals, stats
-from app.services import cache, lifecycle
+from app.services import cache, lifecycle, personal_data
 from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
@@ -53,6 +53,24 @@ async def _expire_referrals(db: Db, every: float) -> None:
         await asyncio.sleep(every)
 
 
+async def _purge_personal_data(db: Db, every: float) -> None:
+    # Not at the very start: the first minute of a process belongs to the requests (a purge is
+    # a day late at most, never early).
+    await asyncio.sleep(min(every, 60.0))
+    while True:
+        try:
+            done = await db.write(lambda session: personal_data.purge(session, db.settings))
+            if done.contacts_erased or done.records_stripped:
+                logger.info(
+                    "Données personnelles : %d coordonnées effacées, %d dossiers anonymisés.",
+                    done.contacts_erased,
+                    done.records_stripped,
+                )
+        except Exception as exc:  # the database may be down for a while: keep serving
+            logger.warning("Purge des données personnelles impossible : %s", type(exc).__name__)
+        await asyncio.sleep(every)
+
+
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or get_engine()
@@ -73,6 +91,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         tasks = [
             asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
             asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),
+            asyncio.create_task(_purge_personal_data(db, settings.purge_check_seconds)),
         ]
         try:
             yield

@@ -168,8 +168,12 @@ def test_contact_shown_only_with_consent(client: TestClient, world: World) -> No
     with_consent = orient(client, world).json()["referral"]["id"]
     without = orient(client, world, person={"commune": "19272", "consent": False}).json()
     seen = client.get(f"/v1/referrals/{with_consent}", headers=world.auth("med_tulle")).json()
+    consent_at = seen["person"].pop("consent_at")
+    assert consent_at.startswith(seen["created_at"][:10])
     assert seen["person"] == {
         "consent": True,
+        "consent_text_version": "2026-11-v1",  # the current wording, when none is named
+        "erased_at": None,
         "first_name": "Jeanne",
         "phone": "0601020304",
         "email": None,
@@ -180,6 +184,9 @@ def test_contact_shown_only_with_consent(client: TestClient, world: World) -> No
     ).json()
     assert hidden["person"] == {
         "consent": False,
+        "consent_at": None,
+        "consent_text_version": None,
+        "erased_at": None,
         "first_name": None,
         "phone": None,
         "email": None,

@@ -1,6 +1,7 @@
 """SQLModel tables and API schemas, one module per concept."""
 
 from app.models.apikey import ApiKey, Principal, Role
+from app.models.audit import ContactRead
 from app.models.commune import Commune, Departement, Epci, Region
 from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
@@ -12,6 +13,7 @@ __all__ = [
     "ApiKey",
     "Commune",
     "Contact",
+    "ContactRead",
     "DataVersion",
     "Departement",
     "Epci",

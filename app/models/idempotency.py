@@ -18,5 +18,8 @@ class IdempotencyRecord(SQLModel, table=True):
     key: str = Field(max_length=200)
     request_hash: str
     status_code: int
+    # Stored without the person's contact data (filled again from the current rows on replay);
+    # the orientation, so that erasing a person's data removes their request's records too.
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    orientation_id: str | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)

@@ -20,6 +20,7 @@ from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
 from app.models.place import PlaceAlternative, PlaceSummary
 from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
+from app.triage.consent import CONSENT_VERSIONS
 
 
 class Orientation(SQLModel, table=True):
@@ -44,6 +45,14 @@ class Orientation(SQLModel, table=True):
     already_followed: bool
     commune: str = Field(foreign_key="commune.code", index=True)
     consent: bool
+    # Consent on record: when, and which wording was shown (app.triage.consent); by the key and
+    # place of the orientation (api_key_id, origin_place_id).
+    consent_at: datetime | None = None
+    consent_text_version: str | None = None
+    # When the contact data was erased (at the person's request or after the retention time),
+    # and when the record was stripped of everything personal (app.services.personal_data).
+    contact_erased_at: datetime | None = None
+    purged_at: datetime | None = None
     alternatives: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
@@ -101,6 +110,12 @@ _PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
 class PersonIn(InputModel):
     commune: str = PydField(pattern=COMMUNE_PATTERN)
     consent: StrictBool = False
+    consent_text_version: str | None = PydField(
+        default=None,
+        max_length=40,
+        description="Version du texte de consentement montré (GET /v1/consent) ; par défaut "
+        "la version en vigueur.",
+    )
     first_name: str | None = PydField(default=None, min_length=1, max_length=80)
     phone: str | None = PydField(default=None, max_length=30)
     email: EmailStr | None = PydField(default=None, max_length=254)
@@ -117,6 +132,17 @@ class PersonIn(InputModel):
         if re.fullmatch(r"0[1-9]\d{8}|\+\d{8,15}", digits):
             return digits
         raise ValueError("Numéro de téléphone invalide (exemple : 06 01 02 03 04).")
+
+    @field_validator("consent_text_version")
+    @classmethod
+    def _known_wording(cls, value: str | None) -> str | None:
+        if value is not None and value not in CONSENT_VERSIONS:
+            raise ValueError(
+                "Version du texte de consentement inconnue ; versions publiées : "
+                + ", ".join(CONSENT_VERSIONS)
+                + " (voir GET /v1/consent)."
+            )
+        return value
 
     @model_validator(mode="after")
     def _contact_needs_consent(self) -> "PersonIn":
@@ -187,6 +213,12 @@ class ReferralBrief(BaseModel):
     expires_at: UtcDatetime
 
 
+class ConsentOut(BaseModel):
+    given: bool
+    at: UtcDatetime | None
+    text_version: str | None
+
+
 class OrientationOut(BaseModel):
     id: str
     created_at: UtcDatetime
@@ -198,5 +230,6 @@ class OrientationOut(BaseModel):
     rules_version: str
     procedure: ProcedureOut
     commune: str
+    consent: ConsentOut
     referral: ReferralBrief | None
     alternatives: list[PlaceAlternative]

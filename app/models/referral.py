@@ -70,6 +70,13 @@ class HandoffEvent(SQLModel, table=True):
 
 class PersonOut(BaseModel):
     consent: bool
+    consent_at: UtcDatetime | None = None
+    consent_text_version: str | None = None
+    erased_at: UtcDatetime | None = PydField(
+        default=None,
+        description="Coordonnées effacées (à la demande de la personne ou au terme de leur "
+        "durée de conservation) : plus rien à afficher.",
+    )
     first_name: str | None = None
     phone: str | None = None
     email: str | None = None

@@ -5,9 +5,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.auth import Agent, AgentOrMediateur, Mediateur
-from app.db import DbDep
+from app.db import Db, DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
-from app.models import ReferralStatus
+from app.models import Principal, ReferralStatus
 from app.models.referral import (
     HandoffEventOut,
     ReferralOut,
@@ -16,7 +16,7 @@ from app.models.referral import (
     ReorientIn,
     TransitionIn,
 )
-from app.services import lifecycle
+from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
 
 router = APIRouter(
@@ -24,6 +24,13 @@ router = APIRouter(
     tags=["orientations vers un médiateur"],
     responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
 )
+
+
+async def _logged(db: Db, principal: Principal, answers: list[Any], via: str) -> None:
+    """Writes the access log of the answers that carry contact data, before they leave."""
+    reads = contact.reads_of(answers)
+    if reads:
+        await db.write(lambda session: contact.record_reads(session, principal, reads, via))
 
 
 @router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")
@@ -53,6 +60,7 @@ async def list_referrals(
             cursor=cursor,
         ).model_dump(mode="json")
     )
+    await _logged(db, principal, page["items"], "GET /v1/referrals")
     return FastJSONResponse(page)  # built from stored rows: no second validation
 
 
@@ -83,6 +91,7 @@ async def get_referral_by_code(
             session, service.get_referral_by_code(session, principal, code)
         )
     )
+    await _logged(db, principal, [found], "GET /v1/referrals/by-code/{code}")
     return found
 
 
@@ -100,6 +109,7 @@ async def get_referral(
             session, service.get_referral(session, principal, referral_id)
         )
     )
+    await _logged(db, principal, [found], "GET /v1/referrals/{id}")
     return found
 
 
@@ -188,3 +198,21 @@ async def reorient(
             "ETag": service.etag_of(created["id"], created["version"]),
         },
     )
+
+
+@router.delete(
+    "/{referral_id}/person",
+    status_code=204,
+    summary="Effacer les coordonnées de la personne, à sa demande",
+    description=(
+        "L'agent qui a orienté ou le médiateur qui a reçu l'orientation efface les coordonnées "
+        "de la personne (prénom, téléphone, courriel, disponibilités) partout où elles sont "
+        "enregistrées ; une entrée du journal des passages de relais le dit. Idempotent : "
+        "204 aussi quand il n'y a plus rien à effacer."
+    ),
+)
+async def erase_person(referral_id: str, principal: AgentOrMediateur, db: DbDep) -> Response:
+    await db.write(
+        lambda session: personal_data.erase_on_request(session, principal, referral_id)
+    )
+    return Response(status_code=204)

@@ -4,7 +4,7 @@ body is refused, and a use case that drew an id already taken is run again."""
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,24 @@ def replay(session: Session, api_key_id: str, key: str, digest: str) -> Idempote
     return record
 
 
+class PersonalAnswer(Protocol):
+    def orientation_of(self, body: dict[str, Any]) -> str | None: ...
+
+    def stored(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def replayed(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def _replayed(
+    session: Session, record: IdempotencyRecord, personal: "PersonalAnswer | None"
+) -> dict[str, Any]:
+    if personal is None:
+        return record.response
+    body = personal.replayed(record.response)  # may log a read of contact data
+    session.commit()
+    return body
+
+
 def commit_once(
     session: Session,
     api_key_id: str,
@@ -50,18 +68,20 @@ def commit_once(
     write: Callable[[], dict[str, Any]],
     status: int = 201,
     is_redraw: Callable[[IntegrityError], bool] = lambda _: False,
+    personal: "PersonalAnswer | None" = None,
 ) -> dict[str, Any]:
     """Runs `write` (it adds rows to the session and returns the response body) in one write
     transaction (app.db.writing) and commits it together with its idempotency record: a retry
     with the same key gets the first body back. An IntegrityError that `is_redraw` recognises
-    runs `write` again, at most ATTEMPTS times."""
+    runs `write` again, at most ATTEMPTS times. `personal`: how an answer that may carry a
+    person's contact data is stored without it and completed again on replay."""
     digest = request_hash(path, payload.model_dump(mode="json")) if key else ""
     for _ in range(ATTEMPTS):
         with writing(session):
             if key:
                 record = replay(session, api_key_id, key, digest)
                 if record is not None:
-                    return record.response
+                    return _replayed(session, record, personal)
             try:
                 body = write()
                 if key:
@@ -71,7 +91,8 @@ def commit_once(
                             key=key,
                             request_hash=digest,
                             status_code=status,
-                            response=body,
+                            response=personal.stored(body) if personal else body,
+                            orientation_id=personal.orientation_of(body) if personal else None,
                         )
                     )
                 session.commit()
@@ -84,5 +105,5 @@ def commit_once(
                 record = replay(session, api_key_id, key, digest) if key else None
                 if record is None:
                     raise
-                return record.response
+                return _replayed(session, record, personal)
     raise RuntimeError(f"no unique value after {ATTEMPTS} draws")

@@ -14,6 +14,7 @@ from app.models.common import utcnow
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
 from app.services import idempotency
 from app.services.communes import get_commune
+from app.services.contact import ReferralAnswer, log_reads, reads_of
 from app.services.places import place_by_id, place_index, suitable_places
 from app.services.referrals import (
     etag,
@@ -87,6 +88,10 @@ def _stale(referral_id: str, if_match: str | None, current: ReferralStatus) -> P
         slug="transition-refusee",
         current_status=current.value,
     )
+
+
+MOVE = "POST /v1/referrals/{id}/events"
+REORIENT = "POST /v1/referrals/{id}/reorient"
 
 
 def _milestones(
@@ -192,7 +197,9 @@ def move_referral(
                 select(Referral.status).where(Referral.id == referral.id)
             ).one()
             raise _stale(referral_id, if_match, ReferralStatus(now_status))
-        return referral_out(session, referral).model_dump(mode="json")
+        answer = referral_out(session, referral).model_dump(mode="json")
+        log_reads(session, principal, reads_of([answer]), MOVE)
+        return answer
 
     return idempotency.commit_once(
         session,
@@ -202,6 +209,7 @@ def move_referral(
         change,
         write,
         status=200,
+        personal=ReferralAnswer(session, principal, MOVE),
     )
 
 
@@ -365,7 +373,9 @@ def reorient(
             actor=principal,
             to_status=new["status"],
         )
-        return referral_out(session, Referral(**new)).model_dump(mode="json")
+        answer = referral_out(session, Referral(**new)).model_dump(mode="json")
+        log_reads(session, principal, reads_of([answer]), REORIENT)
+        return answer
 
     return idempotency.commit_once(
         session,
@@ -375,4 +385,5 @@ def reorient(
         ReorientIn(place_id=place_id),
         write,
         is_redraw=is_code_collision,
+        personal=ReferralAnswer(session, principal, REORIENT),
     )

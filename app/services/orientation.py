@@ -15,10 +15,17 @@ from app.models import (
     ReferralStatus,
 )
 from app.models.common import local_day, new_id, utcnow
-from app.models.orientation import OrientationIn, OrientationOut, ProcedureOut, ReferralBrief
+from app.models.orientation import (
+    ConsentOut,
+    OrientationIn,
+    OrientationOut,
+    ProcedureOut,
+    ReferralBrief,
+)
 from app.models.place import PlaceAlternative, PlaceOut
 from app.services import idempotency
 from app.services.communes import get_commune
+from app.services.contact import OrientationAnswer
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary, suitable_places
 from app.services.referrals import (
@@ -35,6 +42,7 @@ from app.triage import (
     decide,
     profile_from_answers,
 )
+from app.triage.consent import CURRENT_CONSENT
 from app.triage.lifecycle import effective_status
 from app.triage.rules import REASON_NO_PLACE_IN_RANGE
 
@@ -74,6 +82,7 @@ def create_orientation(
         payload,
         lambda: _write_orientation(session, principal, payload, settings),
         is_redraw=is_code_collision,
+        personal=OrientationAnswer(),
     )
 
 
@@ -126,6 +135,13 @@ def _write_orientation(
         "already_followed": payload.already_followed,
         "commune": commune.code,
         "consent": payload.person.consent,
+        # Consent on record: when, and the wording shown (by default, the current one).
+        "consent_at": now if payload.person.consent else None,
+        "consent_text_version": (
+            (payload.person.consent_text_version or CURRENT_CONSENT.version)
+            if payload.person.consent
+            else None
+        ),
         "alternatives": [
             {"id": a.place.id, "name": a.place.name, "distance_km": a.distance_km}
             for a in alternatives
@@ -204,6 +220,11 @@ def _document(
             theme=orientation["theme"], urgent=orientation["urgent"]
         ),
         commune=orientation["commune"],
+        consent=ConsentOut.model_construct(
+            given=orientation["consent"],
+            at=orientation.get("consent_at"),
+            text_version=orientation.get("consent_text_version"),
+        ),
         referral=brief,
         alternatives=[PlaceAlternative.model_construct(**a) for a in orientation["alternatives"]],
     )

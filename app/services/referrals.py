@@ -15,7 +15,8 @@ from app.errors import Problem
 from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralStatus, Role
 from app.models.common import ID_PATTERN, new_id, utcnow
 from app.models.orientation import ProcedureOut
-from app.models.referral import PersonOut, PlaceRef, ReferralOut, ReferralPage
+from app.models.referral import PlaceRef, ReferralOut, ReferralPage
+from app.services.contact import person_out, shows_contact
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
@@ -155,18 +156,14 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     place = place_by_id(session, referral.place_id)
     origin = place_by_id(session, referral.origin_place_id)
     orientation = session.get_one(Orientation, referral.orientation_id)
-    contact = session.get(Contact, orientation.id) if orientation.consent else None
-    person = PersonOut.model_construct(
-        consent=orientation.consent,
-        first_name=contact.first_name if contact else None,
-        phone=contact.phone if contact else None,
-        email=contact.email if contact else None,
-        availability=contact.availability if contact else None,
-    )
+    now = utcnow()
+    visible = orientation.consent and shows_contact(referral, now)
+    contact = session.get(Contact, orientation.id) if visible else None
+    person = person_out(orientation, contact, visible)
     return ReferralOut.model_construct(
         id=referral.id,
         code=referral.code,
-        status=effective_status(ReferralStatus(referral.status), referral.expires_at, utcnow()),
+        status=effective_status(ReferralStatus(referral.status), referral.expires_at, now),
         version=referral.version,
         orientation_id=referral.orientation_id,
         previous_referral_id=referral.previous_referral_id,

@@ -1,0 +1,23 @@
+"""The access log of personal data: every answer that carried a person's contact data."""
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from app.models.common import utcnow
+
+
+class ContactRead(SQLModel, table=True):
+    """Append-only (PostgreSQL refuses UPDATE and DELETE, see migration 0006): who read the
+    contact data of which referral, when, and through which request."""
+
+    __tablename__ = "contact_read"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    api_key_id: str = Field(foreign_key="api_key.id")
+    role: str
+    place_id: str | None = None
+    referral_id: str = Field(foreign_key="referral.id", index=True)
+    orientation_id: str = Field(foreign_key="orientation.id")
+    via: str  # the request, e.g. "GET /v1/referrals/{id}"
