@@ -3,6 +3,7 @@ and only while needed, erasure on request and by retention leaving no trace in a
 statistics unchanged by a purge, and every read of contact data in the access log."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -359,3 +360,39 @@ def test_the_logs_are_append_only_on_postgresql(
             text("UPDATE handoff_event SET note = NULL WHERE note IS NOT NULL")
         )
     assert erased.rowcount == 1
+
+
+def test_migration_drops_contact_data_from_stored_answers(tmp_path: Path) -> None:
+    """Answers of transitions stored by the previous release carried the contact data: 0006
+    removes it and ties each record to its orientation (erased with the person's data)."""
+    import json
+    import sqlite3
+
+    from alembic import command
+
+    from app.db import alembic_config, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0005")
+    answer = {"id": "orv_1", "orientation_id": "ori_1", "status": "acceptee",
+              "person": {"consent": True, "first_name": FIRST_NAME, "phone": PHONE,
+                         "email": EMAIL, "availability": AVAILABILITY}}
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute(
+            "INSERT INTO api_key (id, name, role, token_hash, prefix, created_at) "
+            "VALUES ('k', '', 'mediateur', 'h', 'p', '2026-01-01 00:00:00')"
+        )
+        for i, body in enumerate((answer, {"id": "ori_2", "referral": None})):
+            db.execute(
+                "INSERT INTO idempotency_record (api_key_id, key, request_hash, status_code, "
+                "response, created_at) VALUES ('k', ?, 'h', 200, ?, '2026-01-01 00:00:00')",
+                (f"k{i}", json.dumps(body)),
+            )
+    command.upgrade(alembic_config(engine), "head")
+    assert traces(engine, *PERSONAL) == []
+    with engine.connect() as connection:
+        tied = connection.execute(
+            text("SELECT orientation_id FROM idempotency_record ORDER BY id")
+        ).scalars().all()
+    assert tied == ["ori_1", "ori_2"]
+    engine.dispose()

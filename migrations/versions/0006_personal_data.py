@@ -4,6 +4,7 @@ Revision ID: 0006
 Revises: 0005
 """
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -14,6 +15,8 @@ revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+CONTACT = ("first_name", "phone", "email", "availability")
 
 # The handoff log stays append-only, with one exception: erasing free text (note, and a reason
 # other than a refusal's code) once the record's retention time is over.
@@ -59,6 +62,30 @@ def upgrade() -> None:
     with op.batch_alter_table("idempotency_record") as batch:
         batch.add_column(sa.Column("orientation_id", sa.String(), nullable=True))
         batch.create_index("ix_idempotency_record_orientation_id", ["orientation_id"])
+    # Answers stored before this release: tie them to their orientation, and drop the contact
+    # data that a referral's answer carried.
+    record = sa.table(
+        "idempotency_record",
+        sa.column("id", sa.Integer()),
+        sa.column("response", sa.JSON()),
+        sa.column("orientation_id", sa.String()),
+    )
+    bind = op.get_bind()
+    for record_id, response in bind.execute(sa.select(record.c.id, record.c.response)).all():
+        if isinstance(response, str):
+            response = json.loads(response)
+        if not isinstance(response, dict):
+            continue
+        orientation_id = response.get("orientation_id")
+        if orientation_id is None and str(response.get("id", "")).startswith("ori_"):
+            orientation_id = response["id"]
+        if isinstance(response.get("person"), dict):
+            response = {**response, "person": {**response["person"], **dict.fromkeys(CONTACT)}}
+        bind.execute(
+            record.update()
+            .where(record.c.id == record_id)
+            .values(response=response, orientation_id=orientation_id)
+        )
     op.create_table(
         "contact_read",
         sa.Column("id", sa.Integer(), primary_key=True),
