@@ -70,11 +70,33 @@ def _erase_contact(
     return True
 
 
+def _erase_free_text(session: Session, orientation_ids: list[str]) -> None:
+    """Erases what was typed about the person in the handoff log: notes, and reasons other
+    than a refusal's code (a code of the contract, kept, as is the reason of an erasure).
+    PostgreSQL's append-only trigger allows this one change."""
+    events = col(HandoffEvent.orientation_id).in_(orientation_ids)
+    session.execute(
+        update(HandoffEvent).where(events, col(HandoffEvent.note).is_not(None)).values(note=None)
+    )
+    session.execute(
+        update(HandoffEvent)
+        .where(
+            events,
+            col(HandoffEvent.kind) == "transition",
+            col(HandoffEvent.reason).is_not(None),
+            col(HandoffEvent.to_status) != ReferralStatus.REFUSEE.value,
+        )
+        .values(reason=None)
+    )
+
+
 def erase_on_request(session: Session, principal: Principal, referral_id: str) -> bool:
     """DELETE /v1/referrals/{id}/person: the sending agent or the receiving médiateur erases
-    the person's contact data at their request. Idempotent: erasing again changes nothing."""
+    the person's contact data at their request, and the notes typed about them (a phone
+    number noted down is contact data too). Idempotent: erasing again changes nothing."""
     with writing(session):
         referral = get_referral(session, principal, referral_id)
+        _erase_free_text(session, [referral.orientation_id])
         erased = _erase_contact(
             session, referral.orientation_id, referral.id, principal, ERASED_ON_REQUEST, utcnow()
         )
@@ -159,24 +181,7 @@ def purge(session: Session, settings: Settings, now: datetime | None = None) -> 
                     .where(col(Orientation.id).in_(old))
                     .values(answers=None, purged_at=now)
                 )
-                # Free text goes; a refusal's reason is a code of the contract, kept, as is
-                # the reason of an erasure.
-                events = col(HandoffEvent.orientation_id).in_(old)
-                session.execute(
-                    update(HandoffEvent)
-                    .where(events, col(HandoffEvent.note).is_not(None))
-                    .values(note=None)
-                )
-                session.execute(
-                    update(HandoffEvent)
-                    .where(
-                        events,
-                        col(HandoffEvent.kind) == "transition",
-                        col(HandoffEvent.reason).is_not(None),
-                        col(HandoffEvent.to_status) != ReferralStatus.REFUSEE.value,
-                    )
-                    .values(reason=None)
-                )
+                _erase_free_text(session, old)
             report.records_stripped += len(old)
             session.commit()
         if len(old) < BATCH:

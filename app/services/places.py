@@ -5,7 +5,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 from sqlmodel import Session, select
 
 from app.db import engine_of, writing
@@ -49,7 +48,7 @@ class PlaceIndex:
         self.by_id = {p.id: p for p in places}
         # The same few filters come back at every orientation (one per procedure theme).
         self._candidates: dict[tuple[Any, ...], NDArray[np.intp]] = {}
-        self._trees: dict[tuple[Any, ...], tuple[cKDTree, NDArray[np.intp]]] = {}
+        self._trees: dict[tuple[Any, ...], tuple[Any, NDArray[np.intp]]] = {}
 
     def candidates(
         self,
@@ -115,6 +114,10 @@ class PlaceIndex:
         filters and its distance in km: a k-d tree over the unit sphere, built once per filter
         (35,000 communes against 10,000 places: a few milliseconds). Position -1 and an
         infinite distance when no place passes."""
+        # Imported here: scipy weighs 30 MiB in every serving process, and only coverage
+        # statistics need it.
+        from scipy.spatial import cKDTree
+
         key = (kind, accepting_referrals)
         tree = self._trees.get(key)
         if tree is None:
