@@ -1,6 +1,7 @@
 """The `passerelle` command line: serve, migrate, import places and communes, manage keys,
 statistics."""
 
+import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +14,11 @@ from rich.table import Table
 from sqlmodel import Session
 
 from app.config import get_settings
-from app.db import get_engine
+from app.db import Db, get_engine
 from app.db import migrate as apply_migrations
 from app.errors import Problem
 from app.models import Principal, Role
-from app.services import contact, personal_data, stats
+from app.services import contact, outbox, personal_data, stats
 from app.services import coverage as coverage_service
 from app.services import keys as key_service
 from app.services.commune_reference import ReferenceMissing
@@ -46,6 +47,8 @@ stats_app = typer.Typer(
 )
 app.add_typer(referrals_app, name="referrals")
 app.add_typer(stats_app, name="stats")
+outbox_app = typer.Typer(help="File des notifications (e-mails, webhooks).", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # a message stays one line in a log
@@ -94,6 +97,11 @@ def serve(
         for role, token in tokens.items():
             console.print(f"  clé {role:<13} {token}", highlight=False)
         console.print("Les clés de démo des démarrages précédents sont révoquées.")
+    if not get_settings().smtp_url:
+        console.print(
+            "PASSERELLE_SMTP_URL n'est pas défini : les e-mails restent dans la file "
+            "(passerelle outbox list --show les affiche) ; les webhooks partent."
+        )
     run_server(host, port, workers)
 
 
@@ -274,6 +282,55 @@ def keys_revoke(
     if unknown:
         errors.print(f"Clé inconnue : {', '.join(unknown)}.")
         raise typer.Exit(1)
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+@outbox_app.command("deliver")
+def outbox_deliver() -> None:
+    """Envoie les notifications dues (le service le fait aussi toutes les
+    PASSERELLE_OUTBOX_CHECK_SECONDS secondes) : pour une tâche planifiée."""
+    settings = get_settings()
+    done = asyncio.run(outbox.deliver_due(Db(get_engine(), settings)))
+    console.print(
+        f"{done.sent} envoyées, {done.failed} à réessayer, {done.dead} abandonnées."
+        + ("" if settings.smtp_url else " (E-mails en attente : PASSERELLE_SMTP_URL absent.)")
+    )
+    for error in done.errors[:20]:
+        errors.print(error)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending (en attente), sent (envoyés) ou dead (abandonnés).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    show: Annotated[bool, typer.Option("--show", help="Affiche le texte des e-mails.")] = False,
+) -> None:
+    """La file des notifications : par canal et état, puis les plus récentes."""
+    settings = get_settings()
+    with Session(get_engine()) as session:
+        counts = outbox.outbox_counts(session)
+        messages = outbox.outbox_messages(session, status, limit)
+    summary = ", ".join(f"{c} {s} : {n}" for (c, s), n in sorted(counts.items())) or "vide"
+    console.print(f"File : {summary}.")
+    table = Table("id", "créé (UTC)", "canal", "événement", "destinataire", "état", "essais",
+                  "erreur")
+    for m in messages:
+        table.add_row(
+            m.id, m.created_at.isoformat(timespec="seconds"), m.channel, m.event, m.recipient,
+            m.status, str(m.attempts), m.last_error or "",
+        )
+    console.print(table)
+    if show:
+        for m in messages:
+            if m.channel == "email":
+                subject, text, _ = outbox.render_email(m.content, settings.public_url)
+                console.print(
+                    f"\nÀ : {m.recipient}\nObjet : {subject}\n{text}", markup=False, highlight=False
+                )
 
 
 # --- personal data -------------------------------------------------------------------------

@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     record_retention_days: int = Field(default=730, ge=1)
     # How often the running service applies them.
     purge_check_seconds: float = Field(default=3600.0, gt=0)
+    # Notifications (app.services.outbox). Without an SMTP URL, e-mails wait in the outbox.
+    smtp_url: str | None = None  # smtp://user:pass@host:587 (STARTTLS if offered), smtps://…:465
+    mail_from: str = "Passerelle <ne-pas-repondre@passerelle.invalid>"
+    public_url: str = "http://127.0.0.1:8000"  # links in e-mails
+    outbox_check_seconds: float = Field(default=5.0, gt=0)
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    reminder_days_before: float = Field(default=3.0, ge=0)
+    # Webhooks to private, loopback or link-local addresses (an internal host): refused unless
+    # an admin allows them (tests, a receiver on the same private network).
+    webhook_allow_private: bool = False
     max_body_bytes: int = 64 * 1024
     # Threads that serve requests, and as many database connections: a thread never waits for
     # a connection, so no request can hold one while waiting for a thread (the old stall).

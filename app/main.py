@@ -17,8 +17,8 @@ from app.auth import FailureThrottle
 from app.config import Settings, get_settings
 from app.db import Db, get_engine
 from app.guard import RequestGuard
-from app.routers import health, orientations, places, reference, referrals, stats
-from app.services import cache, lifecycle, personal_data
+from app.routers import health, orientations, places, reference, referrals, stats, webhooks
+from app.services import cache, lifecycle, notifications, outbox, personal_data
 from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
@@ -43,13 +43,33 @@ async def _poll_caches(engine: Engine, every: float) -> None:
 
 
 async def _expire_referrals(db: Db, every: float) -> None:
+    days = db.settings.reminder_days_before
     while True:
         try:
             expired = await db.write(lifecycle.expire_due)
             if expired:
                 logger.info("%d orientations expirées.", expired)
+            reminded = await db.write(lambda session: notifications.remind_due(session, days))
+            if reminded:
+                logger.info("%d rappels avant expiration.", reminded)
         except Exception as exc:  # the database may be down for a while: keep serving
             logger.warning("Expiration des orientations impossible : %s", type(exc).__name__)
+        await asyncio.sleep(every)
+
+
+async def _deliver_outbox(db: Db, every: float) -> None:
+    while True:
+        try:
+            done = await outbox.deliver_due(db)
+            if done.sent or done.failed or done.dead:
+                logger.info(
+                    "Notifications : %d envoyées, %d à réessayer, %d abandonnées.",
+                    done.sent,
+                    done.failed,
+                    done.dead,
+                )
+        except Exception as exc:  # the database may be down for a while: keep serving
+            logger.warning("Envoi des notifications impossible : %s", type(exc).__name__)
         await asyncio.sleep(every)
 
 
@@ -92,6 +112,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
             asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),
             asyncio.create_task(_purge_personal_data(db, settings.purge_check_seconds)),
+            asyncio.create_task(_deliver_outbox(db, settings.outbox_check_seconds)),
         ]
         try:
             yield
@@ -110,7 +131,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.db = db
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     errors.install(app)
-    for module in (health, reference, orientations, referrals, places, stats):
+    for module in (health, reference, orientations, referrals, places, stats, webhooks):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     _errors_as_problems_only(app)

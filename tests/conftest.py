@@ -32,6 +32,8 @@ from tests.pgserver import PostgresMissing, free_port, postgres_server
 
 # Everything a test writes; the commune reference stays loaded for the whole session.
 MUTABLE_TABLES = (
+    "outbox",
+    "webhook",
     "contact_read",
     "handoff_event",
     "idempotency_record",

@@ -6,6 +6,7 @@ from app.models.commune import Commune, Departement, Epci, Region
 from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
+from app.models.outbox import OutboxMessage, Webhook
 from app.models.place import Place, PlaceKind
 from app.models.referral import HandoffEvent, Referral, ReferralStatus
 
@@ -20,6 +21,7 @@ __all__ = [
     "HandoffEvent",
     "IdempotencyRecord",
     "Orientation",
+    "OutboxMessage",
     "Place",
     "PlaceKind",
     "Principal",
@@ -27,4 +29,5 @@ __all__ = [
     "Region",
     "ReferralStatus",
     "Role",
+    "Webhook",
 ]

@@ -48,6 +48,8 @@ class Referral(SQLModel, table=True):
     accepted_at: datetime | None = None
     first_contact_hours: float | None = None
     refusal_reason: str | None = None
+    # When its place was reminded of its deadline (app.services.notifications).
+    reminded_at: datetime | None = None
 
 
 class HandoffEvent(SQLModel, table=True):

@@ -12,7 +12,7 @@ from app.errors import Problem, invalid
 from app.models import HandoffEvent, PlaceKind, Principal, Referral, Role
 from app.models.common import utcnow
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
-from app.services import idempotency
+from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import ReferralAnswer, log_reads, reads_of
 from app.services.places import place_by_id, place_index, suitable_places
@@ -152,6 +152,9 @@ def _apply(
         to_status=target.value,
         reason=reason,
         note=note,
+    )
+    notifications.queue(
+        session, referral, target, now, reason, cancelled_by=actor.role.value if actor else None
     )
     return True
 
@@ -364,6 +367,7 @@ def reorient(
             previous_referral_id=referral.id,
         )
         insert_row(session, Referral, new)
+        notifications.queue(session, new, ReferralStatus.EN_ATTENTE, now)
         record_handoff(
             session,
             orientation_id=referral.orientation_id,

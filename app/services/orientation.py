@@ -23,7 +23,7 @@ from app.models.orientation import (
     ReferralBrief,
 )
 from app.models.place import PlaceAlternative, PlaceOut
-from app.services import idempotency
+from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import OrientationAnswer
 from app.services.lookup import first_or_404
@@ -177,6 +177,7 @@ def _write_orientation(
             ttl_days=settings.referral_ttl_days,
         )
         insert_row(session, Referral, referral)
+        notifications.queue(session, referral, ReferralStatus.EN_ATTENTE, now)
     record_handoff(
         session,
         orientation_id=orientation["id"],

@@ -1,0 +1,56 @@
+"""HTTP layer of webhook subscriptions."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+
+from app.auth import Require
+from app.db import DbDep
+from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
+from app.models import Principal, Role
+from app.models.outbox import WebhookCreated, WebhookIn, WebhookOut
+from app.services import webhooks as service
+
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS),
+)
+Subscriber = Annotated[Principal, Depends(Require(Role.AGENT, Role.MEDIATEUR, Role.ADMIN))]
+
+
+@router.post(
+    "",
+    response_model=WebhookCreated,
+    status_code=201,
+    summary="Suivre les événements des orientations de mon lieu",
+    description=(
+        "Chaque événement suivi d'une orientation envoyée ou reçue par votre lieu (pour un "
+        "administrateur : de toutes) est envoyé en POST à `url`, signé selon la spécification "
+        "Standard Webhooks (en-têtes `webhook-id`, `webhook-timestamp`, `webhook-signature`, "
+        "HMAC-SHA256 avec le secret `whsec_…` rendu ici une seule fois), et renvoyé avec un "
+        "délai croissant tant que la réponse n'est pas 2xx. Le corps : `{\"type\", "
+        "\"timestamp\", \"data\": {\"id\", \"code\", \"status\", \"event\", …}}` ; "
+        "dédoublonnez par `webhook-id`. https:// seulement ; jamais une adresse privée."
+    ),
+)
+async def create_webhook(data: WebhookIn, principal: Subscriber, db: DbDep) -> Any:
+    return await db.write(
+        lambda session: service.create_webhook(session, principal, data, db.settings)
+    )
+
+
+@router.get("", response_model=list[WebhookOut], summary="Mes webhooks")
+async def list_webhooks(principal: Subscriber, db: DbDep) -> Any:
+    return await db.read(lambda session: service.list_webhooks(session, principal))
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=204,
+    summary="Ne plus suivre",
+    responses=problem_responses(404),
+)
+async def delete_webhook(webhook_id: str, principal: Subscriber, db: DbDep) -> Response:
+    await db.write(lambda session: service.delete_webhook(session, principal, webhook_id))
+    return Response(status_code=204)

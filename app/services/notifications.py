@@ -1,0 +1,172 @@
+"""What each step of a referral tells whom: e-mails to the places and deliveries to the webhooks
+that follow them, queued in the outbox in the transaction of the handoff event (delivery:
+app.services.outbox). Never the person's contact data: the code, the theme, the urgency, a
+link."""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from app.db import engine_of, insert_row, writing
+from app.models import OutboxMessage, Referral, Webhook
+from app.models.common import new_id, rfc3339, utcnow
+from app.services.cache import cached
+from app.services.places import place_by_id
+from app.triage.lifecycle import EXPIRABLE, ReferralStatus
+
+S = ReferralStatus
+# The webhook event of each status a referral reaches.
+EVENTS = {
+    S.EN_ATTENTE: "referral.created",
+    S.ACCEPTEE: "referral.accepted",
+    S.REFUSEE: "referral.refused",
+    S.ANNULEE: "referral.cancelled",
+    S.EXPIREE: "referral.expired",
+    S.CONTACTEE: "referral.contacted",
+    S.NON_VENUE: "referral.no_show",
+    S.TERMINEE: "referral.completed",
+    S.REORIENTEE: "referral.reoriented",
+}
+REMINDER = "referral.reminder"
+# Who gets an e-mail: the receiving place for a new referral (and the reminder), the sending
+# place for a refusal, an expiry or a re-orientation; a cancellation, the other side.
+TO_RECEIVER = frozenset({"referral.created", REMINDER})
+TO_SENDER = frozenset({"referral.refused", "referral.expired", "referral.reoriented"})
+
+
+def load_webhooks(session: Session) -> dict[str | None, list[Webhook]]:
+    """Subscriptions by place (None: an admin's, following every referral)."""
+    found: dict[str | None, list[Webhook]] = {}
+    for webhook in session.exec(select(Webhook)).all():
+        session.expunge(webhook)
+        found.setdefault(webhook.place_id, []).append(webhook)
+    return found
+
+
+def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
+    return cached(engine_of(session), "webhook", load_webhooks).get()
+
+
+def _value(referral: Referral | Mapping[str, Any], name: str) -> Any:
+    return referral[name] if isinstance(referral, Mapping) else getattr(referral, name)
+
+
+def queue(
+    session: Session,
+    referral: Referral | Mapping[str, Any],
+    status: ReferralStatus | None,
+    at: datetime,
+    reason: str | None = None,
+    cancelled_by: str | None = None,
+    event: str | None = None,
+) -> None:
+    """Queues what the referral reaching `status` (or `event`, for a reminder) tells, in the
+    caller's transaction."""
+    event = event or EVENTS[status]  # type: ignore[index]
+    referral_id = _value(referral, "id")
+    place = place_by_id(session, _value(referral, "place_id"))
+    origin = place_by_id(session, _value(referral, "origin_place_id"))
+    facts = {
+        "event": event,
+        "referral_id": referral_id,
+        "code": _value(referral, "code"),
+        "status": (status or S(_value(referral, "status"))).value,
+        "theme": _value(referral, "theme"),
+        "urgent": bool(_value(referral, "urgent")),
+        "reason": reason,
+        "place": place.name,
+        "origin_place": origin.name,
+        "expires_at": rfc3339(_value(referral, "expires_at")),
+        "at": rfc3339(at),
+    }
+    recipients: list[str | None] = []
+    if event in TO_RECEIVER:
+        recipients.append(place.email)
+    elif event in TO_SENDER:
+        recipients.append(origin.email)
+    elif event == "referral.cancelled":
+        recipients.append(place.email if cancelled_by == "agent" else origin.email)
+    for address in recipients:
+        if address:
+            _insert(session, "email", event, referral_id, address, None, facts, at)
+    if event == REMINDER:
+        return
+    following = _webhooks(session)
+    places = {_value(referral, "place_id"), _value(referral, "origin_place_id")}
+    for place_id in (*places, None):
+        for webhook in following.get(place_id, ()):
+            if event in webhook.events:
+                body = {
+                    "type": event,
+                    "timestamp": rfc3339(at),
+                    "data": {
+                        "id": referral_id,
+                        "code": facts["code"],
+                        "status": facts["status"],
+                        "event": event,
+                        "theme": facts["theme"],
+                        "urgent": facts["urgent"],
+                        "reason": reason,
+                    },
+                }
+                _insert(session, "webhook", event, referral_id, webhook.url, webhook.id, body, at)
+
+
+def _insert(
+    session: Session,
+    channel: str,
+    event: str,
+    referral_id: str,
+    recipient: str,
+    webhook_id: str | None,
+    content: dict[str, Any],
+    at: datetime,
+) -> None:
+    insert_row(
+        session,
+        OutboxMessage,
+        {
+            "id": new_id("msg"),
+            "created_at": at,
+            "channel": channel,
+            "event": event,
+            "referral_id": referral_id,
+            "recipient": recipient,
+            "webhook_id": webhook_id,
+            "content": content,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": at,
+        },
+    )
+
+
+def remind_due(session: Session, days_before: float, now: datetime | None = None) -> int:
+    """Queues one reminder per open referral whose deadline is less than `days_before` away
+    (run with the expiry check, and by `passerelle referrals expire`)."""
+    now = now or utcnow()
+    total = 0
+    due_now = (
+        col(Referral.status).in_([s.value for s in EXPIRABLE]),
+        col(Referral.reminded_at).is_(None),
+        col(Referral.expires_at) > now,
+        col(Referral.expires_at) <= now + timedelta(days=days_before),
+    )
+    while True:
+        # A read first: with nothing to remind, no write lock is taken.
+        found = session.exec(select(Referral.id).where(*due_now).limit(1)).first()
+        session.rollback()
+        if found is None:
+            return total
+        with writing(session):
+            due = session.exec(select(Referral).where(*due_now).limit(500)).all()
+            for referral in due:
+                referral.reminded_at = now
+                session.add(referral)
+                queue(session, referral, None, now, event=REMINDER)
+            session.commit()
+        total += len(due)
+        if len(due) < 500:
+            return total

@@ -1,0 +1,89 @@
+"""Webhook subscriptions: a place's tool (or an admin's) follows the events of its referrals."""
+
+import base64
+import secrets
+
+from sqlalchemy import ColumnElement, update
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.db import writing
+from app.errors import invalid
+from app.models import OutboxMessage, Principal, Role, Webhook
+from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
+from app.services.cache import bump
+from app.services.lookup import first_or_404
+from app.services.outbox import check_webhook_url
+
+
+def _out(webhook: Webhook) -> WebhookOut:
+    return WebhookOut(
+        id=webhook.id,
+        url=webhook.url,
+        events=webhook.events,
+        place_id=webhook.place_id,
+        created_at=webhook.created_at,
+    )
+
+
+def create_webhook(
+    session: Session, principal: Principal, data: WebhookIn, settings: Settings
+) -> WebhookCreated:
+    unknown = [e for e in data.events if e not in WEBHOOK_EVENTS]
+    if unknown:
+        raise invalid(
+            ["body", "events"],
+            f"Événement inconnu : {', '.join(unknown)}. Possibles : {', '.join(WEBHOOK_EVENTS)}.",
+        )
+    check_webhook_url(data.url, settings.webhook_allow_private, ["body", "url"])
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    with writing(session):
+        webhook = Webhook(
+            api_key_id=principal.key_id,
+            place_id=principal.place_id if principal.role is not Role.ADMIN else None,
+            url=data.url,
+            events=sorted(set(data.events), key=WEBHOOK_EVENTS.index),
+            secret=secret,
+        )
+        session.add(webhook)
+        bump(session, "webhook")
+        session.flush()
+        created = WebhookCreated(**_out(webhook).model_dump(), secret=secret)
+        session.commit()
+    return created
+
+
+def _mine(principal: Principal) -> ColumnElement[bool]:
+    """The one rule of whose webhooks a caller manages: its place's (an admin's: its own)."""
+    if principal.role is Role.ADMIN:
+        return col(Webhook.place_id).is_(None)
+    return col(Webhook.place_id) == principal.place_id
+
+
+def list_webhooks(session: Session, principal: Principal) -> list[WebhookOut]:
+    rows = session.exec(
+        select(Webhook).where(_mine(principal)).order_by(col(Webhook.created_at))
+    ).all()
+    return [_out(w) for w in rows]
+
+
+def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> None:
+    with writing(session):
+        webhook = first_or_404(
+            session,
+            select(Webhook).where(Webhook.id == webhook_id, _mine(principal)),
+            webhook_id,
+            "Aucun webhook avec cet identifiant.",
+        )
+        # Deliveries not made yet die with it; every message it had stays in the outbox's
+        # history, no longer tied to it.
+        mine = col(OutboxMessage.webhook_id) == webhook.id
+        session.execute(
+            update(OutboxMessage)
+            .where(mine, col(OutboxMessage.status) == "pending")
+            .values(status="dead", last_error="webhook supprimé")
+        )
+        session.execute(update(OutboxMessage).where(mine).values(webhook_id=None))
+        session.delete(webhook)
+        bump(session, "webhook")
+        session.commit()
