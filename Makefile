@@ -35,11 +35,12 @@ test: install-test
 	$(BIN)/pytest -q
 
 # wrk is Debian's load generator; as root, make installs it when missing.
-bench: install
+bench: install-test
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
 	  || { echo "make bench needs wrk (Debian package wrk)"; exit 1; }
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.stats
+	$(BIN)/python -m bench.outbox
 
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench

@@ -34,6 +34,9 @@ LEASE = timedelta(minutes=2)  # a claimed message is due again after this, if ne
 BACKOFF = timedelta(seconds=30)  # first retry; doubles each time, up to MAX_BACKOFF
 MAX_BACKOFF = timedelta(hours=6)
 BATCH = 200
+# Webhook deliveries in flight at once: enough to hide the network's latency, few enough not
+# to flood a receiver (most are a small web app).
+CONCURRENT_DELIVERIES = 16
 
 
 def backoff(attempts: int) -> timedelta:
@@ -288,9 +291,15 @@ async def _send_emails(
 async def _send_webhooks(
     items: list[Claimed], settings: Settings, results: dict[str, str | None]
 ) -> None:
-    async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
+    limits = httpx.Limits(max_connections=CONCURRENT_DELIVERIES)
+    async with httpx.AsyncClient(timeout=10, follow_redirects=False, limits=limits) as client:
+        turns = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
         async def one(item: Claimed) -> None:
+            async with turns:
+                await send(item)
+
+        async def send(item: Claimed) -> None:
             try:
                 if not settings.webhook_allow_private and await _resolves_private(item.recipient):
                     results[item.id] = "adresse privée refusée"

@@ -1,0 +1,160 @@
+"""make bench (notifications): how fast the outbox drains, with 10,000 messages pending.
+
+A SQLite database with the demo places and N referrals (default 10,000) made in bulk; the
+notifications of their creation queued through the service (app.services.notifications.queue,
+as an orientation does): one e-mail to the receiving place and one delivery to an admin's
+webhook each. Then the worker (app.services.outbox.deliver_due) drains the outbox into a real
+SMTP server (aiosmtpd) and an HTTP receiver on the loopback, e-mails alone first, then the
+webhooks. Prints messages per second, and the time to find due messages with the outbox full.
+
+Usage: python -m bench.outbox [--messages 10000]"""
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from sqlmodel import Session, select
+
+from app.config import Settings
+from app.db import Db, writing
+from app.models import ApiKey, Referral, Webhook
+from app.services import outbox
+from app.services.demo import DEMO_MEDIATEUR_PLACE
+from app.services.notifications import queue
+from app.services.place_import import place_ids_by_source_id
+from bench.load import demo_database, fill
+from tests.pgserver import free_port
+
+
+class Sink:
+    received = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        Sink.received += 1
+        return "250 OK"
+
+
+class Hook(BaseHTTPRequestHandler):
+    received = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["content-length"]))
+        Hook.received += 1
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=10_000)
+    args = parser.parse_args()
+    n = args.messages
+    with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp:
+        db_file = Path(tmp) / "outbox.db"
+        engine = demo_database(db_file)
+        with Session(engine) as session:
+            places = place_ids_by_source_id(session)
+            key = ApiKey(role="admin", token_hash="bench", prefix="bench")
+            session.add(key)
+            session.commit()
+            key_id = key.id
+        others = [p for s, p in places.items() if s.startswith("demo-med-")]
+        fill(db_file, n, n // 10, places[DEMO_MEDIATEUR_PLACE], others, places["demo-fs-tulle"])
+
+        ThreadingHTTPServer.request_queue_size = 1024  # a receiver that accepts what comes
+        http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+        smtp.start()
+        settings = Settings(
+            smtp_url=f"smtp://127.0.0.1:{smtp.port}", webhook_allow_private=True
+        )
+        with Session(engine) as session, writing(session):
+            session.add(
+                Webhook(
+                    api_key_id=key_id,
+                    url=f"http://127.0.0.1:{http.server_address[1]}/h",
+                    events=["referral.created"],
+                    secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                )
+            )
+            session.commit()
+        started = time.perf_counter()
+        with Session(engine) as session, writing(session):
+            now = datetime.now(UTC)
+            for referral in session.exec(select(Referral)).all():
+                referral.expires_at = now + timedelta(days=14)
+                queue(session, referral, None, now, event="referral.created")
+            session.commit()
+        queued = time.perf_counter() - started
+        print(f"  queued {2 * n:,} messages ({n:,} e-mails, {n:,} webhooks) in {queued:.1f} s "
+              f"({2 * n / queued:,.0f}/s, through notifications.queue)")
+
+        db = Db(engine, settings)
+        with Session(engine) as session:
+            t = time.perf_counter()
+            for _ in range(100):
+                outbox._any_due(session, ["email", "webhook"], datetime.now(UTC))
+                session.rollback()
+            print(f"  finding due messages with {2 * n:,} pending: "
+                  f"{(time.perf_counter() - t) * 10:.2f} ms")
+
+        only_mail = Db(engine, settings.model_copy(update={"webhook_allow_private": True}))
+        t = time.perf_counter()
+        # E-mails first (webhooks wait: a worker without them configured is the same loop).
+        report = asyncio.run(_deliver(only_mail, ["email"]))
+        mail_s = time.perf_counter() - t
+        print(f"  e-mails: {report.sent:,} delivered in {mail_s:.1f} s "
+              f"= {report.sent / mail_s:,.0f}/s (one SMTP connection per batch of "
+              f"{outbox.BATCH}); received {Sink.received:,}")
+        t = time.perf_counter()
+        report = asyncio.run(outbox.deliver_due(db))
+        hook_s = time.perf_counter() - t
+        at_once = outbox.CONCURRENT_DELIVERIES
+        print(f"  webhooks: {report.sent:,} delivered in {hook_s:.1f} s "
+              f"= {report.sent / hook_s:,.0f}/s (signed, {at_once} at a time); "
+              f"received {Hook.received:,}")
+        smtp.stop()
+        http.shutdown()
+        engine.dispose()
+
+
+async def _deliver(db: Db, channels: list[str]) -> outbox.DeliveryReport:
+    """deliver_due restricted to some channels (by hiding the others' configuration)."""
+    if channels == ["email"]:
+        original = outbox._send_webhooks
+
+        async def skip(*args: Any) -> None:
+            raise AssertionError("no webhook expected")
+
+        outbox._send_webhooks = skip  # type: ignore[assignment]
+        try:
+            total = outbox.DeliveryReport()
+            while True:
+                now = datetime.now(UTC)
+                claimed = await db.write(lambda s, at=now: outbox._claim(s, ["email"], at))  # type: ignore[misc]
+                if not claimed:
+                    return total
+                results: dict[str, str | None] = {}
+                await outbox._send_emails(claimed, db.settings, results)
+                report = await db.write(
+                    lambda s, r=results, c=claimed: outbox._mark(s, r, c, 10)  # type: ignore[misc]
+                )
+                total.sent += report.sent
+        finally:
+            outbox._send_webhooks = original  # type: ignore[assignment]
+    return await outbox.deliver_due(db)
+
+
+if __name__ == "__main__":
+    main()
