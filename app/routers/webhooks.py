@@ -3,6 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import Require
 from app.db import DbDep
@@ -35,9 +36,8 @@ Subscriber = Annotated[Principal, Depends(Require(Role.AGENT, Role.MEDIATEUR, Ro
     ),
 )
 async def create_webhook(data: WebhookIn, principal: Subscriber, db: DbDep) -> Any:
-    return await db.write(
-        lambda session: service.create_webhook(session, principal, data, db.settings)
-    )
+    await run_in_threadpool(service.check_webhook, data, db.settings)  # resolves the host
+    return await db.write(lambda session: service.create_webhook(session, principal, data))
 
 
 @router.get("", response_model=list[WebhookOut], summary="Mes webhooks")

@@ -26,9 +26,9 @@ def _out(webhook: Webhook) -> WebhookOut:
     )
 
 
-def create_webhook(
-    session: Session, principal: Principal, data: WebhookIn, settings: Settings
-) -> WebhookCreated:
+def check_webhook(data: WebhookIn, settings: Settings) -> None:
+    """The events and the URL of a new subscription: 422 if they will not do. It resolves the
+    host (blocking: call it from a thread)."""
     unknown = [e for e in data.events if e not in WEBHOOK_EVENTS]
     if unknown:
         raise invalid(
@@ -36,6 +36,10 @@ def create_webhook(
             f"Événement inconnu : {', '.join(unknown)}. Possibles : {', '.join(WEBHOOK_EVENTS)}.",
         )
     check_webhook_url(data.url, settings.webhook_allow_private, ["body", "url"])
+
+
+def create_webhook(session: Session, principal: Principal, data: WebhookIn) -> WebhookCreated:
+    """Subscribes the caller's place (after check_webhook)."""
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     with writing(session):
         webhook = Webhook(
