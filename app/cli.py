@@ -2,6 +2,7 @@
 statistics."""
 
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,6 +98,10 @@ def serve(
         for role, token in tokens.items():
             console.print(f"  clé {role:<13} {token}", highlight=False)
         console.print("Les clés de démo des démarrages précédents sont révoquées.")
+    # Links in e-mails lead here unless the deployment names its public address.
+    if "PASSERELLE_PUBLIC_URL" not in os.environ:
+        os.environ["PASSERELLE_PUBLIC_URL"] = f"http://{host}:{port}"
+        get_settings.cache_clear()
     if not get_settings().smtp_url:
         console.print(
             "PASSERELLE_SMTP_URL n'est pas défini : les e-mails restent dans la file "
