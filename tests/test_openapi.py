@@ -19,6 +19,9 @@ ROLE = {
     ("PUT", "/v1/places/{place_id}"): "admin",
     ("GET", "/v1/stats/referrals"): "coord",
     ("GET", "/v1/stats/coverage"): "coord",
+    ("POST", "/v1/webhooks"): "agent_tulle",
+    ("GET", "/v1/webhooks"): "agent_tulle",
+    ("DELETE", "/v1/webhooks/{webhook_id}"): "agent_tulle",
 }
 
 
