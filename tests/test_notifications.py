@@ -306,6 +306,9 @@ def test_webhooks_are_signed_and_follow_the_place(
     assert deliver(engine, settings).sent >= 1
     ids = [h["webhook-id"] for h, _ in receiver.received]
     assert len(ids) == 2 and ids[0] == ids[1]  # a receiver deduplicates by it
+    receiver.answer = 410  # Gone: no retries
+    orient(client, world)
+    assert deliver(engine, settings).dead == 1
 
     gone = client.delete(f"/v1/webhooks/{created.json()['id']}", headers=world.auth("agent_ussel"))
     assert gone.status_code == 404

@@ -34,6 +34,8 @@ LEASE = timedelta(minutes=2)  # a claimed message is due again after this, if ne
 BACKOFF = timedelta(seconds=30)  # first retry; doubles each time, up to MAX_BACKOFF
 MAX_BACKOFF = timedelta(hours=6)
 BATCH = 200
+# A webhook receiver that answers 410 Gone wants no more retries (Standard Webhooks).
+GONE = "HTTP 410 : le destinataire ne veut plus de ces messages"
 # Webhook deliveries in flight at once: enough to hide the network's latency, few enough not
 # to flood a receiver (most are a small web app).
 CONCURRENT_DELIVERIES = 16
@@ -229,7 +231,7 @@ def _mark(
             if error is None:
                 message.status, message.sent_at, message.last_error = "sent", now, None
                 report.sent += 1
-            elif item.attempts >= max_attempts:
+            elif item.attempts >= max_attempts or error == GONE:
                 message.status, message.last_error = "dead", error
                 report.dead += 1
             else:
@@ -317,9 +319,10 @@ async def _send_webhooks(
                         "webhook-signature": signature,
                     },
                 )
-                results[item.id] = (
-                    None if answer.is_success else f"HTTP {answer.status_code}"
-                )
+                if answer.status_code == 410:  # Gone: the receiver asks us to stop
+                    results[item.id] = GONE
+                else:
+                    results[item.id] = None if answer.is_success else f"HTTP {answer.status_code}"
             except (httpx.HTTPError, OSError) as exc:
                 results[item.id] = f"{type(exc).__name__}"
 
