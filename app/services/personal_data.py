@@ -1,6 +1,5 @@
-"""Personal data: who may see a person's contact data and when, the access log of every read,
-erasure at the person's request, and the retention rules (`passerelle purge`, and the running
-service).
+"""Personal data: erasure at the person's request, and the retention rules (`passerelle
+purge`, and the running service). Who sees contact data, and the access log: app.services.contact.
 
 Personal data lives in few places, on purpose: the `contact` row (first name, phone, e-mail,
 availability), the diagnostic answers of an orientation, and the free text of the handoff log
