@@ -384,6 +384,3 @@ def outbox_messages(
         session.exec(query.order_by(col(OutboxMessage.created_at).desc()).limit(limit)).all()
     )
 
-
-def webhook_body(message: OutboxMessage) -> str:
-    return orjson.dumps(message.content).decode()
