@@ -362,3 +362,32 @@ def test_private_addresses_are_refused(
     assert receiver.received == []
     with engine.connect() as connection:
         assert connection.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one() == 2
+
+
+def test_outbox_commands(
+    client: TestClient,
+    world: World,
+    mailbox: Mailbox,
+    cli_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+    from app.config import get_settings
+
+    referral = orient(client, world)
+    runner = CliRunner()
+    waiting = runner.invoke(cli, ["outbox", "list", "--show"], env={"COLUMNS": "200"})
+    assert waiting.exit_code == 0
+    assert "email pending : 1" in waiting.output
+    assert f"[URGENT] Nouvelle orientation {referral['code']}" in waiting.output
+    without = runner.invoke(cli, ["outbox", "deliver"])
+    assert "0 envoyées" in without.output and "PASSERELLE_SMTP_URL absent" in without.output
+
+    monkeypatch.setenv("PASSERELLE_SMTP_URL", f"smtp://127.0.0.1:{mailbox.port}")
+    get_settings.cache_clear()
+    sent = runner.invoke(cli, ["outbox", "deliver"])
+    assert sent.exit_code == 0 and "1 envoyées" in sent.output, sent.output
+    assert len(mailbox.messages) == 1
+    assert "email sent : 1" in runner.invoke(cli, ["outbox", "list"]).output
