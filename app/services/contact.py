@@ -24,10 +24,12 @@ def shows_contact(referral: Referral, now: datetime) -> bool:
 
 
 def person_out(
-    orientation: Orientation, contact: Contact | None, visible: bool
+    session: Session, referral: Referral, orientation: Orientation, now: datetime
 ) -> PersonOut:
-    """The person as a referral's answer shows them: consent always, contact when `visible`."""
-    shown = contact if visible and orientation.consent else None
+    """The person as the referral's answer shows them: the consent always, the contact data
+    while shows_contact allows it (read only then)."""
+    visible = orientation.consent and shows_contact(referral, now)
+    shown = session.get(Contact, orientation.id) if visible else None
     return PersonOut.model_construct(
         consent=orientation.consent,
         consent_at=orientation.consent_at,
@@ -147,9 +149,7 @@ class ReferralAnswer:
     def replayed(self, body: dict[str, Any]) -> dict[str, Any]:
         referral = self.session.get_one(Referral, body["id"])
         orientation = self.session.get_one(Orientation, body["orientation_id"])
-        visible = orientation.consent and shows_contact(referral, utcnow())
-        contact = self.session.get(Contact, orientation.id) if visible else None
-        person = person_out(orientation, contact, visible).model_dump(mode="json")
+        person = person_out(self.session, referral, orientation, utcnow()).model_dump(mode="json")
         answer = {**body, "person": person}
         log_reads(self.session, self.principal, reads_of([answer]), self.via)
         return answer

@@ -16,7 +16,7 @@ from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralSta
 from app.models.common import ID_PATTERN, new_id, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.referral import PlaceRef, ReferralOut, ReferralPage
-from app.services.contact import person_out, shows_contact
+from app.services.contact import person_out
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
@@ -157,9 +157,7 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     origin = place_by_id(session, referral.origin_place_id)
     orientation = session.get_one(Orientation, referral.orientation_id)
     now = utcnow()
-    visible = orientation.consent and shows_contact(referral, now)
-    contact = session.get(Contact, orientation.id) if visible else None
-    person = person_out(orientation, contact, visible)
+    person = person_out(session, referral, orientation, now)
     return ReferralOut.model_construct(
         id=referral.id,
         code=referral.code,
