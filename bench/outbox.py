@@ -109,10 +109,8 @@ def main() -> None:
             print(f"  finding due messages with {2 * n:,} pending: "
                   f"{(time.perf_counter() - t) * 10:.2f} ms")
 
-        only_mail = Db(engine, settings.model_copy(update={"webhook_allow_private": True}))
         t = time.perf_counter()
-        # E-mails first (webhooks wait: a worker without them configured is the same loop).
-        report = asyncio.run(_deliver(only_mail, ["email"]))
+        report = asyncio.run(outbox.deliver_due(db, only="email"))
         mail_s = time.perf_counter() - t
         print(f"  e-mails: {report.sent:,} delivered in {mail_s:.1f} s "
               f"= {report.sent / mail_s:,.0f}/s (one SMTP connection per batch of "
@@ -127,33 +125,6 @@ def main() -> None:
         smtp.stop()
         http.shutdown()
         engine.dispose()
-
-
-async def _deliver(db: Db, channels: list[str]) -> outbox.DeliveryReport:
-    """deliver_due restricted to some channels (by hiding the others' configuration)."""
-    if channels == ["email"]:
-        original = outbox._send_webhooks
-
-        async def skip(*args: Any) -> None:
-            raise AssertionError("no webhook expected")
-
-        outbox._send_webhooks = skip  # type: ignore[assignment]
-        try:
-            total = outbox.DeliveryReport()
-            while True:
-                now = datetime.now(UTC)
-                claimed = await db.write(lambda s, at=now: outbox._claim(s, ["email"], at))  # type: ignore[misc]
-                if not claimed:
-                    return total
-                results: dict[str, str | None] = {}
-                await outbox._send_emails(claimed, db.settings, results)
-                report = await db.write(
-                    lambda s, r=results, c=claimed: outbox._mark(s, r, c, 10)  # type: ignore[misc]
-                )
-                total.sent += report.sent
-        finally:
-            outbox._send_webhooks = original  # type: ignore[assignment]
-    return await outbox.deliver_due(db)
 
 
 if __name__ == "__main__":

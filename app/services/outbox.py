@@ -329,11 +329,12 @@ async def _send_webhooks(
         await asyncio.gather(*(one(item) for item in items))
 
 
-async def deliver_due(db: Db) -> DeliveryReport:
-    """Delivers every due message, batch after batch; e-mails wait while no SMTP server is
-    configured."""
+async def deliver_due(db: Db, only: str | None = None) -> DeliveryReport:
+    """Delivers every due message (of channel `only`, if given), batch after batch; e-mails
+    wait while no SMTP server is configured."""
     settings = db.settings
     channels = ["webhook", *(["email"] if settings.smtp_url else [])]
+    channels = [c for c in channels if only in (None, c)]
     total = DeliveryReport()
     while True:
         now = utcnow()
