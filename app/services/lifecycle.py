@@ -1,6 +1,6 @@
 """Use cases of the referral lifecycle: a transition with its handoff event, and the log."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm.attributes import set_committed_value
@@ -101,10 +101,9 @@ def _milestones(
     if target is ReferralStatus.ACCEPTEE:
         return {"accepted_at": now}
     if target is ReferralStatus.CONTACTEE:
-        created = referral.created_at
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        return {"first_contact_hours": round((now - created).total_seconds() / 3600, 2)}
+        # Timestamps come back aware from either database (sqlmodel's UTCDateTime).
+        hours = (now - referral.created_at).total_seconds() / 3600
+        return {"first_contact_hours": round(hours, 2)}
     if target is ReferralStatus.REFUSEE:
         return {"refusal_reason": reason}
     return {}
