@@ -391,3 +391,22 @@ def test_outbox_commands(
     assert sent.exit_code == 0 and "1 envoyées" in sent.output, sent.output
     assert len(mailbox.messages) == 1
     assert "email sent : 1" in runner.invoke(cli, ["outbox", "list"]).output
+
+
+def test_the_running_service_delivers_by_itself(
+    world: World, engine: Engine, settings: Settings, mailbox: Mailbox
+) -> None:
+    """No command, no explicit call: the service's own worker sends the e-mail."""
+    import time
+
+    from app.main import create_app
+
+    lively = settings.model_copy(update={"outbox_check_seconds": 0.2})
+    with TestClient(create_app(engine, lively)) as served:
+        referral = orient(served, world)
+        deadline = time.monotonic() + 10
+        while not mailbox.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert [m["Subject"] for _, m in mailbox.messages] == [
+        f"[URGENT] Nouvelle orientation {referral['code']} : Caisse d'allocations familiales (CAF)"
+    ]
