@@ -93,12 +93,14 @@ def test_a_burst_of_256_requests_never_stalls(server: Server, world: World) -> N
     after = [_healthz_ms(server.url + "/healthz") for _ in range(5)]
     assert len(statuses) == 768 and sorted(set(statuses)) == [200, 201], sorted(set(statuses))
     assert len(during) > 5, "the probe hardly ran during the burst"
-    # The load generator shares the machine's two cores with the server: one probe in twenty
-    # may wait behind a batch of requests, none for long. After the burst, at once.
+    # A stall is the first version's failure: minutes without an answer. The load generator
+    # shares the machine's two cores with the server, so a probe may wait behind a batch of
+    # requests (once 1.2 s on a busy CI machine; the usual p95 is 15 ms): the bounds tell a
+    # stall from a queue, and speed is measured by `make bench`, not here.
     ordered = sorted(during)
     p95 = ordered[int(0.95 * len(ordered)) - 1]
-    assert p95 < 100 and ordered[-1] < 1000, [round(x) for x in ordered]
-    assert max(after) < 100, after
+    assert p95 < 500 and ordered[-1] < 5000, [round(x) for x in ordered]
+    assert max(after) < 500, after
 
 
 def test_the_loop_never_waits_for_another_writer(
