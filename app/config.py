@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # Webhooks to private, loopback or link-local addresses (an internal host): refused unless
     # an admin allows them (tests, a receiver on the same private network).
     webhook_allow_private: bool = False
+    # Web pages (app.web): the key that signs their session cookies (without it, each process
+    # draws one and sessions end with it), and how long a session lasts without a new login.
+    secret_key: str | None = Field(default=None, min_length=32)
+    web_session_hours: float = Field(default=10.0, gt=0)
     max_body_bytes: int = 64 * 1024
     # Threads that serve requests, and as many database connections: a thread never waits for
     # a connection, so no request can hold one while waiting for a thread (the old stall).

@@ -25,7 +25,7 @@ _SECURITY_HEADERS = [
 ]
 # Answers are per caller and may carry personal data: no cache keeps them, unless the route
 # said otherwise (the documentation's own assets).
-_DOCS_ASSETS = "/static-offline-docs/"
+_DOCS_ASSETS = ("/static-offline-docs/", "/static/")  # and the web pages' (app.web)
 _CACHE_DOCS = b"public, max-age=86400"
 
 
@@ -72,6 +72,18 @@ def check_json(body: bytes) -> None:
             stack.extend((item, [*loc, i]) for i, item in enumerate(value))
 
 
+def _is_form(content_type: str | None) -> bool:
+    return (content_type or "").split(";")[0].strip().lower() == (
+        "application/x-www-form-urlencoded"
+    )
+
+
+def check_form(body: bytes) -> None:
+    """A web form's body: no NUL character, encoded or not (PostgreSQL cannot store it)."""
+    if b"\x00" in body or b"%00" in body:
+        raise BadBody(422, "Le caractère nul n'est pas accepté.", ["body"])
+
+
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return True  # lenient, as FastAPI is: a body without a type is read as JSON
@@ -113,13 +125,17 @@ class RequestGuard:
             if body is None:
                 return  # the client left
             if body and scope["method"] in _BODY_METHODS:
-                if not _is_json(Headers(scope=scope).get("content-type")):
+                content_type = Headers(scope=scope).get("content-type")
+                if _is_form(content_type) and not scope["path"].startswith("/v1/"):
+                    check_form(body)  # a web page's form (app.web)
+                elif _is_json(content_type):
+                    check_json(body)
+                else:
                     raise BadBody(
                         415,
                         "Type de contenu non pris en charge : envoyez du JSON avec l'en-tête "
                         "« Content-Type: application/json ».",
                     )
-                check_json(body)
         except BadBody as bad:
             slug = {400: "json-invalide", 413: "trop-volumineux", 415: "type-de-contenu"}
             response = errors.problem_response(

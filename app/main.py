@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
-from app import errors
+from app import errors, web
 from app.auth import FailureThrottle
 from app.config import Settings, get_settings
 from app.db import Db, get_engine
@@ -133,6 +133,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     errors.install(app)
     for module in (health, reference, orientations, referrals, places, stats, webhooks):
         app.include_router(module.router)
+    web.install(app, settings)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     _errors_as_problems_only(app)
     return app

@@ -2,8 +2,10 @@
 
 import csv
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,42 @@ def has_national_reference(engine: Engine) -> bool:
     communes does not)."""
     with engine.connect() as connection:
         return connection.execute(select(Region.code).limit(1)).first() is not None
+
+
+@lru_cache(maxsize=65536)  # every commune's name, folded once per process
+def _folded(text: str) -> str:
+    """Lower case, without accents, hyphens or apostrophes: « Saint-Étienne » = « st etienne »."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = re.sub(r"[-'’\s]+", " ", text).strip()
+    return re.sub(r"^st ", "saint ", re.sub(r"\bste ", "sainte ", text))
+
+
+def search_communes(engine: Engine, text: str, limit: int = 10) -> list[CommuneRef]:
+    """Communes a person at a desk means by `text`: an INSEE code, a postal code, or a name
+    (without accents or hyphens; « Ussel 19 » or « Ussel (19200) » narrows it down). Exact
+    names first, then names that start with it, largest population first."""
+    every = communes(engine)
+    text = text.strip()
+    if text in every:
+        return [every[text]]
+    digits = re.findall(r"\b\d[\dAB]\d{0,3}\b", text.upper())
+    name = _folded(re.sub(r"[\d()]+", " ", text))
+    found = [
+        c
+        for c in every.values()
+        if c.kind == "COM" or c.kind == "ARM"
+        if not digits
+        or any(c.postal_codes.split().count(d) or c.departement == d for d in digits)
+    ]
+    if name:
+        exact = sorted(
+            (c for c in found if _folded(c.name) == name), key=lambda c: -(c.population or 0)
+        )
+        starts = [c for c in found if c not in exact and _folded(c.name).startswith(name)]
+        found = exact + sorted(starts, key=lambda c: -(c.population or 0))
+    elif not digits:
+        return []
+    else:
+        found.sort(key=lambda c: -(c.population or 0))
+    return found[:limit]

@@ -118,10 +118,9 @@ def flat_rows(found: Coverage) -> list[dict[str, Any]]:
     ]
 
 
-def coverage_geojson(session: Session, found: Coverage) -> bytes:
-    """A GeoJSON FeatureCollection (RFC 7946) of the communes: outline (or routing point when
-    the reference has none), with the row's figures as properties. Coordinates in WGS 84,
-    rounded to 5 decimals (about a metre)."""
+def commune_shapes(session: Session, found: Coverage) -> np.ndarray:
+    """The shapely geometry of each row's commune, in the rows' order: its outline, or its
+    routing point when the reference has none (WGS 84 longitude, latitude)."""
     codes = [row["commune"] for row in found.rows]
     shapes: dict[str, bytes | None] = {}
     for start in range(0, len(codes), 5000):  # bounded IN lists
@@ -138,6 +137,14 @@ def coverage_geojson(session: Session, found: Coverage) -> bytes:
         geometries[missing] = shapely.points(
             [(every[codes[i]].longitude, every[codes[i]].latitude) for i in missing]
         )
+    return geometries
+
+
+def coverage_geojson(session: Session, found: Coverage) -> bytes:
+    """A GeoJSON FeatureCollection (RFC 7946) of the communes: outline (or routing point when
+    the reference has none), with the row's figures as properties. Coordinates in WGS 84,
+    rounded to 5 decimals (about a metre)."""
+    geometries = commune_shapes(session, found)
     # Five decimals (about a metre): a third of the size, nothing a map can show lost.
     geometries = shapely.transform(geometries, lambda xy: np.round(xy, 5))
     texts = shapely.to_geojson(geometries)

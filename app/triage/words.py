@@ -1,0 +1,113 @@
+"""The API's codes in the words a person at the front desk reads: profiles, routes, reasons,
+statuses, and what to bring to the médiation place. The web pages and printed slips use these;
+the API keeps its slugs."""
+
+from app.triage.lifecycle import REFUSAL_REASONS, ReferralStatus
+from app.triage.rules import (
+    REASON_ALREADY_FOLLOWED,
+    REASON_DONE_FOR_PERSON,
+    REASON_NO_PLACE_IN_RANGE,
+    REASON_NOT_URGENT,
+    REASON_URGENT,
+)
+from app.triage.vocabulary import PROCEDURE_THEMES, Profile, Route
+
+PROFILES = {
+    Profile.NON_AUTONOME_SANS_ENVIE: "Non autonome, sans envie d'apprendre",
+    Profile.NON_AUTONOME_NON_REFRACTAIRE: "Non autonome, prête à apprendre",
+    Profile.PARTIELLEMENT_AUTONOME: "Partiellement autonome et volontaire",
+    Profile.AUTONOME: "Autonome",
+}
+
+PROFILE_HINTS = {
+    Profile.NON_AUTONOME_SANS_ENVIE: "Ne souhaite pas apprendre : on fait la démarche pour elle.",
+    Profile.NON_AUTONOME_NON_REFRACTAIRE: (
+        "A besoin d'aide pour ses démarches et veut bien apprendre."
+    ),
+    Profile.PARTIELLEMENT_AUTONOME: "Se débrouille en partie et veut être accompagnée.",
+    Profile.AUTONOME: "Fait ses démarches en ligne seule.",
+}
+
+ROUTES = {
+    Route.FRANCE_SERVICES: "France Services fait la démarche avec la personne",
+    Route.MEDIATEUR: "Orientation vers un médiateur numérique",
+    Route.AUCUNE: "Pas d'orientation nécessaire",
+}
+
+REASONS = {
+    "profil_sans_envie": (
+        "La personne ne souhaite pas apprendre : France Services fait la démarche à sa place."
+    ),
+    "profil_non_refractaire": (
+        "La personne n'est pas autonome mais veut bien apprendre : un médiateur numérique "
+        "l'accompagnera vers l'autonomie."
+    ),
+    "profil_partiellement_autonome": (
+        "La personne est en partie autonome et volontaire : un médiateur numérique la rassurera "
+        "et l'accompagnera."
+    ),
+    "profil_autonome": "La personne fait ses démarches seule : aucune orientation n'est utile.",
+    REASON_DONE_FOR_PERSON: "L'agent France Services réalise la démarche avec la personne.",
+    REASON_URGENT: "La démarche est urgente : elle se fait dès maintenant à France Services.",
+    REASON_NOT_URGENT: "La démarche n'est pas urgente : elle peut attendre le rendez-vous.",
+    REASON_ALREADY_FOLLOWED: (
+        "Un médiateur suit déjà la personne : pas de nouvelle orientation."
+    ),
+    REASON_NO_PLACE_IN_RANGE: (
+        "Aucun lieu de médiation adapté n'est assez proche : France Services garde la main."
+    ),
+}
+
+STATUSES = {
+    ReferralStatus.EN_ATTENTE: "En attente",
+    ReferralStatus.ACCEPTEE: "Acceptée",
+    ReferralStatus.REFUSEE: "Refusée",
+    ReferralStatus.ANNULEE: "Annulée",
+    ReferralStatus.EXPIREE: "Expirée",
+    ReferralStatus.CONTACTEE: "Personne contactée",
+    ReferralStatus.NON_VENUE: "Personne non venue",
+    ReferralStatus.TERMINEE: "Accompagnement terminé",
+    ReferralStatus.REORIENTEE: "Réorientée",
+}
+
+# What the person moves a referral to, as a button says it.
+ACTIONS = {
+    ReferralStatus.ACCEPTEE: "Accepter",
+    ReferralStatus.REFUSEE: "Refuser",
+    ReferralStatus.ANNULEE: "Annuler l'orientation",
+    ReferralStatus.CONTACTEE: "J'ai pris contact avec la personne",
+    ReferralStatus.NON_VENUE: "La personne n'est pas venue",
+    ReferralStatus.TERMINEE: "Terminer l'accompagnement",
+    ReferralStatus.REORIENTEE: "Renvoyer à France Services",
+}
+
+REFUSALS = REFUSAL_REASONS
+
+_ALWAYS = (
+    "Une pièce d'identité",
+    "Votre téléphone portable, s'il en a un (pour recevoir les codes de connexion)",
+    "Ce coupon, avec son code",
+)
+_ACCOUNTS = "Vos identifiants s'ils existent (numéro et mot de passe)"
+_BRING_BY_THEME = {
+    "caf": ("Votre numéro d'allocataire CAF", _ACCOUNTS),
+    "assurance_maladie": ("Votre carte Vitale ou attestation de droits", _ACCOUNTS),
+    "retraite": ("Votre numéro de sécurité sociale", "Vos derniers relevés de carrière"),
+    "france_travail": ("Votre identifiant France Travail", "Un CV si vous en avez un"),
+    "impots": ("Votre dernier avis d'impôt (numéro fiscal)", _ACCOUNTS),
+    "identite": ("Votre ancien titre ou une déclaration de perte", "Un justificatif de domicile"),
+    "justice": ("Les courriers reçus sur l'affaire",),
+    "logement": ("Votre bail ou une facture d'énergie récente", _ACCOUNTS),
+    "numerique_quotidien": ("L'appareil avec lequel vous voulez apprendre",),
+    "autre": ("Les courriers reçus sur la démarche", _ACCOUNTS),
+}
+
+
+def what_to_bring(theme: str) -> list[str]:
+    """The slip's list: what the person brings to the médiation place for this procedure."""
+    return [*_ALWAYS[:1], *_BRING_BY_THEME.get(theme, ()), *_ALWAYS[1:]]
+
+
+def theme_label(theme: str) -> str:
+    found = PROCEDURE_THEMES.get(theme)
+    return found.label if found else theme

@@ -1,0 +1,105 @@
+"""The web pages of the three users, in French and in the State's design system (DSFR):
+`/agent`, `/mediateur`, `/coordinateur`, behind a login with an API key.
+
+Pages call the same services as the API (no second copy of any rule) and render their answers
+with Jinja2 templates; forms post back to the page and redirect (POST, redirect, GET)."""
+
+import logging
+import secrets
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from itsdangerous import URLSafeTimedSerializer
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from app.config import Settings
+from app.errors import Problem, validation_errors
+from app.web import agent, coordinateur, home, mediateur, referrals
+from app.web.render import page
+from app.web.session import CsrfRefused, LoginRequired, WrongRole
+
+logger = logging.getLogger("passerelle")
+
+STATIC = Path(__file__).parent / "static"
+DSFR = STATIC / "dsfr"
+
+# The API and its documentation answer problem details; everything else here is a page.
+_NOT_PAGES = ("/v1/", "/docs", "/openapi.json", "/healthz", "/readyz", "/static")
+
+
+def is_page(request: Request) -> bool:
+    return not request.url.path.startswith(_NOT_PAGES)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    secret = settings.secret_key
+    if secret is None:
+        logger.warning(
+            "PASSERELLE_SECRET_KEY n'est pas défini : les sessions des pages web ne survivent "
+            "pas au redémarrage de ce processus."
+        )
+        secret = secrets.token_urlsafe(32)
+    app.state.web_signer = URLSafeTimedSerializer(secret, salt="passerelle-web-session")
+    if not (DSFR / "dsfr.min.css").exists():
+        logger.warning(
+            "Le système de design de l'État n'est pas installé (%s) : lancez « make install ».",
+            DSFR,
+        )
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    for module in (home, agent, mediateur, coordinateur, referrals):
+        app.include_router(module.router)
+
+    api_problem = app.exception_handlers[Problem]
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        if not is_page(request):
+            return await api_problem(request, exc)  # type: ignore[no-any-return]
+        return await page(
+            request, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail
+        )
+
+    api_invalid = app.exception_handlers[RequestValidationError]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if not is_page(request):
+            return await api_invalid(request, exc)  # type: ignore[no-any-return]
+        wrong = validation_errors(list(exc.errors()))
+        detail = "Adresse de page invalide : " + " ; ".join(
+            f"{e['loc'][-1]} : {e['msg']}" for e in wrong
+        )
+        return await page(request, "error.html", status_code=422, status=422, detail=detail)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        target = f"/connexion?suite={exc.next_path}" + ("&expiree=1" if exc.expired else "")
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(WrongRole)
+    async def _role(request: Request, exc: WrongRole) -> Response:
+        return await page(
+            request,
+            "error.html",
+            status_code=403,
+            status=403,
+            detail=(
+                f"Cette page n'est pas ouverte au rôle « {exc.principal.role.value} » : "
+                "elle est réservée au rôle " + " ou ".join(r.value for r in exc.roles) + "."
+            ),
+        )
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, exc: CsrfRefused) -> Response:
+        return await page(
+            request,
+            "error.html",
+            status_code=403,
+            status=403,
+            detail=(
+                "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "
+                "absent ou périmé). Rechargez la page et recommencez."
+            ),
+        )

@@ -1,0 +1,238 @@
+"""Charts and the coverage map, drawn by the server as SVG: no script, no map tiles, nothing
+fetched from the Internet. Each carries a title and a description for screen readers; the
+page gives the same figures as a table."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+import numpy as np
+import shapely
+
+# DSFR colours: blue France for the data, red Marianne for what is missing.
+BLUE = "#000091"
+BLUE_LIGHT = "#8585f6"
+RED = "#e1000f"
+GREY = "#929292"
+INK = "#3a3a3a"
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def _svg(width: int, height: int, title: str, desc: str, body: list[str], css: str) -> str:
+    key = abs(hash((title, desc))) % 10**8
+    return (
+        f'<svg class="{css}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="t{key} d{key}" xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="t{key}">{escape(title)}</title><desc id="d{key}">{escape(desc)}</desc>'
+        + "".join(body)
+        + "</svg>"
+    )
+
+
+def bar_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    title: str,
+    desc: str,
+) -> str:
+    """Grouped vertical bars: one group per label, one bar per series (name, colour, values).
+    A withheld value (None) leaves a gap marked « masqué »."""
+    width, height, left, bottom, top = 720, 300, 48, 48, 36
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    top_value = _nice_max(max((v for _, _, vs in series for v in vs if v is not None), default=0))
+    group_w = plot_w / max(len(labels), 1)
+    bar_w = min(28.0, group_w * 0.8 / max(len(series), 1))
+    body: list[str] = []
+    for i in range(5):  # horizontal grid and scale
+        value = top_value * i / 4
+        y = top + plot_h - plot_h * i / 4
+        body.append(f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>')
+    for g, label in enumerate(labels):
+        x0 = left + g * group_w + (group_w - bar_w * len(series)) / 2
+        for s, (_, colour, values) in enumerate(series):
+            value = values[g]
+            x = x0 + s * bar_w
+            if value is None:
+                body.append(
+                    f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - 4}" font-size="9" '
+                    f'text-anchor="middle" transform="rotate(-90 {x + bar_w / 2:.1f} '
+                    f'{top + plot_h - 4})">masqué</text>'
+                )
+                continue
+            h = plot_h * value / top_value
+            body.append(
+                f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{escape(label)} : {value:g}</title>'
+                "</rect>"
+            )
+        body.append(
+            f'<text x="{left + (g + 0.5) * group_w:.1f}" y="{height - bottom + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    body.extend(_legend([(name, colour) for name, colour, _ in series], left, 16))
+    return _svg(width, height, title, desc, body, "chart")
+
+
+def line_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    title: str,
+    desc: str,
+) -> str:
+    """Rates (0 to 1) as lines with points; a withheld value breaks the line."""
+    width, height, left, bottom, top = 720, 260, 48, 48, 36
+    plot_w, plot_h = width - left - 12, height - bottom - top
+    step = plot_w / max(len(labels), 1)
+    body: list[str] = []
+    for i in range(5):
+        y = top + plot_h - plot_h * i / 4
+        body.append(f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{25 * i} %</text>')
+    for g, label in enumerate(labels):
+        body.append(
+            f'<text x="{left + (g + 0.5) * step:.1f}" y="{height - bottom + 16}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    for name, colour, values in series:
+        points: list[str] = []
+        for g, value in enumerate(values):
+            if value is None:
+                if len(points) > 1:
+                    body.append(_polyline(points, colour))
+                points = []
+                continue
+            x, y = left + (g + 0.5) * step, top + plot_h - plot_h * value
+            points.append(f"{x:.1f},{y:.1f}")
+            body.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"><title>'
+                f"{escape(name)}, {escape(label_at(labels, g))} : {round(100 * value)} %"
+                "</title></circle>"
+            )
+        if len(points) > 1:
+            body.append(_polyline(points, colour))
+    body.extend(_legend([(name, colour) for name, colour, _ in series], left, 16))
+    return _svg(width, height, title, desc, body, "chart")
+
+
+def label_at(labels: Sequence[str], index: int) -> str:
+    return labels[index] if index < len(labels) else ""
+
+
+def _polyline(points: list[str], colour: str) -> str:
+    return f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="2"/>'
+
+
+def _legend(entries: list[tuple[str, str]], x: float, y: float) -> list[str]:
+    out = []
+    for name, colour in entries:
+        out.append(f'<rect x="{x:.0f}" y="{y - 10:.0f}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{x + 18:.0f}" y="{y:.0f}">{escape(name)}</text>')
+        x += 24 + 7.5 * len(name)
+    return out
+
+
+# --- the coverage map ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Band:
+    label: str
+    colour: str
+    upto: float | None  # km; None: beyond every band (zone blanche)
+
+
+def bands(max_km: float) -> list[Band]:
+    """Distance classes of the map: near to far in blues, then beyond `max_km` in red, and
+    grey where no place receives referrals at all."""
+    found = [Band(f"{km:g} km ou moins", colour, km) for km, colour in ((5, BLUE), (10, "#5858e0"))
+             if km < max_km]
+    low = found[-1].upto if found else 0
+    found.append(Band(f"de {low:g} à {max_km:g} km" if low else f"{max_km:g} km ou moins",
+                      BLUE_LIGHT, max_km))
+    found.append(Band(f"plus de {max_km:g} km : zone blanche", RED, None))
+    return found
+
+
+def _band_colour(distance: float | None, classes: list[Band]) -> str:
+    if distance is None:
+        return GREY
+    for band in classes:
+        if band.upto is None or distance <= band.upto:
+            return band.colour
+    return RED
+
+
+def coverage_map(
+    geometries: np.ndarray,
+    rows: list[dict[str, object]],
+    max_km: float,
+    title: str,
+    width: int = 720,
+) -> str:
+    """The communes as a choropleth of the distance to the nearest médiation place: outlines
+    projected (equirectangular at the territory's mean latitude), simplified to half a pixel,
+    drawn as SVG paths; a commune without outline is a dot."""
+    classes = bands(max_km)
+    bounds = shapely.total_bounds(geometries)
+    min_x, min_y, max_x, max_y = (float(b) for b in bounds)
+    shrink = math.cos(math.radians((min_y + max_y) / 2))
+    span_x, span_y = max((max_x - min_x) * shrink, 1e-6), max(max_y - min_y, 1e-6)
+    scale = (width - 20) / span_x
+    height = int(span_y * scale) + 20
+    if height > 900:  # a tall territory: fit the height instead
+        scale, height = 880 / span_y, 900
+        width = int(span_x * scale) + 20
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        out = np.empty_like(xy)
+        out[:, 0] = 10 + (xy[:, 0] - min_x) * shrink * scale
+        out[:, 1] = 10 + (max_y - xy[:, 1]) * scale
+        return out
+
+    projected = shapely.simplify(shapely.transform(geometries, project), 0.5)
+    with_titles = len(rows) <= 3000  # hover titles, where the page stays light
+    body: list[str] = []
+    beyond = 0
+    for geometry, row in zip(projected.tolist(), rows, strict=True):
+        distance = row.get("distance_km")
+        colour = _band_colour(distance if isinstance(distance, float | int) else None, classes)
+        beyond += colour in (RED, GREY)
+        tip = ""
+        if with_titles:
+            far = "aucun lieu" if distance is None else f"{distance:g} km".replace(".", ",")
+            tip = f"<title>{escape(str(row.get('name')))} : {far}</title>"
+        if geometry.geom_type == "Point":
+            body.append(f'<circle cx="{geometry.x:.1f}" cy="{geometry.y:.1f}" r="2" '
+                        f'fill="{colour}">{tip}</circle>')
+            continue
+        path = "".join(_rings(geometry))
+        if path:
+            body.append(f'<path d="{path}" fill="{colour}">{tip}</path>')
+    desc = (
+        f"{len(rows)} communes ; {beyond} à plus de {max_km:g} km d'un lieu de médiation "
+        "qui reçoit des orientations (en rouge), ou sans lieu (en gris). Les chiffres de "
+        "chaque commune sont dans le tableau et le fichier CSV."
+    )
+    return _svg(width, height, title, desc, body, "map")
+
+
+def _rings(geometry: shapely.Geometry) -> list[str]:
+    out = []
+    for part in shapely.get_parts(geometry).tolist():
+        for ring in shapely.get_rings(part).tolist():
+            xy = shapely.get_coordinates(ring)
+            if len(xy) < 3:
+                continue
+            out.append("M" + "L".join(f"{x:.1f} {y:.1f}" for x, y in xy) + "Z")
+    return out

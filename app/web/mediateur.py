@@ -1,0 +1,67 @@
+"""`/mediateur`: the referrals the place received (open ones, urgent first, with counts), the
+look-up by the code the person carries, and each referral's page (app.web.referrals)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.errors import Problem
+from app.models import ReferralStatus
+from app.services import referrals as service
+from app.triage.lifecycle import OPEN
+from app.web.render import page
+from app.web.session import MediateurUser
+
+router = APIRouter(prefix="/mediateur", include_in_schema=False)
+
+
+@router.get("")
+async def inbox(
+    request: Request,
+    principal: MediateurUser,
+    statut: Annotated[list[ReferralStatus] | None, Query(max_length=9)] = None,
+    suite: Annotated[str | None, Query(max_length=200)] = None,
+    code: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    db = request.app.state.db
+    not_found = None
+    if code:
+        try:
+            found = await db.read(
+                lambda session: service.get_referral_by_code(session, principal, code).id
+            )
+        except Problem as problem:
+            if problem.status != 404:
+                raise
+            not_found = problem.detail
+        else:
+            return RedirectResponse(f"/mediateur/orientations/{found}", status_code=303)
+    # By default the open ones, urgent first: what needs an answer.
+    statuses = statut or sorted(OPEN, key=list(ReferralStatus).index)
+    listing, summary = await db.read(
+        lambda session: (
+            service.list_referrals(
+                session,
+                principal,
+                statuses=statuses,
+                urgent_first=not statut,
+                limit=50,
+                cursor=suite,
+            ),
+            service.referral_summary(session, principal),
+        )
+    )
+    return await page(
+        request,
+        "mediateur/inbox.html",
+        status_code=404 if not_found else 200,
+        title="Orientations reçues",
+        listing=listing,
+        summary=summary,
+        chosen=[s.value for s in statuses],
+        urgent_first=not statut,
+        prefix="/mediateur/orientations",
+        code=code or "",
+        not_found=not_found,
+    )

@@ -1,0 +1,151 @@
+"""A referral's page, shared by the sending agent and the receiving médiateur: its status,
+the place, the person's contact while the privacy rules show it (each read logged), the
+handoff log, and the transitions the lifecycle offers the reader's role."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+from starlette.responses import RedirectResponse, Response
+
+from app.db import Db
+from app.errors import Problem, validation_errors
+from app.models import Principal, ReferralStatus, Role
+from app.models.referral import TransitionIn
+from app.services import contact, lifecycle, personal_data
+from app.services import referrals as service
+from app.triage.lifecycle import Actor, targets
+from app.triage.words import what_to_bring
+from app.web.render import page
+from app.web.session import AgentOrMediateurUser, Form
+
+router = APIRouter(include_in_schema=False)
+
+_ACTOR = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
+DONE = {
+    "acceptee": "Orientation acceptée : la personne vous attend.",
+    "refusee": "Orientation refusée : France Services en est averti.",
+    "annulee": "Orientation annulée.",
+    "contactee": "Premier contact enregistré.",
+    "non_venue": "Absence enregistrée : l'orientation est close.",
+    "terminee": "Accompagnement terminé : merci !",
+    "reorientee": "Orientation renvoyée à France Services.",
+    "efface": "Coordonnées de la personne effacées.",
+    "reorientation": "Nouvelle orientation envoyée au lieu suivant.",
+}
+
+
+def _db(request: Request) -> Db:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def _prefix(principal: Principal) -> str:
+    return f"/{principal.role.value}/orientations"
+
+
+async def referral_page(
+    request: Request,
+    principal: Principal,
+    referral_id: str,
+    *,
+    done: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    db = _db(request)
+
+    def read(session: Any) -> tuple[Any, list[Any]]:
+        found, _ = service.read_referral(
+            session, service.get_referral(session, principal, referral_id)
+        )
+        return found, lifecycle.referral_events(session, principal, referral_id)
+
+    found, events = await db.read(read)
+    reads = contact.reads_of([found])
+    if reads:
+        via = f"GET {_prefix(principal)}/{{id}}"
+        await db.write(lambda session: contact.record_reads(session, principal, reads, via))
+    return await page(
+        request,
+        "referral.html",
+        status_code=status_code,
+        referral=found,
+        events=events,
+        actions=targets(found.status, _ACTOR[principal.role]),
+        bring=what_to_bring(found.procedure.theme),
+        prefix=_prefix(principal),
+        done=DONE.get(done or ""),
+        error=error,
+    )
+
+
+async def show(
+    request: Request,
+    referral_id: str,
+    principal: AgentOrMediateurUser,
+    fait: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    if not request.url.path.startswith(_prefix(principal)):
+        return RedirectResponse(f"{_prefix(principal)}/{referral_id}", status_code=303)
+    return await referral_page(request, principal, referral_id, done=fait)
+
+
+async def move(
+    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
+) -> Response:
+    """A transition from the page's buttons; the version read guards against a change made
+    meanwhile (the API's If-Match)."""
+    db = _db(request)
+    try:
+        change = TransitionIn(
+            status=form.get("status", ""),  # type: ignore[arg-type]
+            reason=form.get("reason") or None,
+            note=form.get("note") or None,
+        )
+    except ValidationError as exc:
+        errors = validation_errors(list(exc.errors()))
+        detail = " ".join(e["msg"] for e in errors)
+        return await referral_page(
+            request, principal, referral_id, error=detail, status_code=422
+        )
+    version = form.get("version", "")
+    if_match = service.etag_of(referral_id, int(version)) if version.isdigit() else None
+    try:
+        await db.write(
+            lambda session: lifecycle.move_referral(
+                session,
+                principal,
+                referral_id,
+                change,
+                if_match,
+                form.get("cle_unique") or None,
+                db.settings.referral_ttl_days,
+            )
+        )
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        return await referral_page(
+            request, principal, referral_id, error=problem.detail, status_code=problem.status
+        )
+    return RedirectResponse(
+        f"{_prefix(principal)}/{referral_id}?fait={change.status.value}", status_code=303
+    )
+
+
+async def erase(
+    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
+) -> Response:
+    db = _db(request)
+    await db.write(
+        lambda session: personal_data.erase_on_request(session, principal, referral_id)
+    )
+    return RedirectResponse(f"{_prefix(principal)}/{referral_id}?fait=efface", status_code=303)
+
+
+for role in ("agent", "mediateur"):
+    router.add_api_route(f"/{role}/orientations/{{referral_id}}", show, methods=["GET"])
+    router.add_api_route(f"/{role}/orientations/{{referral_id}}/statut", move, methods=["POST"])
+    router.add_api_route(f"/{role}/orientations/{{referral_id}}/effacer", erase, methods=["POST"])
+
+__all__ = ["ReferralStatus", "referral_page", "router"]

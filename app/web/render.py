@@ -1,0 +1,104 @@
+"""Templates and what every page needs: the session, the words of the field, dates in French."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import segno
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from starlette.responses import HTMLResponse
+
+from app.errors import Problem
+from app.services.communes import communes
+from app.triage import words
+from app.triage.lifecycle import ReferralStatus
+from app.web.session import keep_cookie, read_session
+
+HERE = Path(__file__).parent
+PARIS = ZoneInfo("Europe/Paris")
+MONTHS = (
+    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
+).split()
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+_BADGES = {
+    ReferralStatus.EN_ATTENTE: "new",
+    ReferralStatus.ACCEPTEE: "info",
+    ReferralStatus.CONTACTEE: "info",
+    ReferralStatus.TERMINEE: "success",
+    ReferralStatus.REFUSEE: "error",
+    ReferralStatus.EXPIREE: "warning",
+    ReferralStatus.NON_VENUE: "warning",
+    ReferralStatus.ANNULEE: "",
+    ReferralStatus.REORIENTEE: "",
+}
+
+
+def when(value: datetime | str | None, *, time: bool = True) -> str:
+    """« 3 mars 2026 à 14 h 05 », in Paris time."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    local = value.astimezone(PARIS)
+    day = f"{local.day} {MONTHS[local.month - 1]} {local.year}"
+    return f"{day} à {local.hour} h {local.minute:02d}" if time else day
+
+
+def number(value: float | int | None, digits: int = 0) -> str:
+    """French figures: « 12 345 », « 3,5 »; a dash for a withheld one."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
+    return text
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{number(100 * value, 0)}\u00a0%"
+
+
+def qr_svg(text: str) -> str:
+    """A QR code of `text`, as inline SVG (the slip's: scanned by a médiateur's phone)."""
+    return str(segno.make(text, error="m").svg_inline(scale=4, border=2, omitsize=True))
+
+
+@pass_context
+def commune_name(context: Any, code: str) -> str:
+    found = communes(context["request"].app.state.db.engine).get(code)
+    return f"{found.name} ({found.departement})" if found else code
+
+
+templates.env.filters.update(when=when, number=number, percent=percent)
+templates.env.globals.update(
+    words=words,
+    qr_svg=qr_svg,
+    commune_name=commune_name,
+    status_badge=lambda status: _BADGES.get(ReferralStatus(status), ""),
+)
+
+
+async def page(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    session = await read_session(request)
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {"user": session.principal, "csrf": session.csrf, **context},
+        status_code=status_code,
+    )
+    keep_cookie(request, response, session)
+    return response
+
+
+def field_errors(problem: Problem) -> dict[str, str]:
+    """A problem's errors by field name (the last part of `loc`), for a form."""
+    found: dict[str, str] = {}
+    for error in problem.errors or []:
+        loc = [str(part) for part in error.get("loc") or []]
+        found.setdefault(loc[-1] if loc else "", str(error.get("msg", "")))
+    return found

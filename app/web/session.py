@@ -1,0 +1,137 @@
+"""The web pages' session: an API key given once at login, then a signed cookie.
+
+The cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) carries the key's hash, never the
+key, and the session's CSRF token, signed with PASSERELLE_SECRET_KEY and dated: it lasts
+`web_session_hours`, and dies at once when its key is revoked (the key is looked up in the
+same in-memory copy as the API's). Every form carries the CSRF token; a POST without the
+session's token is refused before anything is read or written."""
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.auth import hash_token, load_principals
+from app.models import Principal, Role
+from app.services.cache import Cached, cached
+
+COOKIE = "passerelle_session"
+
+
+@dataclass(frozen=True)
+class WebSession:
+    principal: Principal | None
+    csrf: str
+    token_hash: str | None = None
+    expired: bool = False  # a cookie was there, but too old, forged or its key revoked
+
+
+class LoginRequired(Exception):
+    """The page needs a logged-in user: the handler sends them to the login page."""
+
+    def __init__(self, next_path: str, expired: bool) -> None:
+        self.next_path, self.expired = next_path, expired
+
+
+class WrongRole(Exception):
+    def __init__(self, principal: Principal, roles: tuple[Role, ...]) -> None:
+        self.principal, self.roles = principal, roles
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+def _serializer(request: Request) -> URLSafeTimedSerializer:
+    return request.app.state.web_signer  # type: ignore[no-any-return]
+
+
+async def read_session(request: Request) -> WebSession:
+    cached_session: WebSession | None = getattr(request.state, "web_session", None)
+    if cached_session is not None:
+        return cached_session
+    session = WebSession(None, secrets.token_urlsafe(32))
+    raw = request.cookies.get(COOKIE)
+    if raw:
+        max_age = request.app.state.db.settings.web_session_hours * 3600
+        try:
+            data = _serializer(request).loads(raw, max_age=int(max_age))
+            token_hash, csrf = data.get("k"), str(data["c"])
+        except (BadSignature, KeyError, TypeError, AttributeError):
+            session = WebSession(None, session.csrf, expired=True)
+        else:
+            principal = await _principal(request, token_hash) if token_hash else None
+            expired = token_hash is not None and principal is None
+            session = WebSession(principal, csrf, token_hash if principal else None, expired)
+    request.state.web_session = session
+    return session
+
+
+async def _principal(request: Request, token_hash: str) -> Principal | None:
+    engine = request.app.state.db.engine
+    keys: Cached[dict[str, Principal]] = cached(engine, "api_key", load_principals)
+    principals = keys.fresh()
+    if principals is None:
+        principals = await run_in_threadpool(keys.get)
+    return principals.get(token_hash)
+
+
+async def principal_of_token(request: Request, token: str) -> Principal | None:
+    return await _principal(request, hash_token(token))
+
+
+def set_cookie(request: Request, response: Response, token_hash: str | None, csrf: str) -> None:
+    settings = request.app.state.db.settings
+    value = _serializer(request).dumps({"k": token_hash, "c": csrf})
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=int(settings.web_session_hours * 3600),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https" or settings.public_url.startswith("https:"),
+    )
+
+
+def keep_cookie(request: Request, response: Response, session: WebSession) -> None:
+    """An anonymous visitor gets a cookie with a CSRF token, for the login form."""
+    if session.principal is None and request.cookies.get(COOKIE) is None or session.expired:
+        set_cookie(request, response, None, session.csrf)
+
+
+async def check_csrf(request: Request) -> dict[str, str]:
+    """The form's fields, once its CSRF token is the session's."""
+    session = await read_session(request)
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    sent = fields.pop("csrf", "")
+    if session.expired or not request.cookies.get(COOKIE) or not secrets.compare_digest(
+        sent.encode(), session.csrf.encode()
+    ):
+        raise CsrfRefused
+    return fields
+
+
+def _user(*roles: Role) -> object:
+    async def dependency(request: Request) -> Principal:
+        session = await read_session(request)
+        if session.principal is None:
+            raise LoginRequired(request.url.path, session.expired)
+        if session.principal.role not in roles:
+            raise WrongRole(session.principal, roles)
+        return session.principal
+
+    return dependency
+
+
+Form = Annotated[dict[str, str], Depends(check_csrf)]
+Session = Annotated[WebSession, Depends(read_session)]
+AgentUser = Annotated[Principal, Depends(_user(Role.AGENT))]
+MediateurUser = Annotated[Principal, Depends(_user(Role.MEDIATEUR))]
+CoordinateurUser = Annotated[Principal, Depends(_user(Role.COORDINATEUR, Role.ADMIN))]
+AgentOrMediateurUser = Annotated[Principal, Depends(_user(Role.AGENT, Role.MEDIATEUR))]
