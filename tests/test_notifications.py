@@ -168,7 +168,7 @@ def test_each_event_mails_the_right_place(
     assert message["Message-ID"].startswith("<msg_")
     body, page = parts(message)
     assert first["code"] in body and first["code"] in page
-    assert f"https://passerelle.example.org/v1/referrals/{first['id']}" in body
+    assert f"https://passerelle.example.org/orientations/{first['id']}" in body
     for personal in ("Jeanne", "0601020304", "06 01 02 03 04", "mardi matin"):
         assert personal not in message.as_string()
 

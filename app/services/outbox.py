@@ -95,7 +95,7 @@ def render_email(facts: dict[str, Any], public_url: str) -> tuple[str, str, str]
     else:  # referral.cancelled
         subject = f"Orientation {code} annulée"
         lead = f"L'orientation {code} ({theme}) vers {facts['place']} a été annulée."
-    link = f"{public_url.rstrip('/')}/v1/referrals/{facts['referral_id']}"
+    link = f"{public_url.rstrip('/')}/orientations/{facts['referral_id']}"  # app.web: by role
     text = (
         f"Bonjour,\n\n{lead}\n\nCode : {code}\nDémarche : {theme}"
         f"{' (urgente)' if facts['urgent'] else ''}\nVoir l'orientation : {link}\n\n"

@@ -4,8 +4,10 @@
 Pages call the same services as the API (no second copy of any rule) and render their answers
 with Jinja2 templates; forms post back to the page and redirect (POST, redirect, GET)."""
 
+import inspect
 import logging
 import secrets
+from collections.abc import Awaitable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -27,6 +29,10 @@ DSFR = STATIC / "dsfr"
 
 # The API and its documentation answer problem details; everything else here is a page.
 _NOT_PAGES = ("/v1/", "/docs", "/openapi.json", "/healthz", "/readyz", "/static")
+
+
+async def _answer(response: Response | Awaitable[Response]) -> Response:
+    return await response if inspect.isawaitable(response) else response
 
 
 def is_page(request: Request) -> bool:
@@ -56,7 +62,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
         if not is_page(request):
-            return await api_problem(request, exc)  # type: ignore[no-any-return]
+            return await _answer(api_problem(request, exc))
         return await page(
             request, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail
         )
@@ -66,7 +72,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if not is_page(request):
-            return await api_invalid(request, exc)  # type: ignore[no-any-return]
+            return await _answer(api_invalid(request, exc))
         wrong = validation_errors(list(exc.errors()))
         detail = "Adresse de page invalide : " + " ; ".join(
             f"{e['loc'][-1]} : {e['msg']}" for e in wrong

@@ -27,6 +27,7 @@ from app.web.session import AgentUser, Form
 router = APIRouter(prefix="/agent", include_in_schema=False)
 
 _CONTACT = ("first_name", "phone", "email", "availability")
+_SHOWN = {"profile", "diagnostic", "theme", "commune", *_CONTACT}
 
 
 def _commune_label(commune: CommuneRef) -> str:
@@ -44,7 +45,7 @@ async def _form(
 ) -> Response:
     db = request.app.state.db
     if values is None:
-        place = await db.read(lambda session: place_by_id(session, principal.place_id))
+        place = await db.read(lambda session: place_by_id(session, principal.place_id or ""))
         values = {"commune": f"{place.commune_name} ({place.postal_code})"}
     return await page(
         request,
@@ -88,6 +89,23 @@ def _payload(form: dict[str, str], commune: str) -> dict[str, Any]:
     }
 
 
+def _on_form(problem: Problem, form: dict[str, str]) -> dict[str, str]:
+    """The API's errors by form field: the assessment's are the profile's or the
+    diagnostic's, as the agent chose."""
+    errors = field_errors(problem)
+    questions = {q.id for q in DIAGNOSTIC}
+    if any(k in ("assessment", "answers", "profile") or k in questions for k in errors):
+        if form.get("mode") == "diagnostic":
+            errors["diagnostic"] = "Répondez aux cinq questions du diagnostic."
+        else:
+            errors["profile"] = "Choisissez le profil de la personne, ou faites le diagnostic."
+    # What no field of the page shows goes in the alert above the form.
+    elsewhere = [m for k, m in errors.items() if k not in _SHOWN]
+    if elsewhere or not errors:
+        errors[""] = " ".join(elsewhere) or problem.detail
+    return errors
+
+
 @router.post("")
 async def create(request: Request, principal: AgentUser, form: Form) -> Response:
     db = request.app.state.db
@@ -108,10 +126,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
         payload = OrientationIn.model_validate(_payload(form, found[0].code))
     except ValidationError as exc:
         problem = Problem(422, "", errors=validation_errors(list(exc.errors())))
-        errors = field_errors(problem)
-        if "answers" in errors or form.get("mode") == "diagnostic" and "" in errors:
-            errors["diagnostic"] = "Répondez aux cinq questions du diagnostic."
-        return await _form(request, principal, form, errors, status_code=422)
+        return await _form(request, principal, form, _on_form(problem, form), status_code=422)
     try:
         body = await db.write(
             lambda session: service.create_orientation(
@@ -119,9 +134,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
             )
         )
     except Problem as problem:
-        errors = field_errors(problem) or {"": problem.detail}
-        if any(k.startswith("usage_") or k in {q.id for q in DIAGNOSTIC} for k in errors):
-            errors["diagnostic"] = "Répondez aux cinq questions du diagnostic."
+        errors = _on_form(problem, form)
         return await _form(request, principal, form, errors, status_code=problem.status)
     return RedirectResponse(f"/agent/resultat/{body['id']}", status_code=303)
 

@@ -49,15 +49,17 @@ def bar_chart(
     A withheld value (None) leaves a gap marked « masqué »."""
     width, height, left, bottom, top = 720, 300, 48, 48, 36
     plot_w, plot_h = width - left - 12, height - bottom - top
-    top_value = _nice_max(max((v for _, _, vs in series for v in vs if v is not None), default=0))
+    shown = [v for _, _, values in series for v in values if v is not None]
+    top_value = _nice_max(max(shown, default=0.0))
     group_w = plot_w / max(len(labels), 1)
     bar_w = min(28.0, group_w * 0.8 / max(len(series), 1))
     body: list[str] = []
     for i in range(5):  # horizontal grid and scale
-        value = top_value * i / 4
         y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>')
+        body.append(_grid_line(left, width - 12, y))
+        body.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{top_value * i / 4:g}</text>'
+        )
     for g, label in enumerate(labels):
         x0 = left + g * group_w + (group_w - bar_w * len(series)) / 2
         for s, (_, colour, values) in enumerate(series):
@@ -76,12 +78,18 @@ def bar_chart(
                 f'height="{h:.1f}" fill="{colour}"><title>{escape(label)} : {value:g}</title>'
                 "</rect>"
             )
-        body.append(
-            f'<text x="{left + (g + 0.5) * group_w:.1f}" y="{height - bottom + 16}" '
-            f'text-anchor="middle">{escape(label)}</text>'
-        )
+        if _labelled(g, len(labels)):
+            body.append(
+                f'<text x="{left + (g + 0.5) * group_w:.1f}" y="{height - bottom + 16}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
     body.extend(_legend([(name, colour) for name, colour, _ in series], left, 16))
     return _svg(width, height, title, desc, body, "chart")
+
+
+def _labelled(index: int, count: int) -> bool:
+    """Every label up to 13 (a year and a month), else about a dozen evenly spaced."""
+    return count <= 13 or index % math.ceil(count / 12) == 0
 
 
 def line_chart(
@@ -97,13 +105,14 @@ def line_chart(
     body: list[str] = []
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        body.append(_grid_line(left, width - 12, y))
         body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{25 * i} %</text>')
     for g, label in enumerate(labels):
-        body.append(
-            f'<text x="{left + (g + 0.5) * step:.1f}" y="{height - bottom + 16}" '
-            f'text-anchor="middle">{escape(label)}</text>'
-        )
+        if _labelled(g, len(labels)):
+            body.append(
+                f'<text x="{left + (g + 0.5) * step:.1f}" y="{height - bottom + 16}" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
     for name, colour, values in series:
         points: list[str] = []
         for g, value in enumerate(values):
@@ -127,6 +136,10 @@ def line_chart(
 
 def label_at(labels: Sequence[str], index: int) -> str:
     return labels[index] if index < len(labels) else ""
+
+
+def _grid_line(x1: float, x2: float, y: float) -> str:
+    return f'<line x1="{x1}" x2="{x2}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
 
 
 def _polyline(points: list[str], colour: str) -> str:

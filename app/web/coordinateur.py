@@ -32,7 +32,7 @@ GROUP_LABELS = {
     "epci": "Intercommunalité",
     "departement": "Département",
 }
-LOC = ["query", "territoire"]
+LOC: list[str | int] = ["query", "territoire"]
 
 
 def _csv(body: bytes, name: str) -> Response:
@@ -63,6 +63,14 @@ def _stats(
     return document, months
 
 
+def _months(period: service.Period) -> list[str]:
+    months, year, month = [], period.start.year, period.start.month
+    while (year, month) <= (period.end.year, period.end.month):
+        months.append(f"{year}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
 @router.get("")
 async def statistics(
     request: Request,
@@ -89,12 +97,16 @@ async def statistics(
             form={"du": du, "au": au, "territoire": territoire or "", "par": chosen},
             labels=GROUP_LABELS,
         )
-    labels = [g["month"] for g in months["groups"]]
+    # Every month of the period on the axis, those without any orientation at zero.
+    by_month = {g["month"]: g for g in months["groups"]}
+    labels = _months(period)
+    empty = {"orientations": 0, "referrals": 0, "masked": False}
+    groups = [by_month.get(m, {**empty, **dict.fromkeys(service.RATES)}) for m in labels]
     volumes = charts.bar_chart(
         labels,
         [
-            ("Orientations", charts.BLUE, [g["orientations"] for g in months["groups"]]),
-            ("Vers un médiateur", charts.BLUE_LIGHT, [g["referrals"] for g in months["groups"]]),
+            ("Orientations", charts.BLUE, [g["orientations"] for g in groups]),
+            ("Vers un médiateur", charts.BLUE_LIGHT, [g["referrals"] for g in groups]),
         ],
         "Orientations par mois",
         "Nombre d'orientations faites chaque mois, et parmi elles celles envoyées à un lieu de "
@@ -103,9 +115,9 @@ async def statistics(
     rates = charts.line_chart(
         labels,
         [
-            ("Acceptation", charts.BLUE, [g["acceptance_rate"] for g in months["groups"]]),
-            ("Accompagnements terminés", "#18753c", [g["completion_rate"] for g in months["groups"]]),
-            ("Personnes non venues", charts.RED, [g["no_show_rate"] for g in months["groups"]]),
+            ("Acceptation", charts.BLUE, [g["acceptance_rate"] for g in groups]),
+            ("Accompagnements terminés", "#18753c", [g["completion_rate"] for g in groups]),
+            ("Personnes non venues", charts.RED, [g["no_show_rate"] for g in groups]),
         ],
         "Taux par mois",
         "Taux d'acceptation, d'accompagnements terminés et de personnes non venues, par mois "

@@ -1,6 +1,6 @@
 """Templates and what every page needs: the session, the words of the field, dates in French."""
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,9 +19,10 @@ from app.web.session import keep_cookie, read_session
 
 HERE = Path(__file__).parent
 PARIS = ZoneInfo("Europe/Paris")
-MONTHS = (
-    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
-).split()
+MONTHS = [
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+]
 
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -38,12 +39,14 @@ _BADGES = {
 }
 
 
-def when(value: datetime | str | None, *, time: bool = True) -> str:
-    """« 3 mars 2026 à 14 h 05 », in Paris time."""
+def when(value: datetime | date | str | None, *, time: bool = True) -> str:
+    """« 3 mars 2026 à 14 h 05 », in Paris time; a day alone: « 3 mars 2026 »."""
     if value is None:
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
     local = value.astimezone(PARIS)
     day = f"{local.day} {MONTHS[local.month - 1]} {local.year}"
     return f"{day} à {local.hour} h {local.minute:02d}" if time else day

@@ -1,0 +1,257 @@
+"""The web pages' session, CSRF and forms through the real app (the browser tests in
+test_web_browser.py drive the same pages in Chromium)."""
+
+import html
+import re
+
+from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from app.services.keys import list_keys, revoke_key
+from app.triage import Profile, decide
+from app.triage.rules import REASON_NO_PLACE_IN_RANGE
+from app.triage.vocabulary import PROCEDURE_THEMES
+from app.triage.words import PROFILES, REASONS, ROUTES, what_to_bring
+from tests.conftest import World, count, orientation_body
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login(client: TestClient, world: World, who: str, suite: str = "") -> str:
+    """Logs in as `who`; returns the session's CSRF token."""
+    token = csrf_of(client.get("/connexion").text)
+    answer = client.post(
+        "/connexion",
+        data={"csrf": token, "cle": world.tokens[who], "suite": suite},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    return csrf_of(client.get(answer.headers["location"]).text)
+
+
+def form(**fields: str) -> dict[str, str]:
+    base = {
+        "mode": "profil",
+        "profile": "non_autonome_non_refractaire",
+        "theme": "caf",
+        "commune": "Tulle",
+    }
+    return {**base, **fields}
+
+
+def test_login_opens_a_session_in_an_httponly_strict_cookie_without_the_key(
+    client: TestClient, world: World
+) -> None:
+    token = csrf_of(client.get("/connexion").text)
+    answer = client.post(
+        "/connexion",
+        data={"csrf": token, "cle": world.tokens["agent_tulle"], "suite": ""},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/agent"
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert world.tokens["agent_tulle"] not in cookie
+    assert client.get("/agent").status_code == 200
+    # The role decides the pages.
+    assert client.get("/mediateur").status_code == 403
+    assert client.get("/coordinateur").status_code == 403
+
+
+def test_a_wrong_key_is_refused_in_french_and_counted_like_the_apis(
+    client: TestClient, world: World
+) -> None:
+    token = csrf_of(client.get("/connexion").text)
+    answer = client.post("/connexion", data={"csrf": token, "cle": "psl_faux"})
+    assert answer.status_code == 401
+    assert "Clé inconnue ou révoquée" in answer.text
+    statuses = [
+        client.post("/connexion", data={"csrf": token, "cle": "psl_faux"}).status_code
+        for _ in range(30)
+    ]
+    assert statuses[-1] == 429  # the API's throttle: the same guessing costs the same here
+    # Even the right key waits its turn: a guess that succeeds would not be told apart.
+    right = client.post("/connexion", data={"csrf": token, "cle": world.tokens["agent_tulle"]})
+    assert right.status_code == 429
+
+
+def test_pages_send_visitors_to_the_login_and_back(client: TestClient, world: World) -> None:
+    answer = client.get("/mediateur", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/connexion?suite=/mediateur"
+    token = csrf_of(client.get("/connexion?suite=/mediateur").text)
+    answer = client.post(
+        "/connexion",
+        data={"csrf": token, "cle": world.tokens["med_tulle"], "suite": "/mediateur"},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/mediateur"
+    # Never to another site.
+    for elsewhere in ("//evil.example/x", "https://evil.example", "/\\evil.example"):
+        token = csrf_of(client.get("/connexion").text)
+        answer = client.post(
+            "/connexion",
+            data={"csrf": token, "cle": world.tokens["med_tulle"], "suite": elsewhere},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == "/mediateur", elsewhere
+
+
+def test_forms_without_the_sessions_csrf_token_are_refused_and_store_nothing(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = login(client, world, "agent_tulle")
+    for fields in (form(), form(csrf="forged"), form(csrf=token + "x")):
+        answer = client.post("/agent", data=fields, follow_redirects=False)
+        assert answer.status_code == 403
+        assert "Formulaire refusé" in answer.text
+    # A token without its cookie (another site's page posting here) is worth nothing either.
+    stranger = TestClient(client.app)
+    answer = stranger.post("/agent", data=form(csrf=token), follow_redirects=False)
+    assert answer.status_code == 303  # to the login page: no session, nothing read
+    assert count(engine, "orientation") == 0
+    # With it, the orientation goes.
+    answer = client.post("/agent", data=form(csrf=token), follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/agent/resultat/")
+    assert count(engine, "orientation") == 1
+
+
+def test_a_revoked_key_ends_its_session_and_logout_ends_it_too(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = login(client, world, "agent_tulle")
+    assert client.get("/agent").status_code == 200
+    with Session(engine) as session:
+        key_id = next(k.id for k in list_keys(session) if k.name == "agent_tulle")
+    with Session(engine) as session:
+        revoke_key(session, key_id)
+    answer = client.get("/agent", follow_redirects=False)
+    assert answer.status_code == 303 and "expiree=1" in answer.headers["location"]
+
+    token = login(client, world, "agent_ussel")
+    answer = client.post("/deconnexion", data={"csrf": token}, follow_redirects=False)
+    assert answer.status_code == 303
+    assert client.get("/agent", follow_redirects=False).status_code == 303
+
+
+def test_the_form_says_what_to_fix_in_french_and_keeps_what_was_typed(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = login(client, world, "agent_tulle")
+    # No profile, no procedure.
+    answer = client.post("/agent", data={"csrf": token, "mode": "profil", "commune": "Tulle"})
+    assert answer.status_code == 422
+    assert "Choisissez le profil" in answer.text and "Choisissez la démarche" in answer.text
+    # Contact without consent: the API's rule, its words.
+    answer = client.post("/agent", data=form(csrf=token, first_name="Jeanne"))
+    assert answer.status_code == 422
+    assert "sans le consentement" in answer.text
+    assert 'value="Jeanne"' in answer.text
+    # A diagnostic left half done.
+    answer = client.post(
+        "/agent", data=form(csrf=token, mode="diagnostic", q_usage_appareil="jamais")
+    )
+    assert answer.status_code == 422 and "Répondez aux cinq questions" in answer.text
+    # A commune nobody knows, then one that several share.
+    answer = client.post("/agent", data=form(csrf=token, commune="Xyzzyville"))
+    assert answer.status_code == 422 and "Aucune commune ne correspond" in answer.text
+    answer = client.post("/agent", data=form(csrf=token, commune="Ussel"))
+    assert answer.status_code == 422 and "Plusieurs communes" in answer.text
+    assert 'value="19275"' in answer.text  # Ussel (Corrèze), the largest, offered first
+    assert count(engine, "orientation") == 0
+    # The diagnostic, whole, decides the profile by the same rule as the API.
+    answers = {
+        "q_usage_appareil": "seul",
+        "q_courriel": "oui",
+        "q_identifiants": "oui",
+        "q_demarches_en_ligne": "seul",
+        "q_envie_apprendre": "non",
+    }
+    answer = client.post(
+        "/agent", data=form(csrf=token, mode="diagnostic", commune="19275", **answers)
+    )
+    assert answer.status_code == 200  # followed to the result
+    assert "Pas d'orientation nécessaire" in html.unescape(answer.text)
+    assert "Autonome (d'après le diagnostic)" in html.unescape(answer.text)
+
+
+def test_an_agent_cancels_a_referral_from_its_page(
+    client: TestClient, world: World
+) -> None:
+    sent = client.post("/v1/orientations", json=orientation_body(), headers=world.auth(
+        "agent_tulle")).json()["referral"]
+    token = login(client, world, "agent_tulle")
+    page = client.get(f"/agent/orientations/{sent['id']}")
+    assert "Jeanne" in page.text and sent["code"] in page.text
+    assert 'class="slip"' in page.text  # the slip, to print again
+    # Only the médiateur accepts: a forged button gets the API's 403, in words.
+    answer = client.post(
+        f"/agent/orientations/{sent['id']}/statut",
+        data={"csrf": token, "status": "acceptee", "version": "1"},
+    )
+    assert answer.status_code == 403 and "Action impossible" in answer.text
+    answer = client.post(
+        f"/agent/orientations/{sent['id']}/statut",
+        data={"csrf": token, "status": "annulee", "version": "1"},
+    )
+    assert answer.status_code == 200 and "Orientation annulée." in answer.text
+    # The same button again, from a page read before: the page says why not.
+    answer = client.post(
+        f"/agent/orientations/{sent['id']}/statut",
+        data={"csrf": token, "status": "annulee", "version": "1"},
+    )
+    assert answer.status_code == 412 and "Action impossible" in answer.text
+    answer = client.post(
+        f"/agent/orientations/{sent['id']}/statut",
+        data={"csrf": token, "status": "annulee", "version": "2"},
+    )
+    assert answer.status_code == 409
+
+
+def test_web_forms_never_reach_the_api(client: TestClient, world: World) -> None:
+    answer = client.post(
+        "/v1/orientations",
+        data={"a": "b"},
+        headers=world.auth("agent_tulle"),
+    )
+    assert answer.status_code == 415
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_coordinator_outside_their_territory_is_told_so_on_the_page(
+    client: TestClient, world: World
+) -> None:
+    login(client, world, "coord")
+    answer = client.get("/coordinateur?territoire=departement:75")
+    assert answer.status_code == 403 and "sort du vôtre" in answer.text
+    answer = client.get("/coordinateur/couverture?territoire=nimportequoi")
+    assert answer.status_code == 422 and "Territoire mal écrit" in answer.text
+    answer = client.get("/coordinateur?du=pas-une-date")
+    assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]
+    csv = client.get("/coordinateur/couverture.csv")
+    assert csv.status_code == 200 and csv.text.startswith("\ufeffcommune;name;")
+    assert "attachment" in csv.headers["content-disposition"]
+
+
+@given(
+    st.sampled_from(list(Profile)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_every_decision_reads_in_words(profile: Profile, urgent: bool, followed: bool) -> None:
+    decision = decide(profile, urgent=urgent, already_followed=followed)
+    assert decision.route in ROUTES and decision.profile in PROFILES
+    for reason in (*decision.reasons, REASON_NO_PLACE_IN_RANGE):
+        assert reason in REASONS, reason
+
+
+def test_the_slip_lists_what_to_bring_for_every_theme() -> None:
+    for theme in PROCEDURE_THEMES:
+        bring = what_to_bring(theme)
+        assert bring[0] == "Une pièce d'identité" and len(bring) >= 3

@@ -1,0 +1,293 @@
+"""The web pages in a real browser: Debian's Chromium driven by Playwright, against
+`passerelle serve` in a process of its own, on SQLite and on PostgreSQL. Every page visited is
+checked with axe-core (no serious or critical violation of WCAG 2.1 A/AA, the rules RGAA
+follows) and photographed into tests/screenshots/ (see the README)."""
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from tests.conftest import Server, World, count, orientation_body
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "tests" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or not AXE.exists(),
+    reason="needs Debian's Chromium (apt-get install chromium) and axe-core (make install)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, server: Server) -> Iterator[Any]:
+    contexts = []
+
+    def make() -> Any:
+        context = browser.new_context(
+            base_url=server.url, locale="fr-FR", viewport={"width": 1280, "height": 900}
+        )
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def login(page: Any, world: World, who: str) -> None:
+    page.goto("/connexion")
+    page.get_by_label("Clé d'accès").fill(world.tokens[who])
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_load_state()
+
+
+def check(page: Any, name: str, database: str) -> None:
+    """axe-core finds no serious violation; the page is photographed."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        """async () => await axe.run(document, {runOnly: {type: 'tag',
+            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"""
+    )
+    serious = [
+        {"id": v["id"], "help": v["help"], "nodes": [n["html"][:120] for n in v["nodes"][:3]]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, json.dumps(serious, ensure_ascii=False, indent=1)
+    assert len(result["passes"]) > 10  # axe really ran over the page
+    SHOTS.mkdir(exist_ok=True)
+    if database == "sqlite":  # one set of pictures: the pages are the same on PostgreSQL
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _database(server: Server, database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+def test_an_agent_orients_a_person_with_the_diagnostic_and_prints_the_slip(
+    new_page: Any, world: World, server: Server, database_url: str
+) -> None:
+    db = _database(server, database_url)
+    page = new_page()
+    login(page, world, "agent_tulle")
+    assert page.url.endswith("/agent")
+    check(page, "01-agent-formulaire", db)
+
+    page.get_by_label("Faire le diagnostic (cinq questions simples)").check(force=True)
+    # One question at a time: only the first is shown.
+    assert page.locator(".diagnostic-question:visible").count() == 1
+    for answer in ("Avec de l'aide", "Non", "Non", "Avec de l'aide", "Oui"):
+        shown = page.locator(".diagnostic-question:visible")
+        shown.get_by_label(answer, exact=True).check(force=True)
+        if page.get_by_role("button", name="Question suivante").is_enabled():
+            page.get_by_role("button", name="Question suivante").click()
+    page.get_by_label("Démarche concernée").select_option("caf")
+    page.get_by_label("La démarche est urgente").check(force=True)
+    page.get_by_label("Commune où habite la personne").fill("Tulle")
+    # The consent wording comes first: no contact field can be typed before it is accepted.
+    assert page.get_by_label("Prénom").is_disabled()
+    page.get_by_label(re.compile("accepte que le lieu de médiation la contacte")).check(force=True)
+    page.get_by_label("Prénom").fill("Jeanne")
+    page.get_by_label("Téléphone").fill("06 01 02 03 04")
+    page.get_by_role("button", name="Orienter la personne").click()
+    page.wait_for_load_state()
+
+    assert "/agent/resultat/" in page.url
+    assert page.get_by_role("heading", name="Orientation vers un médiateur numérique").is_visible()
+    assert "d'après le diagnostic" in page.content()
+    code = page.locator(".slip__code").inner_text()
+    assert re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", code)
+    assert page.locator(".slip svg").count() == 1  # the QR code
+    assert "Espace numérique de la médiathèque de Tulle" in page.locator(".slip").inner_text()
+    assert "Une pièce d'identité" in page.locator(".slip").inner_text()
+    check(page, "02-agent-resultat", db)
+
+    page.get_by_role("button", name="Imprimer le coupon").click()  # window.print(): no-op here
+    page.emulate_media(media="print")
+    assert not page.locator("header.fr-header").is_visible()
+    assert page.locator(".slip__code").is_visible()
+    if db == "sqlite":
+        page.screenshot(path=str(SHOTS / "03-coupon-impression.png"), full_page=True)
+    pdf = page.pdf(prefer_css_page_size=True, print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1, "the slip fits one A5 sheet"
+    if db == "sqlite":
+        (SHOTS / "03-coupon.pdf").write_bytes(pdf)
+    page.emulate_media(media="screen")
+
+    page.goto("/agent/orientations")
+    assert page.get_by_role("link", name=code).is_visible()
+    check(page, "04-agent-orientations-envoyees", db)
+
+
+def _orient(server: Server, world: World, who: str = "agent_tulle", **changes: Any) -> Any:
+    response = httpx.post(
+        server.url + "/v1/orientations",
+        json=orientation_body(**changes),
+        headers=world.auth(who),
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_mediateur_finds_a_referral_by_code_and_works_it_to_the_end(
+    new_page: Any, world: World, server: Server, database_url: str, engine: Engine
+) -> None:
+    db = _database(server, database_url)
+    sent = _orient(server, world)
+    code = sent["referral"]["code"]
+    page = new_page()
+    login(page, world, "med_tulle")
+    assert page.url.endswith("/mediateur")
+    assert page.get_by_role("link", name=code).is_visible()
+    check(page, "05-mediateur-orientations-recues", db)
+
+    page.get_by_label(re.compile("Code du coupon")).fill(code.lower().replace("-", ""))
+    page.get_by_role("button", name="Retrouver").click()
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/mediateur/orientations/{sent['referral']['id']}")
+    assert "Jeanne" in page.content()  # consent given, referral open: the contact is shown
+    reads = count(engine, "contact_read")
+    assert reads >= 1  # and its reading is in the access log
+    check(page, "06-mediateur-orientation", db)
+
+    page.get_by_role("button", name="Accepter").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("Orientation acceptée : la personne vous attend.").is_visible()
+    page.get_by_role("button", name="J'ai pris contact avec la personne").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("Premier contact enregistré.").is_visible()
+    page.get_by_label(re.compile("Issue de l'accompagnement")).fill("autonome sur caf.fr")
+    page.get_by_role("button", name="Terminer l'accompagnement").click()
+    page.wait_for_load_state()
+    assert page.locator("h1 .fr-badge").first.inner_text().lower() == "accompagnement terminé"
+    assert page.get_by_role("button", name="Accepter").count() == 0
+    # Final: the contact is no longer shown; the history has all four steps.
+    assert "Jeanne" not in page.content()
+    assert page.locator("table tbody tr").count() == 4
+    check(page, "07-mediateur-orientation-terminee", db)
+
+    events = f"{server.url}/v1/referrals/{sent['referral']['id']}/events"
+    api = httpx.get(events, headers=world.auth("med_tulle")).json()
+    assert [e["to_status"] for e in api] == ["en_attente", "acceptee", "contactee", "terminee"]
+    assert api[-1]["reason"] == "autonome sur caf.fr"
+
+
+def test_a_refusal_with_its_reason_then_the_agent_reorients(
+    new_page: Any, world: World, server: Server, database_url: str
+) -> None:
+    db = _database(server, database_url)
+    sent = _orient(server, world)
+    page = new_page()
+    login(page, world, "med_tulle")
+    page.goto(f"/mediateur/orientations/{sent['referral']['id']}")
+    page.get_by_label("Pas de capacité d'accueil").check(force=True)
+    page.get_by_role("button", name="Refuser").click()
+    page.wait_for_load_state()
+    assert "REFUSÉE" in page.locator("h1").inner_text().upper()
+
+    agent = new_page()
+    login(agent, world, "agent_tulle")
+    agent.goto(f"/agent/orientations/{sent['referral']['id']}")
+    assert "Pas de capacité d'accueil" in agent.content()
+    check(agent, "08-agent-orientation-refusee", db)
+    agent.get_by_role("button", name="Réorienter vers un autre lieu").click()
+    agent.wait_for_load_state()
+    assert agent.get_by_text("Nouvelle orientation envoyée au lieu suivant.").is_visible()
+    assert "Espace numérique de la médiathèque de Tulle" not in agent.locator("main").inner_text()
+
+
+def test_a_mediateur_cannot_open_another_places_referral(
+    new_page: Any, world: World, server: Server
+) -> None:
+    sent = _orient(server, world)  # to Tulle's place
+    page = new_page()
+    login(page, world, "med_ussel")
+    response = page.goto(f"/mediateur/orientations/{sent['referral']['id']}")
+    assert response.status == 404
+    assert "Jeanne" not in page.content()
+    assert "Aucune orientation" in page.locator("main").inner_text()
+    page.goto(f"/mediateur?code={sent['referral']['code']}")
+    assert "Aucune orientation avec ce code pour votre lieu" in page.content()
+    # Nor the agents' pages, nor the coordinators'.
+    assert page.goto("/agent").status == 403
+    assert page.goto("/coordinateur").status == 403
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_stores_nothing(
+    new_page: Any, world: World, server: Server, engine: Engine
+) -> None:
+    page = new_page()
+    login(page, world, "agent_tulle")
+    page.goto("/agent")
+    page.get_by_label("Non autonome, prête à apprendre").check(force=True)
+    page.get_by_label("Démarche concernée").select_option("impots")
+    page.get_by_label("Commune où habite la personne").fill("19272")
+    page.evaluate("document.querySelector('#orientation input[name=csrf]').value = 'forged'")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Orienter la personne").click()
+    assert answer.value.status == 403
+    assert "Formulaire refusé" in page.content()
+    assert count(engine, "orientation") == 0
+
+
+def test_a_coordinator_sees_the_figures_the_charts_and_the_map(
+    new_page: Any, world: World, server: Server, database_url: str
+) -> None:
+    db = _database(server, database_url)
+    for _ in range(6):
+        _orient(server, world)
+    _orient(server, world, assessment={"profile": "non_autonome_sans_envie"})
+    page = new_page()
+    login(page, world, "coord")
+    assert page.url.endswith("/coordinateur")
+    tiles = page.locator(".fr-tile").all_inner_texts()
+    assert any(t.startswith("7\n") and "Orientations" in t for t in tiles), tiles
+    assert page.locator("svg.chart").count() == 2
+    assert page.locator("svg.chart rect[fill='#000091']").count() >= 1
+    check(page, "09-coordinateur-statistiques", db)
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Télécharger ce tableau")).click()
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].startswith("month;masked;orientations;referrals")
+
+    page.goto("/coordinateur/couverture")
+    assert "Corrèze" in page.locator("h2").first.inner_text()
+    paths = page.locator("svg.map path").count()
+    assert paths > 250, paths  # Corrèze has 278 communes, each drawn
+    assert (page.locator("svg.map > title").text_content() or "").startswith("Distance")
+    check(page, "10-coordinateur-couverture", db)
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Toutes les communes")).click()
+    rows = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) - 1 >= paths  # a row per commune (a commune without outline is a dot)
