@@ -3,6 +3,7 @@ statistics."""
 
 import asyncio
 import os
+import secrets
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +103,13 @@ def serve(
     if "PASSERELLE_PUBLIC_URL" not in os.environ:
         os.environ["PASSERELLE_PUBLIC_URL"] = f"http://{host}:{port}"
         get_settings.cache_clear()
+    if "PASSERELLE_SECRET_KEY" not in os.environ:  # one for every worker of this start
+        os.environ["PASSERELLE_SECRET_KEY"] = secrets.token_urlsafe(32)
+        get_settings.cache_clear()
+        console.print(
+            "PASSERELLE_SECRET_KEY n'est pas défini : les sessions des pages web prendront fin "
+            "à l'arrêt du service."
+        )
     if not get_settings().smtp_url:
         console.print(
             "PASSERELLE_SMTP_URL n'est pas défini : les e-mails restent dans la file "

@@ -12,9 +12,18 @@ from sqlmodel import Session
 
 from app.services.keys import list_keys, revoke_key
 from app.triage import Profile, decide
+from app.triage.lifecycle import Actor, ReferralStatus, targets
 from app.triage.rules import REASON_NO_PLACE_IN_RANGE
 from app.triage.vocabulary import PROCEDURE_THEMES
-from app.triage.words import PROFILES, REASONS, ROUTES, what_to_bring
+from app.triage.words import (
+    ACTION_HINTS,
+    ACTIONS,
+    PROFILES,
+    REASONS,
+    ROUTES,
+    STATUSES,
+    what_to_bring,
+)
 from tests.conftest import World, count, orientation_body
 
 
@@ -255,3 +264,11 @@ def test_the_slip_lists_what_to_bring_for_every_theme() -> None:
     for theme in PROCEDURE_THEMES:
         bring = what_to_bring(theme)
         assert bring[0] == "Une pièce d'identité" and len(bring) >= 3
+
+
+def test_every_step_a_page_offers_has_its_button_and_its_words() -> None:
+    for status in ReferralStatus:
+        for actor in (Actor.AGENT, Actor.MEDIATEUR):
+            for target in targets(status, actor):
+                assert target in ACTIONS and target in ACTION_HINTS, (status, actor, target)
+        assert status in STATUSES

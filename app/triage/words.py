@@ -81,6 +81,17 @@ ACTIONS = {
     ReferralStatus.REORIENTEE: "Renvoyer à France Services",
 }
 
+# What each of those steps means, under its button.
+ACTION_HINTS = {
+    ReferralStatus.ACCEPTEE: "Votre lieu peut accompagner la personne : elle vous attend.",
+    ReferralStatus.REFUSEE: "France Services est prévenu et pourra orienter ailleurs.",
+    ReferralStatus.ANNULEE: "La personne ne viendra pas (à sa demande, ou par erreur).",
+    ReferralStatus.CONTACTEE: "Vous avez joint la personne, ou elle est venue.",
+    ReferralStatus.NON_VENUE: "La personne ne s'est pas présentée : l'orientation est close.",
+    ReferralStatus.TERMINEE: "L'accompagnement est fini : notez son issue si vous le souhaitez.",
+    ReferralStatus.REORIENTEE: "La personne relève d'un autre lieu ou de France Services.",
+}
+
 REFUSALS = REFUSAL_REASONS
 
 _ALWAYS = (
