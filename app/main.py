@@ -74,9 +74,6 @@ async def _deliver_outbox(db: Db, every: float) -> None:
 
 
 async def _purge_personal_data(db: Db, every: float) -> None:
-    # Not at the very start: the first minute of a process belongs to the requests (a purge is
-    # a day late at most, never early).
-    await asyncio.sleep(min(every, 60.0))
     while True:
         try:
             done = await db.write(lambda session: personal_data.purge(session, db.settings))

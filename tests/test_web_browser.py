@@ -291,3 +291,27 @@ def test_a_coordinator_sees_the_figures_the_charts_and_the_map(
         page.get_by_role("link", name=re.compile("Toutes les communes")).click()
     rows = Path(download.value.path()).read_text(encoding="utf-8-sig").splitlines()
     assert len(rows) - 1 >= paths  # a row per commune (a commune without outline is a dot)
+
+
+def test_the_pages_work_from_the_keyboard(new_page: Any, world: World) -> None:
+    page = new_page()
+    page.goto("/connexion")
+    # The key field has the focus: type, Enter.
+    page.keyboard.type(world.tokens["agent_tulle"])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/agent")
+    # First Tab: the skip link; Enter: to the content; Tab: the first choice of the form.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent.trim()") == "Contenu"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "mode-profil"
+    # Arrow keys move within a group of radios: the diagnostic shows, one question.
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.id") == "mode-diagnostic"
+    assert page.locator(".diagnostic-question:visible").count() == 1
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.name") == "q_usage_appareil"
+    # The focus is visible (the DSFR's outline), as RGAA 10.7 asks.
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
