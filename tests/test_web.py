@@ -24,6 +24,7 @@ from app.triage.words import (
     STATUSES,
     what_to_bring,
 )
+from app.web.render import qr_svg
 from tests.conftest import World, count, orientation_body
 
 
@@ -94,6 +95,17 @@ def test_a_wrong_key_is_refused_in_french_and_counted_like_the_apis(
 def test_pages_send_visitors_to_the_login_and_back(client: TestClient, world: World) -> None:
     answer = client.get("/mediateur", follow_redirects=False)
     assert answer.status_code == 303 and answer.headers["location"] == "/connexion?suite=/mediateur"
+    # The QR code of a slip, scanned before logging in, leads to the referral after it.
+    answer = client.get("/mediateur?code=ABC-DEF", follow_redirects=False)
+    assert answer.headers["location"] == "/connexion?suite=/mediateur%3Fcode%3DABC-DEF"
+    token = csrf_of(client.get(answer.headers["location"]).text)
+    answer = client.post(
+        "/connexion",
+        data={"csrf": token, "cle": world.tokens["med_tulle"], "suite": "/mediateur?code=ABC-DEF"},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/mediateur?code=ABC-DEF"
+    client.cookies.clear()
     token = csrf_of(client.get("/connexion?suite=/mediateur").text)
     answer = client.post(
         "/connexion",
@@ -199,6 +211,8 @@ def test_an_agent_cancels_a_referral_from_its_page(
     page = client.get(f"/agent/orientations/{sent['id']}")
     assert "Jeanne" in page.text and sent["code"] in page.text
     assert 'class="slip"' in page.text  # the slip, to print again
+    # Its QR code opens the referral at the médiation place (after its login, if need be).
+    assert qr_svg(f"http://127.0.0.1:8000/mediateur?code={sent['code']}") in page.text
     # Only the médiateur accepts: a forged button gets the API's 403, in words.
     answer = client.post(
         f"/agent/orientations/{sent['id']}/statut",

@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import Awaitable
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,7 +82,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
-        target = f"/connexion?suite={exc.next_path}" + ("&expiree=1" if exc.expired else "")
+        target = f"/connexion?suite={quote(exc.next_path)}" + ("&expiree=1" if exc.expired else "")
         return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(WrongRole)

@@ -72,7 +72,7 @@ def percent(value: float | None) -> str:
 
 
 def qr_svg(text: str) -> str:
-    """A QR code of `text`, as inline SVG (the slip's: scanned by a médiateur's phone)."""
+    """A QR code of `text`, as inline SVG."""
     return str(segno.make(text, error="m").svg_inline(scale=4, border=2, omitsize=True))
 
 
@@ -98,7 +98,12 @@ async def page(
     response = templates.TemplateResponse(
         request,
         template,
-        {"user": session.principal, "csrf": session.csrf, **context},
+        {
+            "user": session.principal,
+            "csrf": session.csrf,
+            "public_url": request.app.state.db.settings.public_url.rstrip("/"),
+            **context,
+        },
         status_code=status_code,
     )
     keep_cookie(request, response, session)

@@ -121,7 +121,8 @@ def _user(*roles: Role) -> object:
     async def dependency(request: Request) -> Principal:
         session = await read_session(request)
         if session.principal is None:
-            raise LoginRequired(request.url.path, session.expired)
+            query = request.url.query
+            raise LoginRequired(request.url.path + (f"?{query}" if query else ""), session.expired)
         if session.principal.role not in roles:
             raise WrongRole(session.principal, roles)
         return session.principal
