@@ -310,6 +310,41 @@ def referral_pages(tmp: Path) -> None:
         engine.dispose()
 
 
+def web_pages(tmp: Path) -> None:
+    """The web pages in process (ASGI test client), logged in as a person would be: the
+    médiateur's inbox over 100,000 referrals, a referral's page, the coordinator's figures and
+    coverage map of Corrèze, and the national map (admin)."""
+    print("Web pages, in process (ASGI test client), p50")
+    db = tmp / "web.db"
+    engine = demo_database(db)
+    with Session(engine) as session:
+        tokens = demo_keys(session)
+        place_ids = place_ids_by_source_id(session)
+    mediation = place_ids[DEMO_MEDIATEUR_PLACE]
+    others = [p for s, p in place_ids.items() if s != DEMO_MEDIATEUR_PLACE]
+    fill(db, 100_000, 10_000, mediation, others, place_ids["demo-fs-tulle"])
+    settings = Settings(secret_key="b" * 32)
+    figures = []
+    for role, pages, n in (
+        ("mediateur", ["/mediateur", "/mediateur/orientations/orv_b000000000"], 100),
+        ("coordinateur", ["/coordinateur", "/coordinateur/couverture"], 30),
+        ("admin", ["/coordinateur/couverture"], 5),
+    ):
+        with TestClient(create_app(engine, settings)) as client:
+            form = client.get("/connexion").text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+            assert client.post("/connexion", data={"csrf": csrf, "cle": tokens[role]}).is_success
+            for url in pages:
+                size = len(client.get(url).content)
+
+                def get(url: str = url, client: TestClient = client) -> None:
+                    assert client.get(url).status_code == 200
+
+                figures.append(f"  {role:<12} {url:<40} {p50_ms(get, n):7.1f} ms  {size / 1e3:,.0f} kB")
+    print("\n".join(figures))
+    engine.dispose()
+
+
 def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: str) -> None:
     """Bulk rows straight into SQLite: orientations and their referrals, newest last."""
     conn = sqlite3.connect(db)
@@ -351,7 +386,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["throughput", "places", "referrals"])
+    parser.add_argument("--only", choices=["throughput", "places", "referrals", "web"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp:
         if args.only in (None, "throughput"):
@@ -360,6 +395,8 @@ def main() -> None:
             places_near(Path(tmp))
         if args.only in (None, "referrals"):
             referral_pages(Path(tmp))
+        if args.only in (None, "web"):
+            web_pages(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
             if not typed.strip()
             else f"Aucune commune ne correspond à « {typed} »."
             if not found
-            else "Plusieurs communes portent ce nom : choisissez la bonne."
+            else "Plusieurs communes correspondent : choisissez la bonne."
         )
         return await _form(
             request, principal, form, {"commune": message}, found, status_code=422

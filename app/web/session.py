@@ -100,7 +100,7 @@ def set_cookie(request: Request, response: Response, token_hash: str | None, csr
 
 def keep_cookie(request: Request, response: Response, session: WebSession) -> None:
     """An anonymous visitor gets a cookie with a CSRF token, for the login form."""
-    if session.principal is None and request.cookies.get(COOKIE) is None or session.expired:
+    if (session.principal is None and request.cookies.get(COOKIE) is None) or session.expired:
         set_cookie(request, response, None, session.csrf)
 
 
