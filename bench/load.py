@@ -340,7 +340,8 @@ def web_pages(tmp: Path) -> None:
                 def get(url: str = url, client: TestClient = client) -> None:
                     assert client.get(url).status_code == 200
 
-                figures.append(f"  {role:<12} {url:<40} {p50_ms(get, n):7.1f} ms  {size / 1e3:,.0f} kB")
+                took = p50_ms(get, n)
+                figures.append(f"  {role:<12} {url:<40} {took:7.1f} ms  {size / 1e3:,.0f} kB")
     print("\n".join(figures))
     engine.dispose()
 
