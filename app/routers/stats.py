@@ -41,7 +41,8 @@ def _wants(format_: str | None, accept: str | None) -> str:
     return "csv" if accept and "text/csv" in accept else "json"
 
 
-def _csv(body: bytes, name: str) -> Response:
+def csv_response(body: bytes, name: str) -> Response:
+    """A CSV download (the API's and the coordinator's pages')."""
     return Response(
         body,
         media_type=CSV,
@@ -96,7 +97,8 @@ async def referral_stats(
     document = await db.read(read)
     if _wants(format_, accept) == "csv":
         name = f"orientations-{_slug(document['filters']['territory'])}-{period.start}-{period.end}"
-        return _csv(service.to_csv(document["groups"], service.referral_columns(keys)), name)
+        body = service.to_csv(document["groups"], service.referral_columns(keys))
+        return csv_response(body, name)
     return FastJSONResponse(document)
 
 
@@ -156,5 +158,5 @@ async def coverage(
         )
     if wanted == "csv":
         rows = coverage_service.flat_rows(found)
-        return _csv(service.to_csv(rows, coverage_service.COLUMNS), name)
+        return csv_response(service.to_csv(rows, coverage_service.COLUMNS), name)
     return FastJSONResponse(coverage_service.coverage_document(found))

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from app.errors import Problem
 from app.models import Principal
+from app.routers.stats import csv_response
 from app.services import coverage as coverage_service
 from app.services import stats as service
 from app.services.territories import readable_territory
@@ -33,14 +34,6 @@ GROUP_LABELS = {
     "departement": "Département",
 }
 LOC: list[str | int] = ["query", "territoire"]
-
-
-def _csv(body: bytes, name: str) -> Response:
-    return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
 
 
 def _query(request: Request) -> str:
@@ -160,7 +153,7 @@ async def statistics_csv(
     document = await request.app.state.db.read(read)
     territory = document["filters"]["territory"].replace(":", "-")
     name = f"orientations-{territory}-{period.start}-{period.end}"
-    return _csv(service.to_csv(document["groups"], service.referral_columns(keys)), name)
+    return csv_response(service.to_csv(document["groups"], service.referral_columns(keys)), name)
 
 
 def _max_km(request: Request, value: float | None) -> float:
@@ -227,4 +220,4 @@ async def coverage_csv(
     found = await request.app.state.db.read(read)
     name = f"couverture-{str(found.territory).replace(':', '-')}-{limit:g}km"
     rows = coverage_service.flat_rows(found)
-    return _csv(service.to_csv(rows, coverage_service.COLUMNS), name)
+    return csv_response(service.to_csv(rows, coverage_service.COLUMNS), name)
