@@ -1,8 +1,9 @@
 """The request guard: what every request goes through before the application sees it, and every
 answer after. It refuses, as French problem details, bodies too large (413), of a type other
 than JSON (415; the web pages' url-encoded forms, outside /v1, excepted), malformed or not UTF-8
-or nested too deep (400), or carrying a NUL character (422); it adds the security headers; and it turns an unexpected error into a 500 that closes
-the connection cleanly, logged without the exception's message (which may hold personal data)."""
+or nested too deep (400), or carrying a NUL character (422); it adds the security headers; and
+it turns an unexpected error into a 500 that closes the connection cleanly, logged without the
+exception's message (which may hold personal data)."""
 
 import logging
 import traceback
