@@ -4,7 +4,7 @@ serving process (thread pool size, cache polling)."""
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio.to_thread
@@ -42,50 +42,54 @@ async def _poll_caches(engine: Engine, every: float) -> None:
             logger.warning("Vérification des caches impossible : %s", type(exc).__name__)
 
 
-async def _expire_referrals(db: Db, every: float) -> None:
-    days = db.settings.reminder_days_before
+async def _repeat(every: float, what: str, job: Callable[[], Awaitable[str | None]]) -> None:
+    """Runs `job` now and then every `every` seconds while serving, logs what it says it did,
+    and keeps serving when it fails (the database may be down for a while)."""
     while True:
         try:
-            expired = await db.write(lifecycle.expire_due)
-            if expired:
-                logger.info("%d orientations expirées.", expired)
-            reminded = await db.write(lambda session: notifications.remind_due(session, days))
-            if reminded:
-                logger.info("%d rappels avant expiration.", reminded)
-        except Exception as exc:  # the database may be down for a while: keep serving
-            logger.warning("Expiration des orientations impossible : %s", type(exc).__name__)
+            said = await job()
+            if said:
+                logger.info(said)
+        except Exception as exc:
+            logger.warning("%s impossible : %s", what, type(exc).__name__)
         await asyncio.sleep(every)
 
 
-async def _deliver_outbox(db: Db, every: float) -> None:
-    while True:
-        try:
-            done = await outbox.deliver_due(db)
-            if done.sent or done.failed or done.dead:
-                logger.info(
-                    "Notifications : %d envoyées, %d à réessayer, %d abandonnées.",
-                    done.sent,
-                    done.failed,
-                    done.dead,
-                )
-        except Exception as exc:  # the database may be down for a while: keep serving
-            logger.warning("Envoi des notifications impossible : %s", type(exc).__name__)
-        await asyncio.sleep(every)
+def _background_jobs(db: Db) -> list[Coroutine[Any, Any, None]]:
+    """Expiry and reminders, the purge of personal data, the delivery of the outbox."""
+    settings = db.settings
 
+    async def expire() -> str | None:
+        expired = await db.write(lifecycle.expire_due)
+        days = settings.reminder_days_before
+        reminded = await db.write(lambda session: notifications.remind_due(session, days))
+        said = [f"{expired} orientations expirées."] if expired else []
+        said += [f"{reminded} rappels avant expiration."] if reminded else []
+        return " ".join(said)
 
-async def _purge_personal_data(db: Db, every: float) -> None:
-    while True:
-        try:
-            done = await db.write(lambda session: personal_data.purge(session, db.settings))
-            if done.contacts_erased or done.records_stripped:
-                logger.info(
-                    "Données personnelles : %d coordonnées effacées, %d dossiers anonymisés.",
-                    done.contacts_erased,
-                    done.records_stripped,
-                )
-        except Exception as exc:  # the database may be down for a while: keep serving
-            logger.warning("Purge des données personnelles impossible : %s", type(exc).__name__)
-        await asyncio.sleep(every)
+    async def purge() -> str | None:
+        done = await db.write(lambda session: personal_data.purge(session, settings))
+        if done.contacts_erased or done.records_stripped:
+            return (
+                f"Données personnelles : {done.contacts_erased} coordonnées effacées, "
+                f"{done.records_stripped} dossiers anonymisés."
+            )
+        return None
+
+    async def deliver() -> str | None:
+        done = await outbox.deliver_due(db)
+        if done.sent or done.failed or done.dead:
+            return (
+                f"Notifications : {done.sent} envoyées, {done.failed} à réessayer, "
+                f"{done.dead} abandonnées."
+            )
+        return None
+
+    return [
+        _repeat(settings.expiry_check_seconds, "Expiration des orientations", expire),
+        _repeat(settings.purge_check_seconds, "Purge des données personnelles", purge),
+        _repeat(settings.outbox_check_seconds, "Envoi des notifications", deliver),
+    ]
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
@@ -107,9 +111,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             logger.warning("Référentiel des communes non chargé : %s", type(exc).__name__)
         tasks = [
             asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
-            asyncio.create_task(_expire_referrals(db, settings.expiry_check_seconds)),
-            asyncio.create_task(_purge_personal_data(db, settings.purge_check_seconds)),
-            asyncio.create_task(_deliver_outbox(db, settings.outbox_check_seconds)),
+            *(asyncio.create_task(job) for job in _background_jobs(db)),
         ]
         try:
             yield
