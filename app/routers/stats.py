@@ -41,13 +41,30 @@ def _wants(format_: str | None, accept: str | None) -> str:
     return "csv" if accept and "text/csv" in accept else "json"
 
 
-def csv_response(body: bytes, name: str) -> Response:
-    """A CSV download (the API's and the coordinator's pages')."""
+def _csv(body: bytes, name: str) -> Response:
     return Response(
         body,
         media_type=CSV,
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+def referrals_csv(
+    document: dict[str, Any], period: service.Period, keys: tuple[str, ...]
+) -> Response:
+    """The groups of a statistics document as a CSV download (the API's and the pages')."""
+    name = f"orientations-{_slug(document['filters']['territory'])}-{period.start}-{period.end}"
+    return _csv(service.to_csv(document["groups"], service.referral_columns(keys)), name)
+
+
+def coverage_csv(found: coverage_service.Coverage) -> Response:
+    """A territory's coverage, a row per commune, as a CSV download."""
+    rows = coverage_service.flat_rows(found)
+    return _csv(service.to_csv(rows, coverage_service.COLUMNS), _coverage_name(found))
+
+
+def _coverage_name(found: coverage_service.Coverage) -> str:
+    return f"couverture-{_slug(str(found.territory))}-{found.max_km:g}km"
 
 
 def _slug(territory: str) -> str:
@@ -96,9 +113,7 @@ async def referral_stats(
 
     document = await db.read(read)
     if _wants(format_, accept) == "csv":
-        name = f"orientations-{_slug(document['filters']['territory'])}-{period.start}-{period.end}"
-        body = service.to_csv(document["groups"], service.referral_columns(keys))
-        return csv_response(body, name)
+        return referrals_csv(document, period, keys)
     return FastJSONResponse(document)
 
 
@@ -149,14 +164,14 @@ async def coverage(
         return found, geojson
 
     found, geojson = await db.read(read)
-    name = f"couverture-{_slug(str(found.territory))}-{limit:g}km"
     if geojson is not None:
         return Response(
             geojson,
             media_type=GEOJSON,
-            headers={"Content-Disposition": f'attachment; filename="{name}.geojson"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{_coverage_name(found)}.geojson"'
+            },
         )
     if wanted == "csv":
-        rows = coverage_service.flat_rows(found)
-        return csv_response(service.to_csv(rows, coverage_service.COLUMNS), name)
+        return coverage_csv(found)
     return FastJSONResponse(coverage_service.coverage_document(found))

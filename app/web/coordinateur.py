@@ -3,15 +3,16 @@ charts per month, the coverage map and the "zones blanches", and the CSV downloa
 services as `/v1/stats` (app.services.stats, app.services.coverage): aggregates only, groups
 of fewer than five orientations withheld."""
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from app.errors import Problem
 from app.models import Principal
-from app.routers.stats import csv_response
+from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
 from app.services import stats as service
 from app.services.territories import readable_territory
@@ -36,26 +37,6 @@ GROUP_LABELS = {
 LOC: list[str | int] = ["query", "territoire"]
 
 
-def _query(request: Request) -> str:
-    return request.url.query.replace("&", "&amp;")
-
-
-def _stats(
-    session: Any,
-    principal: Principal,
-    territory: str | None,
-    period: service.Period,
-    keys: tuple[str, ...],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The groups asked for, and the months of the period for the charts."""
-    place = readable_territory(session, principal, territory or None, LOC)
-    document = service.referral_stats(session, place, period, keys)
-    months = document if keys == ("month",) else service.referral_stats(
-        session, place, period, ("month",)
-    )
-    return document, months
-
-
 def _months(period: service.Period) -> list[str]:
     months, year, month = [], period.start.year, period.start.month
     while (year, month) <= (period.end.year, period.end.month):
@@ -64,22 +45,46 @@ def _months(period: service.Period) -> list[str]:
     return months
 
 
+@dataclass
+class StatsQuery:
+    """What the figures page asks: period, territory (the key's by default), groupings."""
+
+    du: Annotated[date | None, Query()] = None
+    au: Annotated[date | None, Query()] = None
+    territoire: Annotated[str | None, Query(max_length=30)] = None
+    par: Annotated[list[str] | None, Query(max_length=10)] = None
+
+    @property
+    def chosen(self) -> list[str]:
+        return self.par if self.par is not None else ["month"]
+
+    def parsed(self) -> tuple[service.Period, tuple[str, ...]]:
+        """The period and the keys; a 422 problem, in French, when they are wrong."""
+        return service.parse_period(self.du, self.au), service.parse_group_by(
+            ",".join(self.chosen)
+        )
+
+    def read(
+        self, session: Any, principal: Principal, period: service.Period, keys: tuple[str, ...]
+    ) -> dict[str, Any]:
+        place = readable_territory(session, principal, self.territoire or None, LOC)
+        return service.referral_stats(session, place, period, keys)
+
+
+Asked = Annotated[StatsQuery, Depends()]
+
+
 @router.get("")
-async def statistics(
-    request: Request,
-    principal: CoordinateurUser,
-    du: Annotated[date | None, Query()] = None,
-    au: Annotated[date | None, Query()] = None,
-    territoire: Annotated[str | None, Query(max_length=30)] = None,
-    par: Annotated[list[str] | None, Query(max_length=10)] = None,
-) -> Response:
+async def statistics(request: Request, principal: CoordinateurUser, asked: Asked) -> Response:
     db = request.app.state.db
-    chosen = par if par is not None else ["month"]
     try:
-        period = service.parse_period(du, au)
-        keys = service.parse_group_by(",".join(chosen))
+        period, keys = asked.parsed()
+        # The groups asked for, and the months of the period for the charts.
         document, months = await db.read(
-            lambda session: _stats(session, principal, territoire, period, keys)
+            lambda session: (
+                asked.read(session, principal, period, keys),
+                asked.read(session, principal, period, ("month",)) if keys != ("month",) else None,
+            )
         )
     except Problem as problem:
         return await page(
@@ -87,11 +92,16 @@ async def statistics(
             "coordinateur/stats.html",
             status_code=problem.status,
             error=problem.detail,
-            form={"du": du, "au": au, "territoire": territoire or "", "par": chosen},
+            form={
+                "du": asked.du,
+                "au": asked.au,
+                "territoire": asked.territoire or "",
+                "par": asked.chosen,
+            },
             labels=GROUP_LABELS,
         )
     # Every month of the period on the axis, those without any orientation at zero.
-    by_month = {g["month"]: g for g in months["groups"]}
+    by_month = {g["month"]: g for g in (months or document)["groups"]}
     labels = _months(period)
     empty = {"orientations": 0, "referrals": 0, "masked": False}
     groups = [by_month.get(m, {**empty, **dict.fromkeys(service.RATES)}) for m in labels]
@@ -130,53 +140,51 @@ async def statistics(
             "par": list(keys),
         },
         labels=GROUP_LABELS,
-        query=_query(request),
+        query=request.url.query,
     )
 
 
 @router.get("/statistiques.csv")
-async def statistics_csv(
-    request: Request,
-    principal: CoordinateurUser,
-    du: Annotated[date | None, Query()] = None,
-    au: Annotated[date | None, Query()] = None,
-    territoire: Annotated[str | None, Query(max_length=30)] = None,
-    par: Annotated[list[str] | None, Query(max_length=10)] = None,
+async def statistics_download(
+    request: Request, principal: CoordinateurUser, asked: Asked
 ) -> Response:
-    period = service.parse_period(du, au)
-    keys = service.parse_group_by(",".join(par if par is not None else ["month"]))
-
-    def read(session: Any) -> dict[str, Any]:
-        place = readable_territory(session, principal, territoire or None, LOC)
-        return service.referral_stats(session, place, period, keys)
-
-    document = await request.app.state.db.read(read)
-    territory = document["filters"]["territory"].replace(":", "-")
-    name = f"orientations-{territory}-{period.start}-{period.end}"
-    return csv_response(service.to_csv(document["groups"], service.referral_columns(keys)), name)
+    period, keys = asked.parsed()
+    document = await request.app.state.db.read(
+        lambda session: asked.read(session, principal, period, keys)
+    )
+    return referrals_csv(document, period, keys)
 
 
-def _max_km(request: Request, value: float | None) -> float:
-    return value if value is not None else request.app.state.db.settings.max_referral_distance_km
+@dataclass
+class CoverageQuery:
+    """What the coverage page asks: territory (the key's by default), the distance beyond which
+    a commune is a zone blanche (by default, the farthest a referral may go)."""
+
+    territoire: Annotated[str | None, Query(max_length=30)] = None
+    km: Annotated[float | None, Query(gt=0, le=500)] = None
+
+    def limit(self, request: Request) -> float:
+        default: float = request.app.state.db.settings.max_referral_distance_km
+        return self.km if self.km is not None else default
+
+    def read(self, session: Any, principal: Principal, limit: float) -> coverage_service.Coverage:
+        place = readable_territory(session, principal, self.territoire or None, LOC)
+        return coverage_service.coverage(session, place, limit)
 
 
 @router.get("/couverture")
 async def coverage(
-    request: Request,
-    principal: CoordinateurUser,
-    territoire: Annotated[str | None, Query(max_length=30)] = None,
-    km: Annotated[float | None, Query(gt=0, le=500)] = None,
+    request: Request, principal: CoordinateurUser, asked: Annotated[CoverageQuery, Depends()]
 ) -> Response:
-    limit = _max_km(request, km)
+    limit = asked.limit(request)
 
     def read(session: Any) -> tuple[coverage_service.Coverage, str]:
-        place = readable_territory(session, principal, territoire or None, LOC)
-        found = coverage_service.coverage(session, place, limit)
+        found = asked.read(session, principal, limit)
         rows, shapes = found.rows, coverage_service.commune_shapes(session, found)
-        if place.kind == "national":  # the map of mainland France; overseas in the table
+        if found.territory.kind == "national":  # mainland France; overseas in the table
             mainland = [i for i, r in enumerate(rows) if not r["departement"].startswith("97")]
             rows, shapes = [rows[i] for i in mainland], shapes[mainland]
-        title = f"Distance au lieu de médiation le plus proche — {place.name}"
+        title = f"Distance au lieu de médiation le plus proche — {found.territory.name}"
         return found, charts.coverage_map(shapes, rows, limit, title)
 
     try:
@@ -187,7 +195,7 @@ async def coverage(
             "coordinateur/coverage.html",
             status_code=problem.status,
             error=problem.detail,
-            form={"territoire": territoire or "", "km": km or limit},
+            form={"territoire": asked.territoire or "", "km": limit},
         )
     white = sorted(
         (r for r in found.rows if r["beyond"]), key=lambda r: -(r["population"] or 0)
@@ -200,24 +208,16 @@ async def coverage(
         bands=charts.bands(limit),
         drawn=drawn,
         form={"territoire": str(found.territory), "km": limit},
-        query=_query(request),
+        query=request.url.query,
     )
 
 
 @router.get("/couverture.csv")
-async def coverage_csv(
-    request: Request,
-    principal: CoordinateurUser,
-    territoire: Annotated[str | None, Query(max_length=30)] = None,
-    km: Annotated[float | None, Query(gt=0, le=500)] = None,
+async def coverage_download(
+    request: Request, principal: CoordinateurUser, asked: Annotated[CoverageQuery, Depends()]
 ) -> Response:
-    limit = _max_km(request, km)
-
-    def read(session: Any) -> coverage_service.Coverage:
-        place = readable_territory(session, principal, territoire or None, LOC)
-        return coverage_service.coverage(session, place, limit)
-
-    found = await request.app.state.db.read(read)
-    name = f"couverture-{str(found.territory).replace(':', '-')}-{limit:g}km"
-    rows = coverage_service.flat_rows(found)
-    return csv_response(service.to_csv(rows, coverage_service.COLUMNS), name)
+    limit = asked.limit(request)
+    found = await request.app.state.db.read(
+        lambda session: asked.read(session, principal, limit)
+    )
+    return coverage_csv(found)
