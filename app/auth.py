@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -70,6 +71,16 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, slug="authentification", headers={"WWW-Authenticate": "Bearer"})
 
 
+async def principal_by_hash(engine: Engine, token_hash: str) -> Principal | None:
+    """The key with that hash, from the in-memory copy (a thread only if it is stale): the API's
+    bearer tokens and the web pages' sessions are looked up here."""
+    keys: Cached[dict[str, Principal]] = cached(engine, "api_key", load_principals)
+    principals = keys.fresh()
+    if principals is None:
+        principals = await run_in_threadpool(keys.get)
+    return principals.get(token_hash)
+
+
 async def authenticate(request: Request, token: str | None) -> Principal:
     """The caller's key, from the in-memory copy (a thread only if that copy is stale)."""
     throttle: FailureThrottle = request.app.state.auth_throttle
@@ -92,12 +103,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
         raise _unauthorized(
             "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »." + hint
         )
-    engine = request.app.state.db.engine
-    keys: Cached[dict[str, Principal]] = cached(engine, "api_key", load_principals)
-    principals = keys.fresh()
-    if principals is None:
-        principals = await run_in_threadpool(keys.get)
-    principal = principals.get(hash_token(token))
+    principal = await principal_by_hash(request.app.state.db.engine, hash_token(token))
     if principal is None:
         throttle.failed(address)
         raise _unauthorized("Jeton d'accès inconnu ou révoqué.")

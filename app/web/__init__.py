@@ -21,7 +21,7 @@ from app.config import Settings
 from app.errors import Problem, validation_errors
 from app.web import agent, coordinateur, home, mediateur, referrals
 from app.web.render import page
-from app.web.session import CsrfRefused, LoginRequired, WrongRole
+from app.web.session import LoginRequired
 
 logger = logging.getLogger("passerelle")
 
@@ -84,29 +84,3 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def _login(request: Request, exc: LoginRequired) -> Response:
         target = f"/connexion?suite={quote(exc.next_path)}" + ("&expiree=1" if exc.expired else "")
         return RedirectResponse(target, status_code=303)
-
-    @app.exception_handler(WrongRole)
-    async def _role(request: Request, exc: WrongRole) -> Response:
-        return await page(
-            request,
-            "error.html",
-            status_code=403,
-            status=403,
-            detail=(
-                f"Cette page n'est pas ouverte au rôle « {exc.principal.role.value} » : "
-                "elle est réservée au rôle " + " ou ".join(r.value for r in exc.roles) + "."
-            ),
-        )
-
-    @app.exception_handler(CsrfRefused)
-    async def _csrf(request: Request, exc: CsrfRefused) -> Response:
-        return await page(
-            request,
-            "error.html",
-            status_code=403,
-            status=403,
-            detail=(
-                "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "
-                "absent ou périmé). Rechargez la page et recommencez."
-            ),
-        )

@@ -20,7 +20,7 @@ from app.services.places import place_by_id
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
 from app.triage.words import what_to_bring
-from app.web.referrals import referral_page
+from app.web.referrals import act
 from app.web.render import field_errors, page
 from app.web.session import AgentUser, Form
 
@@ -184,21 +184,14 @@ async def sent(
 async def reorient(
     request: Request, referral_id: str, principal: AgentUser, form: Form
 ) -> Response:
-    db = request.app.state.db
-    try:
-        created = await db.write(
-            lambda session: lifecycle.reorient(
-                session, principal, referral_id, None, db.settings, form.get("cle_unique")
-            )
-        )
-    except Problem as problem:
-        if problem.status == 404:
-            raise
-        return await referral_page(
-            request, principal, referral_id, error=problem.detail, status_code=problem.status
-        )
-    return RedirectResponse(
-        f"/agent/orientations/{created['id']}?fait=reorientation", status_code=303
+    """To the next suitable place (a second press finds the referral no longer refused)."""
+    settings = request.app.state.db.settings
+    return await act(
+        request,
+        principal,
+        referral_id,
+        lambda session: lifecycle.reorient(session, principal, referral_id, None, settings, None),
+        lambda created: f"/agent/orientations/{created['id']}?fait=reorientation",
     )
 
 

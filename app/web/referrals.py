@@ -2,15 +2,17 @@
 the place, the person's contact while the privacy rules show it (each read logged), the
 handoff log, and the transitions the lifecycle offers the reader's role."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from app.db import Db
 from app.errors import Problem, validation_errors
-from app.models import Principal, ReferralStatus, Role
+from app.models import Principal, Role
 from app.models.referral import TransitionIn
 from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
@@ -90,12 +92,32 @@ async def show(
     return await referral_page(request, principal, referral_id, done=fait)
 
 
+async def act(
+    request: Request,
+    principal: Principal,
+    referral_id: str,
+    use_case: Callable[[Session], Any],
+    then: Callable[[Any], str],
+) -> Response:
+    """A step taken from a referral's page: on to the page `then` names, or back to the
+    referral's page saying, in the API's words, why not (409 from this status, 412 changed
+    meanwhile, 403 not for this role, 422 a reason missing). Out of scope: the 404 page."""
+    try:
+        done = await _db(request).write(use_case)
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        return await referral_page(
+            request, principal, referral_id, error=problem.detail, status_code=problem.status
+        )
+    return RedirectResponse(then(done), status_code=303)
+
+
 async def move(
     request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
 ) -> Response:
     """A transition from the page's buttons; the version read guards against a change made
-    meanwhile (the API's If-Match)."""
-    db = _db(request)
+    meanwhile (the API's If-Match), and a button pressed twice."""
     try:
         change = TransitionIn(
             status=form.get("status", ""),  # type: ignore[arg-type]
@@ -103,44 +125,34 @@ async def move(
             note=form.get("note") or None,
         )
     except ValidationError as exc:
-        errors = validation_errors(list(exc.errors()))
-        detail = " ".join(e["msg"] for e in errors)
+        detail = " ".join(e["msg"] for e in validation_errors(list(exc.errors())))
         return await referral_page(
             request, principal, referral_id, error=detail, status_code=422
         )
     version = form.get("version", "")
     if_match = service.etag_of(referral_id, int(version)) if version.isdigit() else None
-    try:
-        await db.write(
-            lambda session: lifecycle.move_referral(
-                session,
-                principal,
-                referral_id,
-                change,
-                if_match,
-                form.get("cle_unique") or None,
-                db.settings.referral_ttl_days,
-            )
-        )
-    except Problem as problem:
-        if problem.status == 404:
-            raise
-        return await referral_page(
-            request, principal, referral_id, error=problem.detail, status_code=problem.status
-        )
-    return RedirectResponse(
-        f"{_prefix(principal)}/{referral_id}?fait={change.status.value}", status_code=303
+    ttl = _db(request).settings.referral_ttl_days
+    return await act(
+        request,
+        principal,
+        referral_id,
+        lambda session: lifecycle.move_referral(
+            session, principal, referral_id, change, if_match, None, ttl
+        ),
+        lambda _: f"{_prefix(principal)}/{referral_id}?fait={change.status.value}",
     )
 
 
 async def erase(
     request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
 ) -> Response:
-    db = _db(request)
-    await db.write(
-        lambda session: personal_data.erase_on_request(session, principal, referral_id)
+    return await act(
+        request,
+        principal,
+        referral_id,
+        lambda session: personal_data.erase_on_request(session, principal, referral_id),
+        lambda _: f"{_prefix(principal)}/{referral_id}?fait=efface",
     )
-    return RedirectResponse(f"{_prefix(principal)}/{referral_id}?fait=efface", status_code=303)
 
 
 for role in ("agent", "mediateur"):
@@ -148,4 +160,3 @@ for role in ("agent", "mediateur"):
     router.add_api_route(f"/{role}/orientations/{{referral_id}}/statut", move, methods=["POST"])
     router.add_api_route(f"/{role}/orientations/{{referral_id}}/effacer", erase, methods=["POST"])
 
-__all__ = ["ReferralStatus", "referral_page", "router"]

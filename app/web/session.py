@@ -12,12 +12,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app.auth import hash_token, load_principals
+from app.auth import hash_token, principal_by_hash
+from app.errors import Problem
 from app.models import Principal, Role
-from app.services.cache import Cached, cached
 
 COOKIE = "passerelle_session"
 
@@ -26,7 +25,6 @@ COOKIE = "passerelle_session"
 class WebSession:
     principal: Principal | None
     csrf: str
-    token_hash: str | None = None
     expired: bool = False  # a cookie was there, but too old, forged or its key revoked
 
 
@@ -35,15 +33,6 @@ class LoginRequired(Exception):
 
     def __init__(self, next_path: str, expired: bool) -> None:
         self.next_path, self.expired = next_path, expired
-
-
-class WrongRole(Exception):
-    def __init__(self, principal: Principal, roles: tuple[Role, ...]) -> None:
-        self.principal, self.roles = principal, roles
-
-
-class CsrfRefused(Exception):
-    pass
 
 
 def _serializer(request: Request) -> URLSafeTimedSerializer:
@@ -64,24 +53,15 @@ async def read_session(request: Request) -> WebSession:
         except (BadSignature, KeyError, TypeError, AttributeError):
             session = WebSession(None, session.csrf, expired=True)
         else:
-            principal = await _principal(request, token_hash) if token_hash else None
-            expired = token_hash is not None and principal is None
-            session = WebSession(principal, csrf, token_hash if principal else None, expired)
+            engine = request.app.state.db.engine
+            principal = await principal_by_hash(engine, token_hash) if token_hash else None
+            session = WebSession(principal, csrf, token_hash is not None and principal is None)
     request.state.web_session = session
     return session
 
 
-async def _principal(request: Request, token_hash: str) -> Principal | None:
-    engine = request.app.state.db.engine
-    keys: Cached[dict[str, Principal]] = cached(engine, "api_key", load_principals)
-    principals = keys.fresh()
-    if principals is None:
-        principals = await run_in_threadpool(keys.get)
-    return principals.get(token_hash)
-
-
 async def principal_of_token(request: Request, token: str) -> Principal | None:
-    return await _principal(request, hash_token(token))
+    return await principal_by_hash(request.app.state.db.engine, hash_token(token))
 
 
 def set_cookie(request: Request, response: Response, token_hash: str | None, csrf: str) -> None:
@@ -113,7 +93,12 @@ async def check_csrf(request: Request) -> dict[str, str]:
     if session.expired or not request.cookies.get(COOKIE) or not secrets.compare_digest(
         sent.encode(), session.csrf.encode()
     ):
-        raise CsrfRefused
+        raise Problem(
+            403,
+            "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "
+            "absent ou périmé). Rechargez la page et recommencez.",
+            slug="formulaire-refuse",
+        )
     return fields
 
 
@@ -124,7 +109,12 @@ def _user(*roles: Role) -> object:
             query = request.url.query
             raise LoginRequired(request.url.path + (f"?{query}" if query else ""), session.expired)
         if session.principal.role not in roles:
-            raise WrongRole(session.principal, roles)
+            raise Problem(
+                403,
+                f"Cette page n'est pas ouverte au rôle « {session.principal.role.value} » : "
+                "elle est réservée au rôle " + " ou ".join(r.value for r in roles) + ".",
+                slug="acces-refuse",
+            )
         return session.principal
 
     return dependency
