@@ -14,13 +14,12 @@ from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
 from app.services import lifecycle
 from app.services import orientation as service
-from app.services import referrals as referral_service
 from app.services.communes import CommuneRef, search_communes
 from app.services.places import place_by_id
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
 from app.triage.words import what_to_bring
-from app.web.referrals import act
+from app.web.referrals import act, list_page
 from app.web.render import field_errors, page
 from app.web.session import AgentUser, Form
 
@@ -160,23 +159,13 @@ async def sent(
     statut: Annotated[list[ReferralStatus] | None, Query(max_length=9)] = None,
     suite: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    db = request.app.state.db
-    listing, summary = await db.read(
-        lambda session: (
-            referral_service.list_referrals(
-                session, principal, statuses=statut or [], limit=50, cursor=suite
-            ),
-            referral_service.referral_summary(session, principal),
-        )
-    )
-    return await page(
+    return await list_page(
         request,
+        principal,
         "referral_list.html",
+        statut or [],
+        cursor=suite,
         title="Orientations envoyées",
-        listing=listing,
-        summary=summary,
-        chosen=[s.value for s in statut or []],
-        prefix="/agent/orientations",
     )
 
 

@@ -10,7 +10,7 @@ from app.errors import Problem
 from app.models import ReferralStatus
 from app.services import referrals as service
 from app.triage.lifecycle import OPEN
-from app.web.render import page
+from app.web.referrals import list_page
 from app.web.session import MediateurUser
 
 router = APIRouter(prefix="/mediateur", include_in_schema=False)
@@ -38,30 +38,15 @@ async def inbox(
         else:
             return RedirectResponse(f"/mediateur/orientations/{found}", status_code=303)
     # By default the open ones, urgent first: what needs an answer.
-    statuses = statut or sorted(OPEN, key=list(ReferralStatus).index)
-    listing, summary = await db.read(
-        lambda session: (
-            service.list_referrals(
-                session,
-                principal,
-                statuses=statuses,
-                urgent_first=not statut,
-                limit=50,
-                cursor=suite,
-            ),
-            service.referral_summary(session, principal),
-        )
-    )
-    return await page(
+    return await list_page(
         request,
+        principal,
         "mediateur/inbox.html",
+        statut or sorted(OPEN, key=list(ReferralStatus).index),
+        urgent_first=not statut,
+        cursor=suite,
         status_code=404 if not_found else 200,
         title="Orientations reçues",
-        listing=listing,
-        summary=summary,
-        chosen=[s.value for s in statuses],
-        urgent_first=not statut,
-        prefix="/mediateur/orientations",
         code=code or "",
         not_found=not_found,
     )

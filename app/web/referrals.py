@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.db import Db
 from app.errors import Problem, validation_errors
-from app.models import Principal, Role
+from app.models import Principal, ReferralStatus, Role
 from app.models.referral import TransitionIn
 from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
@@ -78,6 +78,44 @@ async def referral_page(
         prefix=_prefix(principal),
         done=DONE.get(done or ""),
         error=error,
+    )
+
+
+async def list_page(
+    request: Request,
+    principal: Principal,
+    template: str,
+    statuses: list[ReferralStatus],
+    *,
+    urgent_first: bool = False,
+    cursor: str | None = None,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    """The referrals of the reader's place (sent, or received), 50 a page, with the counts."""
+    listing, summary = await _db(request).read(
+        lambda session: (
+            service.list_referrals(
+                session,
+                principal,
+                statuses=statuses,
+                urgent_first=urgent_first,
+                limit=50,
+                cursor=cursor,
+            ),
+            service.referral_summary(session, principal),
+        )
+    )
+    return await page(
+        request,
+        template,
+        status_code=status_code,
+        listing=listing,
+        summary=summary,
+        chosen=[s.value for s in statuses],
+        urgent_first=urgent_first,
+        prefix=_prefix(principal),
+        **context,
     )
 
 
