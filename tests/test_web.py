@@ -289,3 +289,92 @@ def test_every_step_a_page_offers_has_its_button_and_its_words() -> None:
             for target in targets(status, actor):
                 assert target in ACTIONS and target in ACTION_HINTS, (status, actor, target)
         assert status in STATUSES
+
+
+def test_commune_suggestions_while_typing(client: TestClient, world: World) -> None:
+    login(client, world, "agent_tulle")
+    found = client.get("/agent/communes", params={"q": "ussel"}).json()
+    assert found[0] == {"code": "19275", "label": "Ussel (19200)"}  # the largest first
+    # 19200: Saint-Étienne-la-Geneste's INSEE code and Ussel's postal code; both offered.
+    both = client.get("/agent/communes", params={"q": "19200"}).json()
+    assert [c["code"] for c in both[:2]] == ["19200", "19275"]
+    assert client.get("/agent/communes", params={"q": "u"}).json() == []  # two letters at least
+    # Typed, it is a choice to make; chosen, it is the commune of that code.
+    token = login(client, world, "agent_tulle")
+    answer = client.post("/agent", data=form(csrf=token, commune="19200"))
+    assert answer.status_code == 422 and "Plusieurs communes correspondent" in answer.text
+    answer = client.post(
+        "/agent", data=form(csrf=token, commune="19200", commune_code="19200"),
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert "Saint-Étienne-la-Geneste (19)" in client.get(answer.headers["location"]).text
+    client.cookies.clear()
+    assert client.get("/agent/communes?q=ussel", follow_redirects=False).status_code == 303
+
+
+def test_the_person_erased_from_the_page_is_erased_everywhere(
+    client: TestClient, world: World
+) -> None:
+    sent = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()["referral"]
+    token = login(client, world, "med_tulle")
+    answer = client.post(f"/mediateur/orientations/{sent['id']}/effacer", data={"csrf": token})
+    assert answer.status_code == 200
+    assert "Coordonnées de la personne effacées." in answer.text
+    assert "Jeanne" not in answer.text and "Coordonnées effacées le" in answer.text
+    person = client.get(f"/v1/referrals/{sent['id']}", headers=world.auth("agent_tulle")).json()
+    assert person["person"]["erased_at"] and person["person"]["first_name"] is None
+    # Another place's médiateur cannot: the referral is not theirs.
+    client.cookies.clear()
+    token = login(client, world, "med_ussel")
+    answer = client.post(f"/mediateur/orientations/{sent['id']}/effacer", data={"csrf": token})
+    assert answer.status_code == 404
+
+
+def test_the_link_of_the_emails_opens_the_readers_page(client: TestClient, world: World) -> None:
+    sent = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()["referral"]
+    link = f"/orientations/{sent['id']}"
+    answer = client.get(link, follow_redirects=False)
+    assert answer.headers["location"] == f"/connexion?suite={link}"
+    for who, page_of in (("med_tulle", "mediateur"), ("agent_tulle", "agent")):
+        client.cookies.clear()
+        token = csrf_of(client.get(answer.headers["location"]).text)
+        landed = client.post(
+            "/connexion", data={"csrf": token, "cle": world.tokens[who], "suite": link}
+        )
+        assert landed.url.path == f"/{page_of}/orientations/{sent['id']}"
+        assert sent["code"] in landed.text
+
+
+def test_a_form_with_a_nul_character_is_refused_and_stores_nothing(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = login(client, world, "agent_tulle")
+    answer = client.post(
+        "/agent",
+        content=f"csrf={token}&mode=profil&profile=autonome&theme=caf&commune=Tulle%00".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 422 and "caractère nul" in answer.json()["detail"]
+    assert count(engine, "orientation") == 0
+
+
+def test_long_lists_come_in_pages_and_filter_by_status(client: TestClient, world: World) -> None:
+    for _ in range(52):
+        response = client.post(
+            "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+        )
+        assert response.status_code == 201
+    login(client, world, "agent_tulle")
+    first = client.get("/agent/orientations")
+    assert first.text.count('<a href="/agent/orientations/orv_') == 50
+    following = re.search(r'href="\?(suite=[^"]+)">Orientations suivantes', first.text)
+    assert following, "no link to the next page"
+    rest = client.get("/agent/orientations?" + html.unescape(following.group(1)))
+    assert rest.text.count('<a href="/agent/orientations/orv_') == 2
+    none = client.get("/agent/orientations?statut=terminee")
+    assert "Aucune orientation avec ces statuts" in none.text

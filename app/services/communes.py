@@ -208,8 +208,8 @@ def search_communes(engine: Engine, text: str, limit: int = 10) -> list[CommuneR
     names first, then names that start with it, largest population first."""
     every = communes(engine)
     text = text.strip()
-    if text in every:
-        return [every[text]]
+    # An INSEE code first; the same five digits may be another commune's postal code.
+    by_code = [every[text]] if text in every else []
     digits = re.findall(r"\b\d[\dAB]\d{0,3}\b", text.upper())
     name = _folded(re.sub(r"[\d()]+", " ", text))
     found = [
@@ -229,4 +229,4 @@ def search_communes(engine: Engine, text: str, limit: int = 10) -> list[CommuneR
         return []
     else:
         found.sort(key=lambda c: -(c.population or 0))
-    return found[:limit]
+    return (by_code + [c for c in found if c not in by_code])[:limit]

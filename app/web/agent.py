@@ -14,7 +14,7 @@ from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
 from app.services import lifecycle
 from app.services import orientation as service
-from app.services.communes import CommuneRef, search_communes
+from app.services.communes import CommuneRef, communes, search_communes
 from app.services.places import place_by_id
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
@@ -108,8 +108,9 @@ def _on_form(problem: Problem, form: dict[str, str]) -> dict[str, str]:
 @router.post("")
 async def create(request: Request, principal: AgentUser, form: Form) -> Response:
     db = request.app.state.db
-    typed = form.get("commune_code") or form.get("commune", "")
-    found = search_communes(db.engine, typed, limit=8) if typed.strip() else []
+    chosen = communes(db.engine).get(form.get("commune_code", ""))  # one of the choices
+    typed = form.get("commune", "")
+    found = [chosen] if chosen else search_communes(db.engine, typed, limit=8)
     if len(found) != 1:
         message = (
             "Indiquez la commune de la personne (nom, code postal ou code INSEE)."
@@ -185,7 +186,7 @@ async def reorient(
 
 
 @router.get("/communes")
-async def communes(
+async def commune_suggestions(
     request: Request, principal: AgentUser, q: Annotated[str, Query(max_length=80)] = ""
 ) -> Response:
     """Suggestions for the commune field, as the agent types."""
