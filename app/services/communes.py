@@ -205,28 +205,32 @@ def _folded(text: str) -> str:
 def search_communes(engine: Engine, text: str, limit: int = 10) -> list[CommuneRef]:
     """Communes a person at a desk means by `text`: an INSEE code, a postal code, or a name
     (without accents or hyphens; « Ussel 19 » or « Ussel (19200) » narrows it down). Exact
-    names first, then names that start with it, largest population first."""
+    names first, then names that start with it, largest population first. One pass over the
+    communes, each name folded once per process (it runs at every keystroke)."""
     every = communes(engine)
     text = text.strip()
     # An INSEE code first; the same five digits may be another commune's postal code.
     by_code = [every[text]] if text in every else []
     digits = re.findall(r"\b\d[\dAB]\d{0,3}\b", text.upper())
     name = _folded(re.sub(r"[\d()]+", " ", text))
-    found = [
-        c
-        for c in every.values()
-        if c.kind == "COM" or c.kind == "ARM"
-        if not digits
-        or any(c.postal_codes.split().count(d) or c.departement == d for d in digits)
-    ]
-    if name:
-        exact = sorted(
-            (c for c in found if _folded(c.name) == name), key=lambda c: -(c.population or 0)
-        )
-        starts = [c for c in found if c not in exact and _folded(c.name).startswith(name)]
-        found = exact + sorted(starts, key=lambda c: -(c.population or 0))
-    elif not digits:
-        return []
-    else:
-        found.sort(key=lambda c: -(c.population or 0))
-    return (by_code + [c for c in found if c not in by_code])[:limit]
+    if not name and not digits:
+        return by_code
+    exact: list[CommuneRef] = []
+    starts: list[CommuneRef] = []
+    for commune in every.values():
+        if commune.kind not in ("COM", "ARM") or commune.code == text:
+            continue
+        if digits and not any(
+            d == commune.departement or d in commune.postal_codes.split() for d in digits
+        ):
+            continue
+        folded = _folded(commune.name) if name else ""
+        if folded == name:
+            exact.append(commune)
+        elif folded.startswith(name):
+            starts.append(commune)
+
+    def largest(found: list[CommuneRef]) -> list[CommuneRef]:
+        return sorted(found, key=lambda c: -(c.population or 0))
+
+    return (by_code + largest(exact) + largest(starts))[:limit]
