@@ -3,6 +3,7 @@ fetched from the Internet. Each carries a title and a description for screen rea
 page gives the same figures as a table."""
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -29,7 +30,7 @@ def _nice_max(value: float) -> float:
 
 
 def _svg(width: int, height: int, title: str, desc: str, body: list[str], css: str) -> str:
-    key = abs(hash((title, desc))) % 10**8
+    key = zlib.crc32(title.encode())  # the same ids at every rendering of the same chart
     return (
         f'<svg class="{css}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="t{key} d{key}" xmlns="http://www.w3.org/2000/svg">'
@@ -125,17 +126,13 @@ def line_chart(
             points.append(f"{x:.1f},{y:.1f}")
             body.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"><title>'
-                f"{escape(name)}, {escape(label_at(labels, g))} : {round(100 * value)} %"
+                f"{escape(name)}, {escape(labels[g])} : {round(100 * value)} %"
                 "</title></circle>"
             )
         if len(points) > 1:
             body.append(_polyline(points, colour))
     body.extend(_legend([(name, colour) for name, colour, _ in series], left, 16))
     return _svg(width, height, title, desc, body, "chart")
-
-
-def label_at(labels: Sequence[str], index: int) -> str:
-    return labels[index] if index < len(labels) else ""
 
 
 def _grid_line(x1: float, x2: float, y: float) -> str:
