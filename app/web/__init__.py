@@ -14,19 +14,25 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from itsdangerous import URLSafeTimedSerializer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
 from app.errors import Problem, validation_errors
 from app.web import agent, coordinateur, home, mediateur, referrals
-from app.web.render import page
+from app.web.render import error_words, page
 from app.web.session import LoginRequired
 
 logger = logging.getLogger("passerelle")
 
 STATIC = Path(__file__).parent / "static"
 DSFR = STATIC / "dsfr"
+
+PAGE_HTTP_ERRORS = {
+    404: "Aucune page à cette adresse. Vérifiez le lien, ou repartez de l'accueil.",
+    405: "Cette adresse ne s'ouvre pas ainsi : repartez de l'accueil.",
+}
 
 # The API and its documentation answer problem details; everything else here is a page.
 _NOT_PAGES = ("/v1/", "/docs", "/openapi.json", "/healthz", "/readyz", "/static")
@@ -74,11 +80,24 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if not is_page(request):
             return await _answer(api_invalid(request, exc))
-        wrong = validation_errors(list(exc.errors()))
-        detail = "Adresse de page invalide : " + " ; ".join(
-            f"{e['loc'][-1]} : {e['msg']}" for e in wrong
+        detail = (
+            "Cette adresse de page contient une valeur que la page ne connaît pas. "
+            + error_words(validation_errors(list(exc.errors())))
         )
         return await page(request, "error.html", status_code=422, status=422, detail=detail)
+
+    api_http = app.exception_handlers[StarletteHTTPException]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # A browser at an unknown address gets a page, not the API's JSON.
+        if not is_page(request) or request.method not in ("GET", "HEAD", "POST"):
+            return await _answer(api_http(request, exc))
+        detail = PAGE_HTTP_ERRORS.get(exc.status_code, "Cette adresse ne répond pas.")
+        status = exc.status_code
+        answer = await page(request, "error.html", status_code=status, status=status, detail=detail)
+        answer.headers.update(getattr(exc, "headers", None) or {})
+        return answer
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:

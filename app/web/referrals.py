@@ -18,7 +18,7 @@ from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
 from app.triage.lifecycle import Actor, targets
 from app.triage.words import what_to_bring
-from app.web.render import page
+from app.web.render import error_words, page, problem_words
 from app.web.session import AgentOrMediateurUser, Form
 
 router = APIRouter(include_in_schema=False)
@@ -145,8 +145,13 @@ async def act(
     except Problem as problem:
         if problem.status == 404:
             raise
+        said = (
+            "Cette étape ne revient pas à votre rôle pour cette orientation."
+            if problem.status == 403
+            else problem_words(problem)
+        )
         return await referral_page(
-            request, principal, referral_id, error=problem.detail, status_code=problem.status
+            request, principal, referral_id, error=said, status_code=problem.status
         )
     return RedirectResponse(then(done), status_code=303)
 
@@ -163,7 +168,7 @@ async def move(
             note=form.get("note") or None,
         )
     except ValidationError as exc:
-        detail = " ".join(e["msg"] for e in validation_errors(list(exc.errors())))
+        detail = error_words(validation_errors(list(exc.errors())))
         return await referral_page(
             request, principal, referral_id, error=detail, status_code=422
         )

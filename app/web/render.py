@@ -111,6 +111,71 @@ async def page(
     return response
 
 
+# The pages' query parameters and form fields, as their readers call them.
+PARAMETERS = {
+    "statut": "Statut",
+    "status": "Étape",
+    "reason": "Motif du refus",
+    "note": "Note",
+    "du": "Date de début",
+    "au": "Date de fin",
+    "par": "Regrouper par",
+    "territoire": "Territoire",
+    "km": "Distance",
+    "suite": "Page suivante",
+    "q": "Recherche",
+    "fait": "Étape faite",
+    "referral_id": "Orientation",
+    "orientation_id": "Orientation",
+}
+
+
+def _status_words(value: Any) -> str:
+    try:
+        return words.STATUSES[ReferralStatus(value)]
+    except ValueError:
+        return "inconnu"
+
+
+def error_words(errors: list[dict[str, Any]]) -> str:
+    """Validation errors in the page's words: the field by its label, and no list of the
+    API's codes (a page offers its choices itself)."""
+    said = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc") or []]
+        label = PARAMETERS.get(loc[-1] if loc else "", "Valeur")
+        msg = str(error.get("msg", ""))
+        if msg.startswith("Valeur non autorisée"):
+            msg = "choisissez une des valeurs proposées par la page."
+        said.append(f"{label} : {msg[:1].lower()}{msg[1:]}")
+    return " ".join(dict.fromkeys(said)) or "Données invalides."
+
+
+def problem_words(problem: Problem) -> str:
+    """A problem as the page's reader should read it. The API's details name its statuses
+    and fields (`acceptee`, `place_id`, ETag), for the programs that call it."""
+    status = _status_words(problem.extra.get("current_status"))
+    if problem.slug == "version-perimee":
+        return (
+            "Cette orientation a changé depuis que vous avez ouvert la page : elle est "
+            f"maintenant « {status} ». Rien n'a été enregistré ; vérifiez-la ci-dessous "
+            "avant d'agir."
+        )
+    if problem.slug == "transition-refusee":
+        return (
+            f"Cette étape n'est pas possible : l'orientation est « {status} ». "
+            "Les étapes encore possibles sont proposées ci-dessous."
+        )
+    if problem.slug == "aucun-lieu":
+        return (
+            "Aucun autre lieu de médiation adapté n'est assez proche de la commune de la "
+            "personne : France Services garde la main pour cette démarche."
+        )
+    if problem.errors and problem.status == 422:
+        return error_words(problem.errors)
+    return problem.detail
+
+
 def field_errors(problem: Problem) -> dict[str, str]:
     """A problem's errors by field name (the last part of `loc`), for a form."""
     found: dict[str, str] = {}

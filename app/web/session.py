@@ -19,6 +19,13 @@ from app.errors import Problem
 from app.models import Principal, Role
 
 COOKIE = "passerelle_session"
+# Each role as a page names its people: (« celle d'un … », « réservée aux … »).
+ROLE_WORDS = {
+    Role.AGENT: ("d'un agent France Services", "agents France Services"),
+    Role.MEDIATEUR: ("d'un médiateur numérique", "médiateurs numériques"),
+    Role.COORDINATEUR: ("d'un coordinateur", "coordinateurs"),
+    Role.ADMIN: ("d'un administrateur", "administrateurs"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,10 @@ def _user(*roles: Role) -> object:
         if session.principal.role not in roles:
             raise Problem(
                 403,
-                f"Cette page n'est pas ouverte au rôle « {session.principal.role.value} » : "
-                "elle est réservée au rôle " + " ou ".join(r.value for r in roles) + ".",
+                "Cette page est réservée aux "
+                + " et aux ".join(ROLE_WORDS[r][1] for r in roles)
+                + f" ; votre session est celle {ROLE_WORDS[session.principal.role][0]}. "
+                "Déconnectez-vous pour changer de rôle.",
                 slug="acces-refuse",
             )
         return session.principal
