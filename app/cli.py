@@ -471,7 +471,7 @@ def stats_referrals(
         f"Refus : {reasons}."
     )
     if csv_file:
-        _write(csv_file, stats.to_csv(document["groups"], stats.referral_columns(keys)))
+        _write(csv_file, stats.referral_csv(document))
 
 
 @stats_app.command("coverage")

@@ -3,16 +3,19 @@ was computed by hand (see `stats_world`), on both databases."""
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app.models.common import local_day
+from app.services import stats as stats_service
 from tests.conftest import World, orientation_body
 
 TULLE, USSEL = "19272", "19275"
@@ -150,6 +153,11 @@ def _groups(doc: dict, *keys: str) -> dict:  # type: ignore[type-arg]
     return {tuple(g[k] for k in keys) if len(keys) > 1 else g[keys[0]]: g for g in doc["groups"]}
 
 
+FIGURES_COUNTED = (
+    "to_mediateur", "not_sent", "to_france_services", "no_orientation", "reoriented",
+    "answered", "accepted", "refused", "expired_unanswered", "accepted_closed", "completed",
+    "no_show",
+)
 STATUSES_ZERO = dict.fromkeys(
     ("en_attente", "acceptee", "refusee", "annulee", "expiree", "contactee", "non_venue",
      "terminee", "reorientee"),
@@ -178,6 +186,13 @@ def test_totals_and_rates_match_the_hand_count(client: TestClient, stats_world: 
     assert totals["no_show_rate"] == round(1 / 3, 4)
     assert totals["median_hours_to_first_contact"] == pytest.approx(10.0, abs=0.1)
     assert totals["refusal_reasons"] == {"hors_territoire": 1, "pas_de_capacite": 1}
+    # The counts each rate is made of, cumulative: R7 was accepted, then cancelled; R1 and R2
+    # were accepted, and are now terminee and non_venue.
+    assert {k: totals[k] for k in FIGURES_COUNTED} == {
+        "to_mediateur": 13, "not_sent": 0, "to_france_services": 1, "no_orientation": 1,
+        "reoriented": 1, "answered": 7, "accepted": 4, "refused": 2, "expired_unanswered": 1,
+        "accepted_closed": 3, "completed": 1, "no_show": 1,
+    }
 
 
 def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
@@ -196,6 +211,11 @@ def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
         **STATUSES_ZERO, "en_attente": 5, "contactee": 1, "terminee": 1, "non_venue": 1,
         "refusee": 1, "expiree": 1,
         "acceptance_rate": 0.6, "completion_rate": 0.5, "no_show_rate": 0.5,
+        # T1–T5, T8–T12 to a médiateur, T6 France Services, T7 autonomous; accepted R1 R2 R4,
+        # refused R3, R5 expired unanswered; closed after acceptance: R1 R2.
+        "to_mediateur": 10, "not_sent": 0, "to_france_services": 1, "no_orientation": 1,
+        "reoriented": 0, "answered": 5, "accepted": 3, "refused": 1, "expired_unanswered": 1,
+        "accepted_closed": 2, "completed": 1, "no_show": 1,
     }
 
     by_week = _groups(_stats(client, w, "group_by=week"), "week")
@@ -205,6 +225,10 @@ def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
     by_profile = _groups(_stats(client, w, "group_by=profile"), "profile")
     assert by_profile["non_autonome_non_refractaire"]["orientations"] == 6
     assert by_profile["non_autonome_non_refractaire"]["referrals"] == 7  # R9 too
+    # The user's "Orientations 5 / Vers un médiateur 6": 6 orientations to a médiateur, 7
+    # referrals of which 1 re-orientation.
+    assert by_profile["non_autonome_non_refractaire"]["to_mediateur"] == 6
+    assert by_profile["non_autonome_non_refractaire"]["reoriented"] == 1
     assert by_profile["partiellement_autonome"]["orientations"] == 7
     assert is_masked(by_profile["autonome"]) and is_masked(by_profile["non_autonome_sans_envie"])
 
@@ -227,6 +251,7 @@ def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
     tulle = by_place[w.places["demo-med-tulle"]]
     assert tulle["place_name"] == "Espace numérique de la médiathèque de Tulle"
     assert (tulle["orientations"], tulle["referrals"]) == (10, 10)
+    assert (tulle["to_mediateur"], tulle["not_sent"], tulle["reoriented"]) == (10, 0, 0)
     assert tulle["acceptance_rate"] == 0.6 and tulle["completion_rate"] == 0.5
     assert is_masked(by_place[w.places["demo-med-ussel"]]) and is_masked(by_place[None])
     assert is_masked(by_place[stats_world.reoriented_place])
@@ -354,13 +379,53 @@ def test_csv_both_ways(client: TestClient, stats_world: StatsWorld) -> None:
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "text/csv; charset=utf-8"
         assert "attachment" in answer.headers["content-disposition"]
-        rows = {r["month"]: r for r in _read_csv(answer)}
-        assert list(rows) == ["2025-12", "2026-01", "2026-11"]
-        assert rows["2026-11"]["orientations"] == "12"
-        assert rows["2026-11"]["acceptance_rate"] == "0,6"
-        assert rows["2026-11"]["masked"] == "non"
-        assert rows["2025-12"]["masked"] == "oui" and rows["2025-12"]["orientations"] == ""
+        rows = {r["Mois"]: r for r in _read_csv(answer)}
+        assert list(rows) == ["2025-12", "2026-01", "2026-11", "Total"]
+        assert rows["2026-11"]["Orientations"] == "12"
+        assert rows["2026-11"]["Vers un médiateur"] == "10"
+        assert rows["2026-11"]["Taux d'acceptation (%)"] == "60,0"
+        assert rows["2026-11"]["dont acceptés"] == "3"
+        assert rows["2026-11"]["Masqué (moins de 5 orientations)"] == "non"
+        masked = rows["2025-12"]
+        assert masked["Masqué (moins de 5 orientations)"] == "oui"
+        assert masked["Orientations"] == "" and masked["Taux d'acceptation (%)"] == ""
+        total = rows["Total"]
+        assert (total["Orientations"], total["Vers un médiateur"], total["Envois à un lieu"]) == (
+            "15", "13", "14"
+        )
+        assert total["Taux d'acceptation (%)"] == "57,1"  # 4 / 7, as the page's 57 %
+        assert total["Statut actuel : En attente"] == "7"
     assert by_param.content == by_accept.content
+
+
+def test_csv_in_the_words_of_the_page(client: TestClient, stats_world: StatsWorld) -> None:
+    """French headers, each code beside its label, rates in percent, a total row: the
+    figures of the page, and still the codes for a program."""
+    answer = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=profile,status&format=csv",
+        headers=stats_world.world.auth("coord"),
+    )
+    header = answer.content.decode("utf-8-sig").splitlines()[0].split(";")
+    assert header[:5] == [
+        "Profil (code)", "Profil", "Statut (code)", "Statut", "Masqué (moins de 5 orientations)"
+    ]
+    assert all(not re.fullmatch(r"[a-z_]+", h) for h in header), header  # no field name
+    rows = _read_csv(answer)
+    waiting = next(
+        r for r in rows
+        if (r["Profil (code)"], r["Statut (code)"]) == ("partiellement_autonome", "en_attente")
+    )
+    assert waiting["Profil"] == "Partiellement autonome et volontaire"
+    assert waiting["Statut"] == "En attente" and waiting["Orientations"] == "5"
+    no_referral = next(r for r in rows if r["Statut (code)"] == "" and r["Profil (code)"])
+    assert no_referral["Statut"] == "Aucun envoi"
+    assert rows[-1]["Profil (code)"] == "Total" and rows[-1]["Orientations"] == "15"
+    # Without any grouping, the file is the total alone.
+    alone = _read_csv(client.get(
+        f"/v1/stats/referrals?{PERIOD}&format=csv", headers=stats_world.world.auth("coord")
+    ))
+    assert len(alone) == 1 and alone[0]["Orientations"] == "15"
+    assert alone[0]["Taux d'accompagnements terminés (%)"] == "33,3"
 
 
 # --- coverage ------------------------------------------------------------------------------
@@ -441,8 +506,11 @@ def test_coverage_formats_and_scope(client: TestClient, world: World) -> None:
         rows = _read_csv(answer)
         assert len(rows) == len(as_json["communes"])
         first, row = as_json["communes"][0], rows[0]
-        assert row["commune"] == first["commune"] and row["place_id"] == first["place"]["id"]
-        assert row["distance_km"] == str(first["distance_km"]).replace(".", ",")
+        assert row["Code INSEE"] == first["commune"] and row["Commune"] == first["name"]
+        assert row["Lieu le plus proche (identifiant)"] == first["place"]["id"]
+        distance = row["Distance au lieu le plus proche (km)"]
+        assert distance == str(first["distance_km"]).replace(".", ",")
+        assert row["Zone blanche"] == ("oui" if first["beyond"] else "non")
 
     geo = client.get("/v1/stats/coverage?max_km=10&format=geojson", headers=auth)
     assert geo.status_code == 200 and geo.headers["content-type"] == "application/geo+json"
@@ -644,3 +712,125 @@ def test_geojson_of_a_commune_without_outline(client: TestClient, world: World,
         assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-5)
     outlined = [f for f in geo["features"] if f["geometry"]["type"] != "Point"]
     assert len(outlined) == len(geo["features"]) - 4
+
+
+# --- the coordinator's page ----------------------------------------------------------------
+
+
+def test_the_page_says_what_the_api_and_the_csv_say(
+    client: TestClient, stats_world: StatsWorld
+) -> None:
+    """The user's report: « Vers un médiateur » was 13 in the tile (orientations) and 14 in
+    the table (referrals, the re-orientation a second time); « Acceptées » counted today's
+    status beside a rate made of every acceptance. Now one figure, one label, one value."""
+    from tests.test_stats_consistency import Tables, page_total_rows
+    from tests.test_web import login
+
+    login(client, stats_world.world, "coord")
+    page = client.get("/coordinateur?du=2025-12-01&au=2026-11-30&par=profile")
+    assert page.status_code == 200
+    tiles, totals = Tables(page.text).tiles, page_total_rows(page.text)
+    assert tiles["Vers un médiateur"] == totals["Vers un médiateur"] == "13"
+    assert tiles["Envois à un lieu"] == totals["Envois à un lieu"] == "14"
+    assert totals["dont réorientations"] == "1"
+    assert tiles["Taux d'acceptation"] == totals["Taux d'acceptation"] == "57 %"
+    assert (totals["dont acceptés"], totals["Acceptés, refusés ou expirés"]) == ("4", "7")
+    assert "dont acceptés : 4 sur 7 acceptés, refusés ou expirés" not in page.text
+    assert "acceptés : 4 sur 7 acceptés, refusés ou expirés" in page.text  # under the rate
+    assert tiles["Taux d'accompagnements terminés"] == "33 %"
+    assert "accompagnements terminés : 1 sur 3 acceptés et clos" in page.text
+    assert "Acceptées</th>" not in page.text  # the current status, under a cumulative name
+
+    # Each row adds up: its parts within it, beside the CSV's row.
+    desk, sent = Tables(page.text).tables
+    header = sent[0]
+    ready = next(r for r in sent if r[0] == "Non autonome, prête à apprendre")
+    row = dict(zip(header, ready, strict=True))
+    assert (row["Envois à un lieu"], row["dont réorientations"]) == ("7", "1")
+    assert int(row["dont acceptés"]) <= int(row["Acceptés, refusés ou expirés"]) <= 7
+    assert row["Taux d'acceptation"] == "60 %"  # 3 / 5
+    first = dict(zip(desk[0], next(r for r in desk if r[0] == ready[0]), strict=True))
+    assert (first["Orientations"], first["Vers un médiateur"]) == ("6", "6")
+    assert next(r for r in desk if r[0] == "Autonome")[1] == "masqué"
+
+    # Every figure is defined on the page, with the same words as the API's description.
+    for figure in stats_service.FIGURES:
+        assert f"<dt><strong>{escape(figure.label)}</strong></dt>" in page.text
+        assert escape(figure.definition) in page.text
+    described = client.get("/openapi.json").json()["paths"]["/v1/stats/referrals"]["get"]
+    assert stats_service.FIGURE["accepted"].definition in described["description"]
+
+    download = client.get("/coordinateur/statistiques.csv?du=2025-12-01&au=2026-11-30&par=profile")
+    api = client.get(
+        f"/v1/stats/referrals?{PERIOD}&group_by=profile&format=csv",
+        headers=stats_world.world.auth("coord"),
+    )
+    assert download.content == api.content
+    total = _read_csv(download)[-1]
+    assert (total["Vers un médiateur"], total["Envois à un lieu"], total["dont acceptés"]) == (
+        "13", "14", "4"
+    )
+
+
+def test_the_refusal_reasons_and_the_charts_in_words(
+    client: TestClient, stats_world: StatsWorld, engine: Engine
+) -> None:
+    from tests.test_web import login
+
+    with engine.begin() as connection:  # a refusal of the previous release, without reason
+        connection.execute(
+            text("UPDATE referral SET refusal_reason = NULL WHERE id = :id"),
+            {"id": stats_world.referrals["R3"]},
+        )
+    login(client, stats_world.world, "coord")
+    html = client.get("/coordinateur?du=2025-12-01&au=2026-11-30").text
+    assert "Motifs des 2 envois refusés : Hors de notre territoire : 1 · Motif non précisé : 1" in (
+        html
+    )
+    assert "non_precise" not in html
+    # The bars say their series, as the legend does.
+    assert "<title>Vers un médiateur, 2026-11 : 10</title>" in html
+    assert "<title>Orientations, 2026-11 : 12</title>" in html
+    assert "<title>Taux d&#x27;acceptation, 2026-11 : 60 %</title>" in html
+
+
+def test_the_page_names_its_own_fields(client: TestClient, stats_world: StatsWorld) -> None:
+    """A wrong period or grouping is told under the page's field, in its words (« Du »,
+    « Au », « Regrouper par »); the API keeps naming its parameters."""
+    from tests.test_web import login
+
+    login(client, stats_world.world, "coord")
+    backwards = client.get("/coordinateur?du=2026-05-01&au=2026-01-01")
+    assert backwards.status_code == 422
+    said = (
+        "La période commence le 01/05/2026, après sa fin le 01/01/2026 : inversez « Du » et "
+        "« Au »."
+    )
+    assert f'<p class="fr-error-text" id="du-erreur">{escape(said)}</p>' in backwards.text
+    assert 'aria-describedby="du-erreur"' in backwards.text
+    assert "« from »" not in backwards.text and "« to »" not in backwards.text
+    assert 'value="2026-05-01"' in backwards.text  # what was typed stays in the field
+
+    not_a_day = client.get("/coordinateur?au=hier")
+    assert not_a_day.status_code == 422
+    assert 'id="au-erreur">« Au » n&#39;est pas une date' in not_a_day.text
+
+    unknown = client.get("/coordinateur?par=month&par=age")
+    assert unknown.status_code == 422
+    assert 'id="par-erreur"' in unknown.text and "Cochez parmi : Mois, Semaine, Profil" in (
+        unknown.text
+    )
+    assert "group_by" not in unknown.text and "month, week" not in unknown.text
+
+    # An empty date field is the default period, as the form sends it.
+    assert client.get("/coordinateur?du=&au=").status_code == 200
+    # A download asked with a wrong period says so in the page's words too.
+    wrong = client.get("/coordinateur/statistiques.csv?du=2026-05-01&au=2026-01-01")
+    assert wrong.status_code == 422 and "« Du »" in wrong.text
+
+    auth = stats_world.world.auth("coord")
+    api = client.get("/v1/stats/referrals?from=2026-05-01&to=2026-01-01", headers=auth).json()
+    assert api["errors"][0]["loc"] == ["query", "from"] and "« from » et « to »" in api["detail"]
+    api = client.get("/v1/stats/referrals?group_by=month,age", headers=auth).json()
+    assert api["errors"][0]["loc"] == ["query", "group_by"]
+    assert "month, week, profile" in api["detail"]

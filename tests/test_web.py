@@ -261,7 +261,7 @@ def test_a_coordinator_outside_their_territory_is_told_so_on_the_page(
     answer = client.get("/coordinateur?du=pas-une-date")
     assert answer.status_code == 422 and "text/html" in answer.headers["content-type"]
     csv = client.get("/coordinateur/couverture.csv")
-    assert csv.status_code == 200 and csv.text.startswith("\ufeffcommune;name;")
+    assert csv.status_code == 200 and csv.text.startswith("\ufeffCode INSEE;Commune;")
     assert "attachment" in csv.headers["content-disposition"]
 
 

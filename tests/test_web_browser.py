@@ -292,7 +292,9 @@ def test_a_coordinator_sees_the_figures_the_charts_and_the_map(
     with page.expect_download() as download:
         page.get_by_role("link", name=re.compile("Télécharger ce tableau")).click()
     text = Path(download.value.path()).read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("month;masked;orientations;referrals")
+    assert text.splitlines()[0].startswith(
+        "Mois;Masqué (moins de 5 orientations);Orientations;Vers un médiateur;"
+    )
 
     page.goto("/coordinateur/couverture")
     assert "Corrèze" in page.locator("h2").first.inner_text()

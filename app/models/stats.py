@@ -5,6 +5,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydField
 
+from app.services.stats import FIGURE, FIGURES, MEDIAN, STATUSES, Figure
+
 
 class ReferralStatsFilters(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -16,16 +18,41 @@ class ReferralStatsFilters(BaseModel):
     group_by: list[str]
 
 
+def _described(figure: Figure) -> str:
+    return f"{figure.label} : {figure.definition} ({figure.computed})"
+
+
+def _figure(key: str) -> Any:
+    return PydField(description=_described(FIGURE[key]))
+
+
 class ReferralStatsTotals(BaseModel):
-    orientations: int
-    referrals: int
-    by_route: dict[str, int]
-    by_status: dict[str, int]
-    acceptance_rate: float | None
-    completion_rate: float | None
-    no_show_rate: float | None
-    median_hours_to_first_contact: float | None
-    refusal_reasons: dict[str, int]
+    """The exact totals of the period and territory (nothing withheld). Each figure is
+    defined once, in app.services.stats.FIGURES."""
+
+    orientations: int = _figure("orientations")
+    to_mediateur: int = _figure("to_mediateur")
+    not_sent: int = _figure("not_sent")
+    to_france_services: int = _figure("to_france_services")
+    no_orientation: int = _figure("no_orientation")
+    referrals: int = _figure("referrals")
+    reoriented: int = _figure("reoriented")
+    answered: int = _figure("answered")
+    accepted: int = _figure("accepted")
+    refused: int = _figure("refused")
+    expired_unanswered: int = _figure("expired_unanswered")
+    acceptance_rate: float | None = _figure("acceptance_rate")
+    accepted_closed: int = _figure("accepted_closed")
+    completed: int = _figure("completed")
+    no_show: int = _figure("no_show")
+    completion_rate: float | None = _figure("completion_rate")
+    no_show_rate: float | None = _figure("no_show_rate")
+    by_route: dict[str, int] = PydField(description="Les orientations par route.")
+    by_status: dict[str, int] = PydField(description="Les envois par statut actuel.")
+    median_hours_to_first_contact: float | None = PydField(description=_described(MEDIAN))
+    refusal_reasons: dict[str, int] = PydField(
+        description="Les envois refusés par motif (`non_precise` sans motif)."
+    )
 
 
 class ReferralStats(BaseModel):
@@ -34,9 +61,11 @@ class ReferralStats(BaseModel):
         description=(
             "Un groupe par combinaison des clés de `group_by` (month `2026-01`, week ISO "
             "`2026-W03`, profile, route, theme, status, place, commune, epci, departement, "
-            "avec `<clé>_name` pour les lieux et territoires) et ses chiffres : orientations, "
-            "referrals, un compte par statut, acceptance_rate, completion_rate, no_show_rate. "
-            "Moins de 5 orientations : chiffres à null et `masked: true`."
+            "avec `<clé>_name` pour les lieux et territoires), `masked`, et ses chiffres : "
+            + ", ".join(f.key for f in FIGURES)
+            + ", et un compte par statut actuel ("
+            + ", ".join(STATUSES)
+            + "). Moins de 5 orientations : chiffres à null et `masked: true`."
         )
     )
     totals: ReferralStatsTotals

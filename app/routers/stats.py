@@ -49,12 +49,10 @@ def _csv(body: bytes, name: str) -> Response:
     )
 
 
-def referrals_csv(
-    document: dict[str, Any], period: service.Period, keys: tuple[str, ...]
-) -> Response:
+def referrals_csv(document: dict[str, Any], period: service.Period) -> Response:
     """The groups of a statistics document as a CSV download (the API's and the pages')."""
     name = f"orientations-{_slug(document['filters']['territory'])}-{period.start}-{period.end}"
-    return _csv(service.to_csv(document["groups"], service.referral_columns(keys)), name)
+    return _csv(service.referral_csv(document), name)
 
 
 def coverage_csv(found: coverage_service.Coverage) -> Response:
@@ -77,12 +75,14 @@ def _slug(territory: str) -> str:
     summary="Statistiques des orientations d'un territoire",
     description=(
         "Les orientations faites du `from` au `to` (jours compris, heure de Paris) pour des "
-        "personnes des communes du territoire, et les orientations vers un lieu qui en sont "
-        "issues (statut actuel, réorientations comprises), regroupées selon `group_by`. "
-        + service.RATE_DEFINITIONS
+        "personnes des communes du territoire, et leurs envois à un lieu de médiation "
+        "(statut actuel, réorientations comprises), regroupés selon `group_by`. "
+        + service.DEFINITIONS
         + " Un groupe de moins de 5 orientations est masqué (`masked: true`, chiffres null) ; "
         "les totaux restent exacts."
         + CSV_NOTE
+        + " En-têtes en français (les mots de la page), le libellé de chaque code à côté de "
+        "celui-ci, taux en pourcentage, et une dernière ligne « Total »."
     ),
     responses={200: {"content": {CSV: {"schema": {"type": "string"}}}}},
 )
@@ -113,7 +113,7 @@ async def referral_stats(
 
     document = await db.read(read)
     if _wants(format_, accept) == "csv":
-        return referrals_csv(document, period, keys)
+        return referrals_csv(document, period)
     return FastJSONResponse(document)
 
 

@@ -1,18 +1,32 @@
 """Coordinators' statistics: the orientations and referrals of a territory over a period,
 grouped, with small groups withheld (the coverage of a territory: app.services.coverage).
 
-What is counted (the OpenAPI description of the routes says the same to users):
+Every figure is defined once, in FIGURES: its field in the API, its label on the page, in the
+CSV and on the charts, its definition for a coordinator and how it is computed (the OpenAPI
+description is made from it). What is counted:
 - An orientation belongs to the day (Europe/Paris) it was made and to the person's commune;
-  `from` and `to` select orientations, and their referrals are counted with them, whenever
-  the place acted (a cohort: "of March's orientations, how many were accepted").
+  `from` and `to` select orientations, and their referrals ("envois" to a médiation place)
+  are counted with them, whenever the place acted (a cohort: "of March's orientations, how
+  many were accepted").
+- Each orientation counts once, under its route: orientations = to_mediateur +
+  to_france_services + no_orientation. An orientation to a médiateur is sent to a place, or
+  not (the person is already followed, or no suitable place is near enough): not_sent.
 - A referral counts under its status as shown (past its deadline, an open one is `expiree`).
-  A re-orientation makes a second referral of the same orientation: both count as referrals.
-- Rates are over referrals; a rate with nothing to count is null."""
+  A refused referral that the agent re-orients makes another referral of the same orientation
+  (reoriented), so that referrals = to_mediateur - not_sent + reoriented.
+- What the places did is cumulative, so that each rate agrees with the counts it is computed
+  from: `accepted` is every referral its place ever accepted (accepted_at), whatever its status
+  since; acceptance_rate = accepted / answered (answered = accepted + refused +
+  expired_unanswered); completion_rate = completed / accepted_closed; no_show_rate = no_show /
+  accepted_closed. A rate with nothing to count is null.
+- Grouped by a referral's status or place, an orientation counts in the group of each of its
+  referrals (once per group): the orientations of those groups add up to more than the total
+  (by place, by exactly the re-orientations). Every other figure adds up to its total."""
 
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
@@ -36,7 +50,8 @@ from app.services.communes import communes
 from app.services.places import place_index
 from app.services.referrals import shown_status_column
 from app.services.territories import Territory, members
-from app.triage.lifecycle import FINAL, shown_status
+from app.triage import words
+from app.triage.lifecycle import FINAL, REFUSAL_REASONS, shown_status
 from app.triage.vocabulary import Route
 
 GROUP_KEYS = (
@@ -51,6 +66,19 @@ GROUP_KEYS = (
     "epci",
     "departement",
 )
+# Each key as the page, the CSV and the error messages name it.
+GROUP_LABELS = {
+    "month": "Mois",
+    "week": "Semaine",
+    "profile": "Profil",
+    "route": "Suite donnée",
+    "theme": "Démarche",
+    "status": "Statut",
+    "place": "Lieu de médiation",
+    "commune": "Commune",
+    "epci": "Intercommunalité",
+    "departement": "Département",
+}
 # Keys that belong to a referral, not to the orientation: an orientation re-oriented to a
 # second place appears in the groups of both referrals.
 REFERRAL_KEYS = frozenset({"status", "place"})
@@ -58,17 +86,174 @@ REFERRAL_KEYS = frozenset({"status", "place"})
 SMALL_GROUP = 5
 STATUSES = tuple(s.value for s in ReferralStatus)
 FINAL_STATUSES = tuple(s.value for s in FINAL)
-RATES = ("acceptance_rate", "completion_rate", "no_show_rate")
 
-RATE_DEFINITIONS = (
-    "`acceptance_rate` : orientations vers un lieu acceptées par le lieu, parmi celles qui ont "
-    "eu une réponse (acceptées, refusées, ou expirées sans réponse) ; "
-    "`completion_rate` : accompagnements terminés (`terminee`), parmi les orientations "
-    "acceptées arrivées à un statut final ; `no_show_rate` : personnes non venues "
-    "(`non_venue`), parmi ces mêmes orientations acceptées et closes ; "
-    "`median_hours_to_first_contact` : médiane des heures entre l'envoi de l'orientation et "
-    "son passage à `contactee`."
+
+# --- the figures -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One figure of the groups and the totals."""
+
+    key: str  # its field in the API's groups and totals
+    label: str  # as the page (tiles, tables), the CSV and the charts name it
+    definition: str  # one line, for a coordinator
+    computed: str  # how, in the API's terms (the OpenAPI description)
+    of: tuple[str, str] | None = None  # a rate: the figures it divides
+
+    @property
+    def header(self) -> str:
+        """Its CSV column: rates in percent."""
+        return f"{self.label} (%)" if self.of else self.label
+
+
+FIGURES = (
+    Figure(
+        "orientations",
+        "Orientations",
+        "Personnes orientées à l'accueil de France Services sur la période (une par passage).",
+        "orientations faites du `from` au `to` pour une personne d'une commune du territoire",
+    ),
+    Figure(
+        "to_mediateur",
+        "Vers un médiateur",
+        "Orientations dont la suite donnée est un médiateur numérique.",
+        "orientations de route `mediateur` (`by_route.mediateur` dans les totaux)",
+    ),
+    Figure(
+        "not_sent",
+        "dont sans envoi",
+        "Orientations vers un médiateur parties vers aucun lieu : personne déjà suivie, "
+        "ou aucun lieu adapté assez proche.",
+        "orientations de route `mediateur` sans aucun envoi",
+    ),
+    Figure(
+        "to_france_services",
+        "Faites par France Services",
+        "La démarche est faite à France Services, à la place de la personne.",
+        "orientations de route `france_services`",
+    ),
+    Figure(
+        "no_orientation",
+        "Sans orientation nécessaire",
+        "Personnes autonomes : aucune suite n'est utile.",
+        "orientations de route `aucune`",
+    ),
+    Figure(
+        "referrals",
+        "Envois à un lieu",
+        "Orientations envoyées à un lieu de médiation ; une réorientation après un refus "
+        "compte un envoi de plus.",
+        "envois à un lieu ; referrals = to_mediateur - not_sent + reoriented",
+    ),
+    Figure(
+        "reoriented",
+        "dont réorientations",
+        "Envois à un autre lieu après le refus d'un premier.",
+        "envois qui suivent un envoi refusé de la même orientation",
+    ),
+    Figure(
+        "answered",
+        "Acceptés, refusés ou expirés",
+        "Envois que le lieu a acceptés ou refusés, ou laissés sans réponse jusqu'à "
+        "l'échéance.",
+        "accepted + refused + expired_unanswered",
+    ),
+    Figure(
+        "accepted",
+        "dont acceptés",
+        "Envois que le lieu a acceptés, quoi qu'il soit arrivé depuis (accompagnement "
+        "terminé, personne non venue… compris).",
+        "envois dont `accepted_at` est renseigné, quel que soit leur statut actuel",
+    ),
+    Figure(
+        "refused",
+        "dont refusés",
+        "Envois que le lieu a refusés (les motifs sont comptés à part).",
+        "envois au statut `refusee`",
+    ),
+    Figure(
+        "expired_unanswered",
+        "dont expirés sans réponse",
+        "Envois restés sans réponse du lieu jusqu'à leur échéance.",
+        "envois au statut `expiree` jamais acceptés",
+    ),
+    Figure(
+        "acceptance_rate",
+        "Taux d'acceptation",
+        "Part des envois acceptés parmi ceux qui ont été acceptés, refusés ou ont expiré.",
+        "accepted / answered",
+        ("accepted", "answered"),
+    ),
+    Figure(
+        "accepted_closed",
+        "Acceptés et clos",
+        "Envois acceptés arrivés à leur fin : accompagnement terminé, personne non venue, "
+        "annulation, échéance sans premier contact ou renvoi par le lieu.",
+        "envois acceptés dont le statut est final",
+    ),
+    Figure(
+        "completed",
+        "dont accompagnements terminés",
+        "Envois dont le lieu a mené l'accompagnement à son terme.",
+        "envois au statut `terminee`",
+    ),
+    Figure(
+        "no_show",
+        "dont personnes non venues",
+        "Envois acceptés où la personne ne s'est pas présentée.",
+        "envois au statut `non_venue`",
+    ),
+    Figure(
+        "completion_rate",
+        "Taux d'accompagnements terminés",
+        "Part des accompagnements terminés parmi les envois acceptés et clos.",
+        "completed / accepted_closed",
+        ("completed", "accepted_closed"),
+    ),
+    Figure(
+        "no_show_rate",
+        "Taux de personnes non venues",
+        "Part des personnes non venues parmi les envois acceptés et clos.",
+        "no_show / accepted_closed",
+        ("no_show", "accepted_closed"),
+    ),
 )
+FIGURE = {f.key: f for f in FIGURES}
+COUNTS = tuple(f.key for f in FIGURES if f.of is None)
+RATES = tuple(f.key for f in FIGURES if f.of is not None)
+# The figures of what happened at the front desk, each orientation once; the others count
+# referrals.
+AT_THE_DESK = ("orientations", "to_mediateur", "not_sent", "to_france_services", "no_orientation")
+MEDIAN = Figure(
+    "median_hours_to_first_contact",
+    "Délai médian du premier contact",
+    "Médiane des heures entre l'envoi à un lieu et le premier contact avec la personne.",
+    "médiane, en heures, des envois passés au statut `contactee`",
+)
+REFUSAL_LABELS = {**REFUSAL_REASONS, "non_precise": "Motif non précisé"}
+# The label beside an empty key: the orientations that made no referral.
+NO_REFERRAL = "Aucun envoi"
+
+DEFINITIONS = (
+    "Chiffres : "
+    + " ; ".join(f"`{f.key}` ({f.label}) : {f.definition} [{f.computed}]" for f in FIGURES)
+    + f" ; `{MEDIAN.key}` : {MEDIAN.definition}"
+    + " Tous sont dans chaque groupe et dans les totaux, avec le compte de chaque statut "
+    "actuel (`by_status` dans les totaux). Regroupé par `status` ou `place`, une orientation "
+    "compte dans le groupe de chacun de ses envois : les orientations des groupes dépassent "
+    "alors le total."
+)
+
+
+def rate(figures: Mapping[str, Any], key: str) -> float | None:
+    """A rate of FIGURES from the counts it divides; null with nothing to count."""
+    numerator, denominator = FIGURE[key].of or ("", "")
+    n, d = figures[numerator], figures[denominator]
+    return round(n / d, 4) if d else None
+
+
+# --- what is asked -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +262,37 @@ class Period:
     end: date  # inclusive
 
 
-def parse_period(start: date | None, end: date | None) -> Period:
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """How the caller names what it asks: the API its parameters, a page its fields."""
+
+    start: tuple[str, str] = ("from", "« from »")  # the name in `loc`, the words of a message
+    end: tuple[str, str] = ("to", "« to »")
+    group_by: tuple[str, str] = ("group_by", "« group_by »")
+    choices: Mapping[str, str] | None = None  # the keys as offered; None: their codes
+
+
+API = Asked()
+
+
+def _day(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def parse_period(start: date | None, end: date | None, asked: Asked = API) -> Period:
     """The period asked for, days inclusive; by default the 365 days up to today (Paris)."""
     end = end or (local_day(utcnow()) if start is None else start + timedelta(days=364))
     start = start or end - timedelta(days=364)
     if start > end:
         raise invalid(
-            ["query", "from"],
-            f"La période commence ({start}) après sa fin ({end}) : inversez « from » et « to ».",
+            ["query", asked.start[0]],
+            f"La période commence le {_day(start)}, après sa fin le {_day(end)} : inversez "
+            f"{asked.start[1]} et {asked.end[1]}.",
         )
     return Period(start, end)
 
 
-def parse_group_by(value: str | None) -> tuple[str, ...]:
+def parse_group_by(value: str | None, asked: Asked = API) -> tuple[str, ...]:
     """`month,profile` -> ("month", "profile"); unknown keys are a 422."""
     if not value:
         return ()
@@ -97,10 +300,15 @@ def parse_group_by(value: str | None) -> tuple[str, ...]:
     for raw in value.split(","):
         key = raw.strip()
         if key not in GROUP_KEYS:
+            choices = asked.choices
             raise invalid(
-                ["query", "group_by"],
-                f"Regroupement inconnu : {key!r}. Valeurs possibles, séparées par des virgules : "
-                + ", ".join(GROUP_KEYS)
+                ["query", asked.group_by[0]],
+                f"Regroupement inconnu dans {asked.group_by[1]} : « {key} ». "
+                + (
+                    "Valeurs possibles, séparées par des virgules : " + ", ".join(GROUP_KEYS)
+                    if choices is None
+                    else "Cochez parmi : " + ", ".join(choices[k] for k in GROUP_KEYS)
+                )
                 + ".",
             )
         if key not in keys:
@@ -202,40 +410,62 @@ def _grouped(query: Any, keys: int, extra: int = 0) -> Any:
     return query.group_by(*(literal_column(str(i + 1)) for i in range(width))) if width else query
 
 
+ROUTES = tuple(r.value for r in Route)
+
+
 @dataclass
 class _Cell:
     """The counts of one group, as the queries add them up."""
 
     orientations: int = 0
+    routes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ROUTES, 0))
+    sent: int = 0  # orientations with at least one referral
     referrals: int = 0
+    reoriented: int = 0
     accepted: int = 0
-    answered: int = 0
-    closed: int = 0
+    accepted_closed: int = 0
+    expired_unanswered: int = 0
     contacted: int = 0
     statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
 
-    def add_referrals(self, status: str, accepted: bool, n: int, contacted: int) -> None:
+    def add_orientations(self, route: str, n: int) -> None:
+        self.orientations += n
+        self.routes[route] += n
+
+    def add_referrals(
+        self, status: str, accepted: bool, n: int, reoriented: int, contacted: int
+    ) -> None:
         self.referrals += n
+        self.reoriented += reoriented
+        self.sent += n - reoriented  # each orientation sent has one first referral
         self.statuses[status] += n
         self.contacted += contacted
         if accepted:
             self.accepted += n
-            self.closed += n if status in FINAL_STATUSES else 0
-        self.answered += n if accepted or status in ("refusee", "expiree") else 0
+            self.accepted_closed += n if status in FINAL_STATUSES else 0
+        elif status == ReferralStatus.EXPIREE.value:
+            self.expired_unanswered += n
 
     def figures(self) -> dict[str, Any]:
-        return {
+        """FIGURES, then the count of each status as shown."""
+        statuses, to_mediateur = self.statuses, self.routes[Route.MEDIATEUR.value]
+        counts = {
             "orientations": self.orientations,
+            "to_mediateur": to_mediateur,
+            "not_sent": to_mediateur - self.sent,
+            "to_france_services": self.routes[Route.FRANCE_SERVICES.value],
+            "no_orientation": self.routes[Route.AUCUNE.value],
             "referrals": self.referrals,
-            **self.statuses,
-            "acceptance_rate": _rate(self.accepted, self.answered),
-            "completion_rate": _rate(self.statuses["terminee"], self.closed),
-            "no_show_rate": _rate(self.statuses["non_venue"], self.closed),
+            "reoriented": self.reoriented,
+            "answered": self.accepted + statuses["refusee"] + self.expired_unanswered,
+            "accepted": self.accepted,
+            "refused": statuses["refusee"],
+            "expired_unanswered": self.expired_unanswered,
+            "accepted_closed": self.accepted_closed,
+            "completed": statuses["terminee"],
+            "no_show": statuses["non_venue"],
         }
-
-
-def _rate(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
+        return {f.key: rate(counts, f.key) if f.of else counts[f.key] for f in FIGURES} | statuses
 
 
 def _median_hours(session: Session, scope: _Scope, n: int) -> float | None:
@@ -287,8 +517,8 @@ def referral_stats(
 
     Two grouped scans, one per table, with no join between them (referrals carry what their
     orientation is grouped by): a national year of a million referrals stays within the
-    second. Statuses, acceptance, refusal reasons and first contacts come from the referrals
-    query, grouped by its keys and those few values, and are pivoted here."""
+    second. Statuses, acceptance, re-orientations, refusal reasons and first contacts come
+    from the referrals query, grouped by its keys and those few values, and are pivoted here."""
     engine = engine_of(session)
     scope = _Scope(
         territory,
@@ -300,7 +530,6 @@ def referral_stats(
     per_referral = bool(REFERRAL_KEYS & set(keys))
     cells: defaultdict[tuple[Any, ...], _Cell] = defaultdict(_Cell)
     total = _Cell()
-    by_route = dict.fromkeys((r.value for r in Route), 0)
 
     sql_keys = _sql_keys(keys)
     width, label = len(sql_keys), _labels(keys, sql_keys)
@@ -314,12 +543,11 @@ def referral_stats(
         query = query.add_columns(func.count().filter(~made.exists()))
     for row in session.execute(_grouped(query, width, 1)).all():
         route_value, n = row[width], row[width + 1]
-        by_route[route_value] += n
-        total.orientations += n
+        total.add_orientations(route_value, n)
         if per_referral:
             n = row[width + 2]
         if n:
-            cells[label(row)].orientations += n
+            cells[label(row)].add_orientations(route_value, n)
 
     # The stored status and whether the deadline passed, rather than the status as shown: a
     # CASE on every row costs a third of the scan. app.triage.lifecycle.shown_status maps.
@@ -332,20 +560,21 @@ def referral_stats(
         col(Referral.accepted_at).is_not(None),
         col(Referral.refusal_reason),
         func.count(),
+        func.count(col(Referral.previous_referral_id)),  # re-orientations
         func.count(col(Referral.first_contact_hours)),
     ).select_from(Referral)
     query = _scoped(query, Referral, scope, keys)
     refusals: dict[str, int] = {}
     for row in session.execute(_grouped(query, width, 4)).all():
-        stored, past, accepted, why, n, contacted = row[width:]
+        stored, past, accepted, why, n, reoriented, contacted = row[width:]
         status = shown_status(ReferralStatus(stored), bool(past)).value
         for cell in (cells[label(row, status)], total):
-            cell.add_referrals(status, bool(accepted), n, contacted)
+            cell.add_referrals(status, bool(accepted), n, reoriented, contacted)
         if status == ReferralStatus.REFUSEE.value:
             refusals[why or "non_precise"] = refusals.get(why or "non_precise", 0) + n
     if per_referral:
         # An orientation re-oriented to a second place counts once in each place's group;
-        # twice in one group, once.
+        # twice in one group, once. Each was sent to a médiateur, and sent.
         distinct_orientations: dict[tuple[Any, ...], int] = {}
         sql_keys = _sql_keys(keys)
         width, label = len(sql_keys), _labels(keys, sql_keys)
@@ -358,7 +587,8 @@ def referral_stats(
             key = label(row)
             distinct_orientations[key] = distinct_orientations.get(key, 0) + row[width]
         for key, n in distinct_orientations.items():
-            cells[key].orientations = n
+            cell = cells[key]
+            cell.orientations = cell.sent = cell.routes[Route.MEDIATEUR.value] = n
 
     groups = []
     order = sorted(cells.items(), key=lambda kv: [(v is not None, v or "") for v in kv[0]])
@@ -372,11 +602,9 @@ def referral_stats(
 
     figures = total.figures()
     totals = {
-        "orientations": total.orientations,
-        "referrals": total.referrals,
-        "by_route": by_route,
+        **{f.key: figures[f.key] for f in FIGURES},
+        "by_route": dict(total.routes),
         "by_status": total.statuses,
-        **{rate: figures[rate] for rate in RATES},
         "median_hours_to_first_contact": _median_hours(session, scope, total.contacted),
         "refusal_reasons": dict(sorted(refusals.items())),
     }
@@ -407,21 +635,101 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def to_csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
+# The headers of the coverage CSV (app.services.coverage.COLUMNS), as its page names them.
+CSV_HEADERS = {
+    "commune": "Code INSEE",
+    "name": "Commune",
+    "departement": "Département",
+    "population": "Habitants",
+    "distance_km": "Distance au lieu le plus proche (km)",
+    "place_id": "Lieu le plus proche (identifiant)",
+    "place_name": "Lieu le plus proche",
+    "beyond": "Zone blanche",
+}
+Column = str | tuple[str, str]  # a field, headed by CSV_HEADERS; or a field and its header
+
+
+def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> bytes:
     """Rows as CSV that a spreadsheet in France opens as is: UTF-8 with a byte-order mark,
-    `;` between cells, decimal comma, CRLF line ends."""
+    `;` between cells, decimal comma, oui/non, CRLF line ends, French headers."""
+    pairs = [c if isinstance(c, tuple) else (c, CSV_HEADERS.get(c, c)) for c in columns]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(columns)
+    writer.writerow([header for _, header in pairs])
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([_cell(row.get(name)) for name, _ in pairs])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def referral_columns(keys: Sequence[str]) -> list[str]:
-    columns: list[str] = []
+# The code column of each key that has one, beside its label (months and weeks read as is).
+CODE_HEADERS = {
+    "profile": "Profil (code)",
+    "route": "Suite donnée (code)",
+    "theme": "Démarche (code)",
+    "status": "Statut (code)",
+    "place": "Lieu de médiation (identifiant)",
+    "commune": "Commune (code INSEE)",
+    "epci": "Intercommunalité (SIREN)",
+    "departement": "Département (code)",
+}
+MASKED_HEADER = f"Masqué (moins de {SMALL_GROUP} orientations)"
+
+
+def key_label(key: str, group: Mapping[str, Any]) -> str | None:
+    """A group's key as a person reads it: a profile, route, theme or status in words, the
+    name of a place or territory; None where a territory key is empty."""
+    value = group[key]
+    if value is None:
+        return NO_REFERRAL if key in REFERRAL_KEYS else None
+    if key == "profile":
+        return words.PROFILES.get(value, value)
+    if key == "route":
+        return words.ROUTES.get(value, value)
+    if key == "theme":
+        return words.theme_label(value)
+    if key == "status":
+        return words.STATUSES.get(value, value)
+    return str(group.get(f"{key}_name") or value)
+
+
+def referral_columns(keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The statistics CSV: each key (its code, and its label), whether the row is withheld,
+    FIGURES (rates in percent), the count of each status as shown."""
+    columns: list[tuple[str, str]] = []
     for key in keys:
-        columns.append(key)
-        if key in ("place", "commune", "epci", "departement"):
-            columns.append(f"{key}_name")
-    return [*columns, "masked", "orientations", "referrals", *STATUSES, *RATES]
+        if key in CODE_HEADERS:
+            columns.append((key, CODE_HEADERS[key]))
+        columns.append((f"{key}_label", GROUP_LABELS[key]))
+    return [
+        *columns,
+        ("masked", MASKED_HEADER),
+        *((f.key, f.header) for f in FIGURES),
+        *((s, f"Statut actuel : {words.STATUSES[ReferralStatus(s)]}") for s in STATUSES),
+    ]
+
+
+def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    for key in RATES:
+        if row.get(key) is not None:
+            row[key] = round(100 * row[key], 1)
+    return row
+
+
+def csv_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The groups of a statistics document as the CSV has them, then a row of the totals."""
+    keys = document["filters"]["group_by"]
+    rows = [
+        _csv_row({**g, **{f"{k}_label": key_label(k, g) for k in keys}})
+        for g in document["groups"]
+    ]
+    totals = document["totals"]
+    last = {**totals, **totals["by_status"], "masked": False}
+    if keys:
+        first = keys[0] if keys[0] in CODE_HEADERS else f"{keys[0]}_label"
+        last[first] = "Total"
+    return [*rows, _csv_row(last)]
+
+
+def referral_csv(document: Mapping[str, Any]) -> bytes:
+    """GET /v1/stats/referrals as CSV (the API's, the page's and the command line's)."""
+    return to_csv(csv_rows(document), referral_columns(document["filters"]["group_by"]))

@@ -63,7 +63,7 @@ def bar_chart(
         )
     for g, label in enumerate(labels):
         x0 = left + g * group_w + (group_w - bar_w * len(series)) / 2
-        for s, (_, colour, values) in enumerate(series):
+        for s, (name, colour, values) in enumerate(series):
             value = values[g]
             x = x0 + s * bar_w
             if value is None:
@@ -74,10 +74,11 @@ def bar_chart(
                 )
                 continue
             h = plot_h * value / top_value
+            shown_value = f"{value:,.0f}".replace(",", "\u202f")  # French: 12 345
             body.append(
                 f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
-                f'height="{h:.1f}" fill="{colour}"><title>{escape(label)} : {value:g}</title>'
-                "</rect>"
+                f'height="{h:.1f}" fill="{colour}"><title>{escape(name)}, {escape(label)} : '
+                f"{shown_value}</title></rect>"
             )
         if _labelled(g, len(labels)):
             body.append(

@@ -10,30 +10,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from app.errors import Problem
+from app.errors import Problem, invalid
 from app.models import Principal
 from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
 from app.services import stats as service
 from app.services.territories import readable_territory
 from app.web import charts
-from app.web.render import page
+from app.web.render import number, page, percent
 from app.web.session import CoordinateurUser
 
 router = APIRouter(prefix="/coordinateur", include_in_schema=False)
 
-GROUP_LABELS = {
-    "month": "Mois",
-    "week": "Semaine",
-    "profile": "Profil",
-    "route": "Suite donnée",
-    "theme": "Démarche",
-    "status": "Statut",
-    "place": "Lieu de médiation",
-    "commune": "Commune",
-    "epci": "Intercommunalité",
-    "departement": "Département",
-}
+GROUP_LABELS = service.GROUP_LABELS
+# The figures page's fields, as its messages name them (the API names its parameters).
+FIELDS = service.Asked(
+    start=("du", "« Du »"),
+    end=("au", "« Au »"),
+    group_by=("par", "« Regrouper par »"),
+    choices=GROUP_LABELS,
+)
 LOC: list[str | int] = ["query", "territoire"]
 
 
@@ -49,8 +45,8 @@ def _months(period: service.Period) -> list[str]:
 class StatsQuery:
     """What the figures page asks: period, territory (the key's by default), groupings."""
 
-    du: Annotated[date | None, Query()] = None
-    au: Annotated[date | None, Query()] = None
+    du: Annotated[str | None, Query(max_length=30)] = None
+    au: Annotated[str | None, Query(max_length=30)] = None
     territoire: Annotated[str | None, Query(max_length=30)] = None
     par: Annotated[list[str] | None, Query(max_length=10)] = None
 
@@ -59,10 +55,11 @@ class StatsQuery:
         return self.par if self.par is not None else ["month"]
 
     def parsed(self) -> tuple[service.Period, tuple[str, ...]]:
-        """The period and the keys; a 422 problem, in French, when they are wrong."""
-        return service.parse_period(self.du, self.au), service.parse_group_by(
-            ",".join(self.chosen)
-        )
+        """The period and the keys; a 422 problem, in the page's words and at its field,
+        when they are wrong."""
+        start, end = _day(self.du, FIELDS.start), _day(self.au, FIELDS.end)
+        period = service.parse_period(start, end, FIELDS)
+        return period, service.parse_group_by(",".join(self.chosen), FIELDS)
 
     def read(
         self, session: Any, principal: Principal, period: service.Period, keys: tuple[str, ...]
@@ -72,6 +69,73 @@ class StatsQuery:
 
 
 Asked = Annotated[StatsQuery, Depends()]
+
+
+def _day(value: str | None, field: tuple[str, str]) -> date | None:
+    """A day of the form (an empty field: the default)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid(
+            ["query", field[0]], f"{field[1]} n'est pas une date : choisissez un jour."
+        ) from None
+
+
+def _rate_detail(totals: dict[str, Any], key: str) -> str:
+    """What a rate divides, in the page's words: « acceptés : 4 sur 7 acceptés, … »."""
+    numerator, denominator = service.FIGURE[key].of or ("", "")
+
+    def short(figure: str) -> str:
+        label = service.FIGURE[figure].label.removeprefix("dont ")
+        return label[:1].lower() + label[1:]
+
+    return (
+        f"{short(numerator)} : {number(totals[numerator])} sur {number(totals[denominator])} "
+        f"{short(denominator)}"
+    )
+
+
+def _part(totals: dict[str, Any], key: str) -> str:
+    """A part of a tile's figure, as the table heads it: « dont sans envoi : 0 »."""
+    return f"{service.FIGURE[key].label} : {number(totals[key])}"
+
+
+def _tiles(totals: dict[str, Any]) -> list[dict[str, str]]:
+    """The totals as tiles: the figure, its label, what it is made of, its definition; the
+    same labels and definitions as the tables, the charts and the CSV."""
+    tiles = []
+    for key, detail in (
+        ("orientations", ""),
+        ("to_mediateur", _part(totals, "not_sent")),
+        ("to_france_services", ""),
+        ("no_orientation", ""),
+        ("referrals", _part(totals, "reoriented")),
+        ("acceptance_rate", ""),
+        ("completion_rate", ""),
+        ("no_show_rate", ""),
+    ):
+        figure = service.FIGURE[key]
+        rated = figure.of is not None
+        tiles.append(
+            {
+                "value": percent(totals[key]) if rated else number(totals[key]),
+                "label": figure.label,
+                "detail": _rate_detail(totals, key) if rated else detail,
+                "definition": figure.definition,
+            }
+        )
+    median = totals["median_hours_to_first_contact"]
+    tiles.append(
+        {
+            "value": "—" if median is None else f"{number(median)} h",
+            "label": service.MEDIAN.label,
+            "detail": "",
+            "definition": service.MEDIAN.definition,
+        }
+    )
+    return tiles
 
 
 @router.get("")
@@ -87,14 +151,20 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
             )
         )
     except Problem as problem:
+        # A field of the page's own is marked where it is; the others in the alert.
+        at = {"du", "au", "par"}
+        marked = {
+            str(e["loc"][-1]): e["msg"] for e in problem.errors or [] if e["loc"][-1] in at
+        }
         return await page(
             request,
             "coordinateur/stats.html",
             status_code=problem.status,
             error=problem.detail,
+            field_errors=marked,
             form={
-                "du": asked.du,
-                "au": asked.au,
+                "du": asked.du or "",
+                "au": asked.au or "",
                 "territoire": asked.territoire or "",
                 "par": asked.chosen,
             },
@@ -103,34 +173,47 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
     # Every month of the period on the axis, those without any orientation at zero.
     by_month = {g["month"]: g for g in (months or document)["groups"]}
     labels = _months(period)
-    empty = {"orientations": 0, "referrals": 0, "masked": False}
-    groups = [by_month.get(m, {**empty, **dict.fromkeys(service.RATES)}) for m in labels]
+    empty = {**dict.fromkeys(service.COUNTS, 0), **dict.fromkeys(service.RATES), "masked": False}
+    groups = [by_month.get(m, empty) for m in labels]
+    figure = service.FIGURE
     volumes = charts.bar_chart(
         labels,
         [
-            ("Orientations", charts.BLUE, [g["orientations"] for g in groups]),
-            ("Vers un médiateur", charts.BLUE_LIGHT, [g["referrals"] for g in groups]),
+            (figure[key].label, colour, [g[key] for g in groups])
+            for key, colour in (("orientations", charts.BLUE), ("to_mediateur", charts.BLUE_LIGHT))
         ],
         "Orientations par mois",
-        "Nombre d'orientations faites chaque mois, et parmi elles celles envoyées à un lieu de "
-        "médiation. Un mois de moins de cinq orientations est masqué.",
+        f"{figure['orientations'].label} et, parmi elles, « {figure['to_mediateur'].label} », "
+        "chaque mois. Un mois de moins de cinq orientations est masqué.",
     )
     rates = charts.line_chart(
         labels,
         [
-            ("Acceptation", charts.BLUE, [g["acceptance_rate"] for g in groups]),
-            ("Accompagnements terminés", "#18753c", [g["completion_rate"] for g in groups]),
-            ("Personnes non venues", charts.RED, [g["no_show_rate"] for g in groups]),
+            (figure[key].label, colour, [g[key] for g in groups])
+            for key, colour in (
+                ("acceptance_rate", charts.BLUE),
+                ("completion_rate", "#18753c"),
+                ("no_show_rate", charts.RED),
+            )
         ],
         "Taux par mois",
-        "Taux d'acceptation, d'accompagnements terminés et de personnes non venues, par mois "
-        "d'orientation.",
+        " ".join(
+            f"{figure[key].label} : {figure[key].definition}"
+            for key in ("acceptance_rate", "completion_rate", "no_show_rate")
+        )
+        + " Par mois d'orientation.",
     )
     return await page(
         request,
         "coordinateur/stats.html",
         document=document,
         keys=keys,
+        tiles=_tiles(document["totals"]),
+        figures=service.FIGURES,
+        desk=service.AT_THE_DESK,
+        per_referral=bool(service.REFERRAL_KEYS & set(keys)),
+        refusals=service.REFUSAL_LABELS,
+        key_label=service.key_label,
         volumes=volumes,
         rates=rates,
         form={
@@ -152,7 +235,7 @@ async def statistics_download(
     document = await request.app.state.db.read(
         lambda session: asked.read(session, principal, period, keys)
     )
-    return referrals_csv(document, period, keys)
+    return referrals_csv(document, period)
 
 
 @dataclass
