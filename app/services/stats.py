@@ -144,7 +144,8 @@ FIGURES = (
         "Envois à un lieu",
         "Orientations envoyées à un lieu de médiation ; une réorientation après un refus "
         "compte un envoi de plus.",
-        "envois à un lieu ; referrals = to_mediateur - not_sent + reoriented",
+        "envois à un lieu ; dans les totaux et les groupes d'orientations (hors `status` et "
+        "`place`), referrals = to_mediateur - not_sent + reoriented",
     ),
     Figure(
         "reoriented",
@@ -236,13 +237,13 @@ REFUSAL_LABELS = {**REFUSAL_REASONS, "non_precise": "Motif non précisé"}
 NO_REFERRAL = "Aucun envoi"
 
 DEFINITIONS = (
-    "Chiffres : "
-    + " ; ".join(f"`{f.key}` ({f.label}) : {f.definition} [{f.computed}]" for f in FIGURES)
-    + f" ; `{MEDIAN.key}` : {MEDIAN.definition}"
-    + " Tous sont dans chaque groupe et dans les totaux, avec le compte de chaque statut "
-    "actuel (`by_status` dans les totaux). Regroupé par `status` ou `place`, une orientation "
-    "compte dans le groupe de chacun de ses envois : les orientations des groupes dépassent "
-    "alors le total."
+    "\n\nChiffres de chaque groupe et des totaux (libellé de la page entre parenthèses) :\n\n"
+    + "\n".join(f"- `{f.key}` ({f.label}) : {f.definition} Calcul : {f.computed}." for f in FIGURES)
+    + "\n- un compte par statut actuel (`by_status` dans les totaux)"
+    + f"\n- totaux seulement : `{MEDIAN.key}` ({MEDIAN.label}) : {MEDIAN.definition}"
+    + "\n\nRegroupé par `status` ou `place`, une orientation compte dans le groupe de chacun "
+    "de ses envois : les orientations des groupes dépassent alors le total. Tous les autres "
+    "chiffres des groupes s'additionnent en leur total.\n\n"
 )
 
 
