@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     outbox_check_seconds: float = Field(default=5.0, gt=0)
     outbox_max_attempts: int = Field(default=10, ge=1)
     reminder_days_before: float = Field(default=3.0, ge=0)
+    # The link of an e-mail (app.services.links): how long one works, and how long after its
+    # referral is final.
+    link_days: float = Field(default=30.0, gt=0)
+    link_grace_days: float = Field(default=7.0, ge=0)
     # Webhooks to private, loopback or link-local addresses (an internal host): refused unless
     # an admin allows them (tests, a receiver on the same private network).
     webhook_allow_private: bool = False

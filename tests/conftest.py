@@ -40,6 +40,7 @@ MUTABLE_TABLES = (
     "referral",
     "contact",
     "orientation",
+    "place_event",
     "api_key",
     "place",
 )

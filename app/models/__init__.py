@@ -7,8 +7,9 @@ from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
 from app.models.outbox import OutboxMessage, Webhook
-from app.models.place import Place, PlaceKind
+from app.models.place import Place, PlaceEvent, PlaceKind
 from app.models.referral import HandoffEvent, Referral, ReferralStatus
+from app.models.secret import ServerSecret
 
 __all__ = [
     "ApiKey",
@@ -23,11 +24,13 @@ __all__ = [
     "Orientation",
     "OutboxMessage",
     "Place",
+    "PlaceEvent",
     "PlaceKind",
     "Principal",
     "Referral",
     "Region",
     "ReferralStatus",
     "Role",
+    "ServerSecret",
     "Webhook",
 ]

@@ -18,12 +18,23 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's role and scope. Plain data, usable without HTTP."""
+    """Who is calling: the key's role and scope. Plain data, usable without HTTP.
 
-    key_id: str
+    A place acting from the link of an e-mail holds no key: `key_id` is None and `via` says
+    how it acts ("lien_email")."""
+
+    key_id: str | None
     role: Role
     place_id: str | None
     territory: str | None
+    via: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The key's id, for what only a key's holder does (places, webhooks: the API)."""
+        if self.key_id is None:
+            raise LookupError("this action needs an API key")
+        return self.key_id
 
 
 class ApiKey(SQLModel, table=True):

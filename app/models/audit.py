@@ -15,7 +15,8 @@ class ContactRead(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
-    api_key_id: str = Field(foreign_key="api_key.id")
+    # None for a read through the link of an e-mail (no key): `via` says so.
+    api_key_id: str | None = Field(default=None, foreign_key="api_key.id")
     role: str
     place_id: str | None = None
     referral_id: str = Field(foreign_key="referral.id", index=True)

@@ -49,8 +49,27 @@ class Place(SQLModel, table=True):
     website: str | None = None
     hours: str | None = None
     accepts_referrals: bool = True
+    # No new referral until this day (included): holidays, no one to receive.
+    paused_until: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PlaceEvent(SQLModel, table=True):
+    """The history of a place's own changes (pause, e-mail, phone, hours): who, how, when,
+    what before and after."""
+
+    __tablename__ = "place_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    place_id: str = Field(foreign_key="place.id", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    actor_role: str
+    actor_key_id: str | None = Field(default=None, foreign_key="api_key.id")
+    actor_via: str | None = None
+    field: str
+    old_value: str | None = None
+    new_value: str | None = None
 
 
 class PlaceIn(InputModel):
@@ -70,6 +89,11 @@ class PlaceIn(InputModel):
     website: str | None = PydField(default=None, max_length=300)
     hours: str | None = PydField(default=None, max_length=500)
     accepts_referrals: bool = True
+    paused_until: date | None = PydField(
+        default=None,
+        description="Aucune nouvelle orientation jusqu'à ce jour inclus (congés, pas de "
+        "capacité d'accueil) ; null : le lieu reçoit.",
+    )
 
     @field_validator("services")
     @classmethod
@@ -108,6 +132,7 @@ class PlaceOut(_SaysHours):
     website: str | None
     hours: str | None
     accepts_referrals: bool
+    paused_until: date | None = None
     approximate_location: bool = PydField(
         default=False,
         description="Vrai quand la source ne donnait pas de position : celle de la mairie "

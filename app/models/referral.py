@@ -64,6 +64,7 @@ class HandoffEvent(SQLModel, table=True):
     actor_key_id: str | None = Field(default=None, foreign_key="api_key.id")
     actor_role: str
     actor_place_id: str | None = None
+    actor_via: str | None = None  # "lien_email": the place acted from its e-mail's link
     from_status: str | None = None
     to_status: str | None = None
     reason: str | None = None
@@ -151,6 +152,10 @@ class HandoffEventOut(BaseModel):
     kind: str
     actor_role: str
     actor_place: PlaceRef | None
+    via: str | None = PydField(
+        default=None,
+        description="« lien_email » : le lieu a agi depuis le lien de son e-mail, sans clé.",
+    )
     from_status: ReferralStatus | None
     to_status: ReferralStatus | None
     reason: str | None

@@ -55,7 +55,7 @@ async def create_place(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     body = await db.write(
-        lambda session: service.create_place(session, principal.key_id, data, idempotency_key)
+        lambda session: service.create_place(session, principal.key, data, idempotency_key)
     )
     return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"}

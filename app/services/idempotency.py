@@ -61,7 +61,7 @@ def _replayed(
 
 def commit_once(
     session: Session,
-    api_key_id: str,
+    api_key_id: str | None,
     key: str | None,
     path: str,
     payload: BaseModel,
@@ -75,16 +75,19 @@ def commit_once(
     with the same key gets the first body back. An IntegrityError that `is_redraw` recognises
     runs `write` again, at most ATTEMPTS times. `personal`: how an answer that may carry a
     person's contact data is stored without it and completed again on replay."""
+    # Without a key's id (a place acting from its e-mail's link), no record: the pages guard
+    # with the version read instead.
+    key = key if api_key_id else None
     digest = request_hash(path, payload.model_dump(mode="json")) if key else ""
     for _ in range(ATTEMPTS):
         with writing(session):
-            if key:
+            if key and api_key_id:
                 record = replay(session, api_key_id, key, digest)
                 if record is not None:
                     return _replayed(session, record, personal)
             try:
                 body = write()
-                if key:
+                if key and api_key_id:
                     session.add(
                         IdempotencyRecord(
                             api_key_id=api_key_id,
@@ -102,7 +105,7 @@ def commit_once(
                 if is_redraw(exc):
                     continue
                 # A concurrent retry with the same key (another process) won the race.
-                record = replay(session, api_key_id, key, digest) if key else None
+                record = replay(session, api_key_id, key, digest) if key and api_key_id else None
                 if record is None:
                     raise
                 return _replayed(session, record, personal)

@@ -242,6 +242,7 @@ def referral_events(
                 if e.actor_place_id
                 else None
             ),
+            via=e.actor_via,
             from_status=e.from_status,
             to_status=e.to_status,
             reason=e.reason,

@@ -30,9 +30,11 @@ EVENTS = {
     S.REORIENTEE: "referral.reoriented",
 }
 REMINDER = "referral.reminder"
-# Who gets an e-mail: the receiving place for a new referral (and the reminder), the sending
-# place for a refusal, an expiry or a re-orientation; a cancellation, the other side.
-TO_RECEIVER = frozenset({"referral.created", REMINDER})
+NEW_LINK = "referral.link"  # a fresh link, asked for from an old one (app.services.links)
+# Who gets an e-mail: the receiving place for a new referral (and the reminder, and a fresh
+# link), the sending place for a refusal, an expiry or a re-orientation; a cancellation, the
+# other side. The receiving place's e-mails carry the link it acts with (app.services.links).
+TO_RECEIVER = frozenset({"referral.created", REMINDER, NEW_LINK})
 TO_SENDER = frozenset({"referral.refused", "referral.expired", "referral.reoriented"})
 
 
@@ -71,6 +73,7 @@ def queue(
     facts = {
         "event": event,
         "referral_id": referral_id,
+        "place_id": place.id,
         "code": _value(referral, "code"),
         "status": (status or S(_value(referral, "status"))).value,
         "theme": _value(referral, "theme"),
@@ -91,7 +94,7 @@ def queue(
     for address in recipients:
         if address:
             _insert(session, "email", event, referral_id, address, None, facts, at)
-    if event == REMINDER:
+    if event in (REMINDER, NEW_LINK):  # e-mails only
         return
     following = _webhooks(session)
     places = {_value(referral, "place_id"), _value(referral, "origin_place_id")}

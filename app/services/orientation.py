@@ -27,7 +27,7 @@ from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import OrientationAnswer
 from app.services.lookup import first_or_404
-from app.services.places import place_by_id, place_summary, suitable_places
+from app.services.places import Located, place_by_id, place_summary, suitable_places
 from app.services.referrals import (
     is_code_collision,
     new_referral,
@@ -44,7 +44,7 @@ from app.triage import (
 )
 from app.triage.consent import CURRENT_CONSENT
 from app.triage.lifecycle import effective_status
-from app.triage.rules import REASON_NO_PLACE_IN_RANGE
+from app.triage.rules import REASON_NO_PLACE_IN_RANGE, REASON_PLACE_PAUSED
 
 
 def _profile(payload: OrientationIn) -> tuple[Profile, ProfileSource]:
@@ -104,13 +104,17 @@ def _write_orientation(
 
     chosen, alternatives = None, []
     if decision.needs_referral:
+        passed_over: list[Located] = []
         candidates = suitable_places(
             session,
             commune,
             payload.procedure.theme,
             settings.max_referral_distance_km,
             settings.alternatives + 1,
+            passed_over,
         )
+        if passed_over:
+            reasons.append(REASON_PLACE_PAUSED)
         if candidates:
             chosen, alternatives = candidates[0], candidates[1:]
         else:

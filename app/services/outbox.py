@@ -27,6 +27,8 @@ from app.db import Db, writing
 from app.errors import invalid
 from app.models import OutboxMessage, Webhook
 from app.models.common import LOCAL_TZ, utcnow
+from app.services.links import link_secret, make_link
+from app.services.notifications import NEW_LINK, TO_RECEIVER
 from app.triage import PROCEDURE_THEMES
 from app.triage.lifecycle import REFUSAL_REASONS
 
@@ -54,9 +56,12 @@ def _when(value: str) -> str:
     return at.strftime("%d/%m/%Y à %H h %M")
 
 
-def render_email(facts: dict[str, Any], public_url: str) -> tuple[str, str, str]:
+def render_email(
+    facts: dict[str, Any], public_url: str, secret: str | None = None
+) -> tuple[str, str, str]:
     """(subject, text, html) of an e-mail, in French: the code, the theme, the urgency, a
-    link; never anything about the person."""
+    link; never anything about the person. An e-mail to the receiving place links to the page
+    it acts from without an account (app.services.links), signed with `secret`."""
     code, event = facts["code"], facts["event"]
     theme = PROCEDURE_THEMES[facts["theme"]].label if facts["theme"] in PROCEDURE_THEMES else ""
     urgent = "[URGENT] " if facts["urgent"] else ""
@@ -73,6 +78,12 @@ def render_email(facts: dict[str, Any], public_url: str) -> tuple[str, str, str]
         lead = (
             f"L'orientation {code} ({theme}) venue de {facts['origin_place']} attend toujours "
             f"votre suite ; sans action, elle expirera le {_when(facts['expires_at'])}."
+        )
+    elif event == NEW_LINK:
+        subject = f"Nouveau lien pour l'orientation {code}"
+        lead = (
+            f"Voici un nouveau lien pour suivre l'orientation {code} ({theme}) venue de "
+            f"{facts['origin_place']} : il remplace celui qui avait expiré."
         )
     elif event == "referral.refused":
         subject = f"Orientation {code} refusée : {reason.lower() or 'motif non précisé'}"
@@ -95,10 +106,23 @@ def render_email(facts: dict[str, Any], public_url: str) -> tuple[str, str, str]
     else:  # referral.cancelled
         subject = f"Orientation {code} annulée"
         lead = f"L'orientation {code} ({theme}) vers {facts['place']} a été annulée."
-    link = f"{public_url.rstrip('/')}/orientations/{facts['referral_id']}"  # app.web: by role
+    base = public_url.rstrip("/")
+    to_place = event in TO_RECEIVER and secret is not None and "place_id" in facts
+    if to_place:
+        token = make_link(secret or "", facts["referral_id"], facts["place_id"])
+        link, action = f"{base}/lien/{token}", "Répondre à l'orientation (sans compte)"
+        manage = f"{base}/lien/{token}/lieu"
+        after = (
+            "Ce lien ouvre cette seule orientation, sans compte ni mot de passe : ne le "
+            "transférez qu'à un collègue de votre lieu.\n"
+            f"Gérer mon lieu (congés, coordonnées, horaires) : {manage}\n"
+        )
+    else:
+        link, action = f"{base}/orientations/{facts['referral_id']}", "Voir l'orientation"
+        manage = after = ""
     text = (
         f"Bonjour,\n\n{lead}\n\nCode : {code}\nDémarche : {theme}"
-        f"{' (urgente)' if facts['urgent'] else ''}\nVoir l'orientation : {link}\n\n"
+        f"{' (urgente)' if facts['urgent'] else ''}\n{action} : {link}\n\n{after}"
         "Ce message ne contient aucune donnée personnelle : retrouvez la personne par son code.\n"
         "— Passerelle\n"
     )
@@ -107,7 +131,16 @@ def render_email(facts: dict[str, Any], public_url: str) -> tuple[str, str, str]
         f"<p>Bonjour,</p><p>{html.escape(lead)}</p>"
         f"<p><strong>Code : {html.escape(code)}</strong><br>Démarche : {html.escape(theme)}"
         f"{' (urgente)' if facts['urgent'] else ''}</p>"
-        f'<p><a href="{html.escape(link)}">Voir l\'orientation</a></p>'
+        f'<p><a href="{html.escape(link)}">{html.escape(action)}</a></p>'
+        + (
+            "<p><small>Ce lien ouvre cette seule orientation, sans compte ni mot de passe : ne "
+            "le transférez qu'à un collègue de votre lieu.</small><br>"
+            f'<a href="{html.escape(manage)}">Gérer mon lieu</a> (congés, coordonnées, '
+            "horaires)</p>"
+            if to_place
+            else ""
+        )
+        +
         "<p><small>Ce message ne contient aucune donnée personnelle : retrouvez la personne par "
         "son code.</small></p></body></html>"
     )
@@ -260,7 +293,7 @@ def _smtp(url: str) -> dict[str, Any]:
 
 
 async def _send_emails(
-    items: list[Claimed], settings: Settings, results: dict[str, str | None]
+    items: list[Claimed], settings: Settings, secret: str, results: dict[str, str | None]
 ) -> None:
     assert settings.smtp_url
     client = aiosmtplib.SMTP(**_smtp(settings.smtp_url))
@@ -272,7 +305,7 @@ async def _send_emails(
         return
     try:
         for item in items:
-            subject, text, page = render_email(item.content, settings.public_url)
+            subject, text, page = render_email(item.content, settings.public_url, secret)
             message = EmailMessage()
             message["From"] = settings.mail_from
             message["To"] = item.recipient
@@ -347,7 +380,8 @@ async def deliver_due(db: Db, only: str | None = None) -> DeliveryReport:
         emails = [c for c in claimed if c.channel == "email"]
         hooks = [c for c in claimed if c.channel == "webhook"]
         await asyncio.gather(
-            *([_send_emails(emails, settings, results)] if emails else []),
+            *([_send_emails(emails, settings, await db.read(link_secret), results)]
+              if emails else []),
             *([_send_webhooks(hooks, settings, results)] if hooks else []),
         )
         report = await db.write(

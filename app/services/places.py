@@ -1,6 +1,8 @@
 """Places: nearest-first search from an in-memory index, matching for referrals, admin writes."""
 
+import math
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,7 @@ from sqlmodel import Session, select
 from app.db import engine_of, writing
 from app.errors import invalid
 from app.models import Place, PlaceKind
-from app.models.common import utcnow
+from app.models.common import local_day, utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
 from app.services import idempotency
 from app.services.cache import bump, cached
@@ -46,6 +48,8 @@ class PlaceIndex:
                 by_service.setdefault(service, []).append(i)
         self.by_service = {s: np.array(ix, dtype=np.intp) for s, ix in by_service.items()}
         self.by_id = {p.id: p for p in places}
+        # The few places paused until a day (app.services.links): skipped at matching time.
+        self.paused = [p.paused_until for p in places if p.paused_until is not None]
         # The same few filters come back at every orientation (one per procedure theme).
         self._candidates: dict[tuple[Any, ...], NDArray[np.intp]] = {}
         self._trees: dict[tuple[Any, ...], tuple[Any, NDArray[np.intp]]] = {}
@@ -146,19 +150,39 @@ def place_by_id(session: Session, place_id: str) -> PlaceOut:
     return place_index(session).by_id.get(place_id) or place_out(session.get_one(Place, place_id))
 
 
+def paused(place: PlaceOut, today: date) -> bool:
+    """A place paused until a day receives no new referral up to that day included."""
+    return place.paused_until is not None and place.paused_until >= today
+
+
 def suitable_places(
-    session: Session, commune: CommuneRef, theme: str, max_km: float, limit: int
+    session: Session,
+    commune: CommuneRef,
+    theme: str,
+    max_km: float,
+    limit: int,
+    passed_over: list[Located] | None = None,
 ) -> list[Located]:
-    """Where a referral may go, nearest first: médiation places that accept referrals and offer
-    a service of the procedure's theme, within `max_km` of the person's commune."""
-    return place_index(session).near(
+    """Where a referral may go, nearest first: médiation places that accept referrals, offer
+    a service of the procedure's theme and are not paused today, within `max_km` of the
+    person's commune. The paused places nearer than the first one found are added to
+    `passed_over`, for the orientation to say why they were."""
+    index = place_index(session)
+    today = local_day(utcnow())
+    pauses = sum(1 for until in index.paused if until >= today)
+    found = index.near(
         commune,
         kind=PlaceKind.MEDIATION,
         services_any=PROCEDURE_THEMES[theme].services,
         accepting_referrals=True,
         max_km=max_km,
-        limit=limit,
+        limit=limit + pauses,
     )
+    chosen = [f for f in found if not paused(f.place, today)][:limit]
+    if passed_over is not None:
+        first = chosen[0].distance_km if chosen else math.inf
+        passed_over.extend(f for f in found if paused(f.place, today) and f.distance_km <= first)
+    return chosen
 
 
 def search_places(

@@ -106,6 +106,7 @@ def record_handoff(
             "actor_key_id": actor.key_id if actor else None,
             "actor_role": actor.role.value if actor else "service",
             "actor_place_id": actor.place_id if actor else None,
+            "actor_via": actor.via if actor else None,
             "from_status": from_status,
             "to_status": to_status,
             "reason": reason,

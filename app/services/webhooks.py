@@ -43,7 +43,7 @@ def create_webhook(session: Session, principal: Principal, data: WebhookIn) -> W
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     with writing(session):
         webhook = Webhook(
-            api_key_id=principal.key_id,
+            api_key_id=principal.key,
             place_id=principal.place_id if principal.role is not Role.ADMIN else None,
             url=data.url,
             events=sorted(set(data.events), key=WEBHOOK_EVENTS.index),

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
 from app.errors import Problem, validation_errors
-from app.web import agent, coordinateur, home, mediateur, referrals
+from app.web import agent, coordinateur, home, link, mediateur, referrals
 from app.web.render import error_words, page
 from app.web.session import LoginRequired
 
@@ -61,7 +61,7 @@ def install(app: FastAPI, settings: Settings) -> None:
             DSFR,
         )
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    for module in (home, agent, mediateur, coordinateur, referrals):
+    for module in (home, agent, mediateur, coordinateur, referrals, link):
         app.include_router(module.router)
 
     api_problem = app.exception_handlers[Problem]
