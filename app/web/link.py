@@ -28,7 +28,6 @@ from app.services import contact, lifecycle, links
 from app.services import referrals as service
 from app.services.places import place_by_id
 from app.triage.lifecycle import Actor, targets
-from app.triage.words import what_to_bring
 from app.web.referrals import DONE
 from app.web.render import error_words, page, problem_words
 
@@ -134,7 +133,6 @@ async def _show(
             referral=found,
             events=events,
             actions=targets(found.status, Actor.MEDIATEUR),
-            bring=what_to_bring(found.procedure.theme),
             base=f"/lien/{link.token}",
             link_csrf=links.csrf_of(opened.secret, link),
             has_contact=has_contact,
