@@ -330,3 +330,43 @@ def test_the_pages_work_from_the_keyboard(new_page: Any, world: World) -> None:
     # The focus is visible (the DSFR's outline), as RGAA 10.7 asks.
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
+
+
+def test_a_place_without_a_key_works_its_referral_from_the_emails_link(
+    new_page: Any, world: World, server: Server, database_url: str, engine: Engine
+) -> None:
+    """The page an e-mail's link opens, in Chromium: no login, the contact on request, accept,
+    first contact, completed; then the place pauses itself."""
+    from sqlmodel import Session
+
+    from app.services import links
+
+    db = _database(server, database_url)
+    sent = _orient(server, world)["referral"]
+    with Session(engine) as session:  # the link the e-mail carries (test_links.py: the e-mail)
+        token = links.make_link(links.link_secret(session), sent["id"], sent["place"]["id"])
+    page = new_page()
+    page.goto(f"/lien/{token}")
+    assert sent["code"] in page.locator("h1").inner_text()
+    assert "0601020304" not in page.content()
+    check(page, "13-lien-orientation", db)
+    page.get_by_role("button", name="Afficher ses coordonnées").click()
+    page.wait_for_load_state()
+    assert "0601020304" in page.content()
+    for button, done in (
+        ("Accepter", "Orientation acceptée"),
+        ("J'ai pris contact avec la personne", "Premier contact enregistré"),
+        ("Terminer l'accompagnement", "Accompagnement terminé"),
+    ):
+        page.get_by_role("button", name=button).click()
+        page.wait_for_load_state()
+        assert page.get_by_text(done).first.is_visible(), button
+    assert "par le lien de l'e-mail" in page.content()
+    page.get_by_role("link", name=re.compile("Gérer mon lieu")).click()
+    page.wait_for_load_state()
+    check(page, "14-lien-gerer-mon-lieu", db)
+    page.get_by_label(re.compile("Pas de nouvelle orientation jusqu'au")).fill("2099-12-31")
+    page.get_by_role("button", name="Enregistrer").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("Modifications enregistrées.").is_visible()
+    assert "31 décembre 2099" in page.content()
