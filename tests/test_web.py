@@ -254,7 +254,7 @@ def test_a_coordinator_outside_their_territory_is_told_so_on_the_page(
     answer = client.get("/coordinateur?territoire=departement:75")
     assert answer.status_code == 403 and "sort du vôtre" in answer.text
     answer = client.get("/coordinateur/couverture?territoire=nimportequoi")
-    assert answer.status_code == 422 and "Territoire mal écrit" in answer.text
+    assert answer.status_code == 422 and "ne s&#39;appelle « nimportequoi »" in answer.text
     answer = client.get("/coordinateur?par=profile&par=theme&du=2026-01-01")
     assert answer.status_code == 200 and "Détail par profil et démarche" in answer.text
     assert 'id="par-profile" name="par" value="profile" checked' in answer.text

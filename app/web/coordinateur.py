@@ -8,14 +8,18 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from app.errors import Problem, invalid
 from app.models import Principal
 from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
 from app.services import stats as service
-from app.services.territories import readable_territory
+from app.services.territories import (
+    readable_territory,
+    suggest_territories,
+    territory_label,
+)
 from app.web import charts
 from app.web.render import number, page, percent
 from app.web.session import CoordinateurUser
@@ -31,6 +35,8 @@ FIELDS = service.Asked(
     choices=GROUP_LABELS,
 )
 LOC: list[str | int] = ["query", "territoire"]
+# A territory's name as a person types it, or its label (the longest is 92 characters).
+TERRITORY = Query(max_length=200)
 
 
 def _months(period: service.Period) -> list[str]:
@@ -47,7 +53,7 @@ class StatsQuery:
 
     du: Annotated[str | None, Query(max_length=30)] = None
     au: Annotated[str | None, Query(max_length=30)] = None
-    territoire: Annotated[str | None, Query(max_length=30)] = None
+    territoire: Annotated[str | None, TERRITORY] = None
     par: Annotated[list[str] | None, Query(max_length=10)] = None
 
     @property
@@ -64,7 +70,7 @@ class StatsQuery:
     def read(
         self, session: Any, principal: Principal, period: service.Period, keys: tuple[str, ...]
     ) -> dict[str, Any]:
-        place = readable_territory(session, principal, self.territoire or None, LOC)
+        place = readable_territory(session, principal, self.territoire, LOC, by_name=True)
         return service.referral_stats(session, place, period, keys)
 
 
@@ -152,7 +158,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
         )
     except Problem as problem:
         # A field of the page's own is marked where it is; the others in the alert.
-        at = {"du", "au", "par"}
+        at = {"du", "au", "par", "territoire"}
         marked = {
             str(e["loc"][-1]): e["msg"] for e in problem.errors or [] if e["loc"][-1] in at
         }
@@ -165,7 +171,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
             form={
                 "du": asked.du or "",
                 "au": asked.au or "",
-                "territoire": asked.territoire or "",
+                **territory_field(request, asked.territoire, problem),
                 "par": asked.chosen,
             },
             labels=GROUP_LABELS,
@@ -219,7 +225,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
         form={
             "du": period.start,
             "au": period.end,
-            "territoire": document["filters"]["territory"],
+            "territoire": territory_label(db.engine, document["filters"]),
             "par": list(keys),
         },
         labels=GROUP_LABELS,
@@ -243,7 +249,7 @@ class CoverageQuery:
     """What the coverage page asks: territory (the key's by default), the distance beyond which
     a commune is a zone blanche (by default, the farthest a referral may go)."""
 
-    territoire: Annotated[str | None, Query(max_length=30)] = None
+    territoire: Annotated[str | None, TERRITORY] = None
     km: Annotated[float | None, Query(gt=0, le=500)] = None
 
     def limit(self, request: Request) -> float:
@@ -251,7 +257,7 @@ class CoverageQuery:
         return self.km if self.km is not None else default
 
     def read(self, session: Any, principal: Principal, limit: float) -> coverage_service.Coverage:
-        place = readable_territory(session, principal, self.territoire or None, LOC)
+        place = readable_territory(session, principal, self.territoire, LOC, by_name=True)
         return coverage_service.coverage(session, place, limit)
 
 
@@ -273,12 +279,16 @@ async def coverage(
     try:
         found, drawn = await request.app.state.db.read(read)
     except Problem as problem:
+        field = territory_field(request, asked.territoire, problem)
         return await page(
             request,
             "coordinateur/coverage.html",
             status_code=problem.status,
             error=problem.detail,
-            form={"territoire": asked.territoire or "", "km": limit},
+            field_errors={"territoire": field.pop("territoire_erreur")}
+            if "territoire_erreur" in field
+            else {},
+            form={**field, "km": limit},
         )
     white = sorted(
         (r for r in found.rows if r["beyond"]), key=lambda r: -(r["population"] or 0)
@@ -290,7 +300,7 @@ async def coverage(
         white=white,
         bands=charts.bands(limit),
         drawn=drawn,
-        form={"territoire": str(found.territory), "km": limit},
+        form={"territoire": found.territory.label, "km": limit},
         query=request.url.query,
     )
 
@@ -304,3 +314,41 @@ async def coverage_download(
         lambda session: asked.read(session, principal, limit)
     )
     return coverage_csv(found)
+
+
+@router.get("/territoires")
+async def territory_suggestions(
+    request: Request, principal: CoordinateurUser, q: Annotated[str, Query(max_length=200)] = ""
+) -> Response:
+    """Suggestions for the « Territoire » field as the coordinator types: the communes, EPCI,
+    départements and régions inside theirs whose name (or code) starts with it."""
+    if len(q.strip()) < 2:
+        return JSONResponse([])
+    found = await request.app.state.db.read(
+        lambda session: suggest_territories(session, principal, q, limit=10)
+    )
+    return JSONResponse([{"code": str(t), "label": t.label} for t in found])
+
+
+def territory_field(
+    request: Request, typed: str | None, problem: Problem | None = None
+) -> dict[str, Any]:
+    """The « Territoire » field of a page sent back with `problem`: what was typed, the error
+    when it is about the territory, and the territories to choose from as links to the same
+    page (its other fields kept) when the name was not enough."""
+    field: dict[str, Any] = {"territoire": typed or ""}
+    if problem is None:
+        return field
+    about = [e["msg"] for e in problem.errors or [] if e["loc"] == LOC]
+    if about:
+        field["territoire_erreur"] = about[0]
+        field["territoire_choix"] = [
+            (label, _with_query(request, territoire=label))
+            for label in problem.extra.get("choices", [])
+        ]
+    return field
+
+
+def _with_query(request: Request, **changes: str) -> str:
+    url = request.url.include_query_params(**changes)
+    return f"{url.path}?{url.query}"

@@ -81,6 +81,31 @@
     });
   });
 
+  // Territory suggestions while the coordinator types (the same list as the communes').
+  document.querySelectorAll("input[data-territoires]").forEach(function (input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    var timer = null;
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      if (input.value.trim().length < 2) return;
+      timer = setTimeout(function () {
+        fetch(input.getAttribute("data-territoires") + "?q=" + encodeURIComponent(input.value), {
+          credentials: "same-origin",
+        })
+          .then(function (r) { return r.ok ? r.json() : []; })
+          .then(function (found) {
+            list.innerHTML = "";
+            found.forEach(function (t) {
+              var option = document.createElement("option");
+              option.value = t.label;
+              list.appendChild(option);
+            });
+          })
+          .catch(function () {});
+      }, 150);
+    });
+  });
+
   // Print the slip.
   document.querySelectorAll("[data-print]").forEach(function (button) {
     button.addEventListener("click", function () { window.print(); });
