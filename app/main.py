@@ -1,5 +1,5 @@
-"""create_app(): routers, error handlers, the request guard, and the background work of a
-serving process (thread pool size, cache polling)."""
+"""create_app(): routers, error handlers, the request guard, compression, and the background
+work of a serving process (thread pool size, cache polling)."""
 
 import asyncio
 import contextlib
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from app import errors, web
 from app.auth import FailureThrottle
+from app.compression import Compression
 from app.config import Settings, get_settings
 from app.db import Db, get_engine
 from app.guard import RequestGuard
@@ -133,6 +134,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     for module in (health, reference, orientations, referrals, places, stats, webhooks):
         app.include_router(module.router)
     web.install(app, settings)
+    # The guard outermost: it sees every answer as sent, compressed or not.
+    app.add_middleware(Compression)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     _errors_as_problems_only(app)
     return app
