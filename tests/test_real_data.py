@@ -190,12 +190,14 @@ def test_consolidated_file_then_the_others_then_orientation(
     runner = CliRunner(env={"COLUMNS": "200"})
     first = runner.invoke(cli, ["places", "import", str(PLACES / "lieux-consolides-v1.csv")])
     assert first.exit_code == 0, first.output
-    assert "9631 lieux sont créés" in first.output and "113 lignes rejetées" in first.output
+    # Numbers are printed the French way: a narrow no-break space between thousands.
+    assert "9\u202f631 lieux sont créés" in first.output and "113 lignes rejetées" in first.output
     again = runner.invoke(cli, ["places", "import", str(PLACES / "lieux-consolides-v1.csv")])
-    assert "0 lieux sont créés, 0 mis à jour, 9631 inchangés" in again.output
+    assert "0 lieux sont créés, 0 mis à jour, 9\u202f631 inchangés" in again.output
     # The France Services list is in the consolidated file: every accepted row is merged.
     fs = runner.invoke(cli, ["places", "import", str(PLACES / "france-services-2022-12-01.csv")])
-    assert "0 lieux sont créés" in fs.output and "2655 lignes décrivent un lieu déjà" in fs.output
+    assert "0 lieux sont créés" in fs.output
+    assert "2\u202f655 lignes décrivent un lieu déjà" in fs.output
 
     with Session(engine) as session:
         places = {p.id: p.model_copy() for p in session.exec(select(Place)).all()}
