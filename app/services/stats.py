@@ -625,15 +625,30 @@ def referral_stats(
 # --- CSV ---------------------------------------------------------------------------------
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV
+# Injection"): `=`, `+`, `-`, `@`, tab and carriage return, plus line feed and the full-width
+# forms that LibreOffice and Excel also read as their ASCII twins.
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
+
+
+def csv_text(text: str) -> str:
+    """Text as a spreadsheet shows it, never runs it: a cell that would start a formula gets a
+    leading apostrophe, as OWASP advises (the csv writer then quotes what needs quoting)."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
 def _cell(value: Any) -> str:
-    """A value as French spreadsheets read it: decimal comma, oui/non, empty for null."""
+    """A value as French spreadsheets read it: decimal comma, oui/non, empty for null; text
+    that could start a formula defused (numbers, negative ones included, stay numbers)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "oui" if value else "non"
     if isinstance(value, float):
         return repr(value).replace(".", ",")
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return csv_text(str(value))
 
 
 # The headers of the coverage CSV (app.services.coverage.COLUMNS), as its page names them.
