@@ -1,11 +1,13 @@
 """The commune reference: lookup, and import of every commune of France or of a file."""
 
 import csv
+import heapq
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from math import cos, radians
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +195,6 @@ def has_national_reference(engine: Engine) -> bool:
         return connection.execute(select(Region.code).limit(1)).first() is not None
 
 
-@lru_cache(maxsize=65536)  # every commune's name, folded once per process
 def _folded(text: str) -> str:
     """Lower case, without accents, hyphens or apostrophes: « Saint-Étienne » = « st etienne »."""
     text = unicodedata.normalize("NFKD", text.casefold())
@@ -202,35 +203,87 @@ def _folded(text: str) -> str:
     return re.sub(r"^st ", "saint ", re.sub(r"\bste ", "sainte ", text))
 
 
-def search_communes(engine: Engine, text: str, limit: int = 10) -> list[CommuneRef]:
-    """Communes a person at a desk means by `text`: an INSEE code, a postal code, or a name
-    (without accents or hyphens; « Ussel 19 » or « Ussel (19200) » narrows it down). Exact
-    names first, then names that start with it, largest population first. One pass over the
-    communes, each name folded once per process (it runs at every keystroke)."""
+@dataclass(frozen=True, slots=True)
+class _SearchIndex:
+    """What a search reads of the communes, made once per copy of the reference."""
+
+    names: list[tuple[str, CommuneRef]]  # folded name and commune, for COM and ARM
+    by_digits: dict[str, list[int]]  # a postal code or a département -> positions in names
+
+
+# The index of each copy of the reference (app.services.cache makes a new copy on a change),
+# by the copy's identity; the copy is kept beside it, so that its id is not reused.
+_indexes: dict[int, tuple[dict[str, CommuneRef], _SearchIndex]] = {}
+
+
+def _search_index(every: dict[str, CommuneRef]) -> _SearchIndex:
+    found = _indexes.get(id(every))
+    if found is not None and found[0] is every:
+        return found[1]
+    names = [(_folded(c.name), c) for c in every.values() if c.kind in ("COM", "ARM")]
+    by_digits: dict[str, list[int]] = {}
+    for i, (_, commune) in enumerate(names):
+        for digits in {commune.departement, *commune.postal_codes.split()}:
+            by_digits.setdefault(digits, []).append(i)
+    index = _SearchIndex(names, by_digits)
+    if len(_indexes) >= 4:  # one database or two per process; an old copy goes
+        _indexes.pop(next(iter(_indexes)))
+    _indexes[id(every)] = (every, index)
+    return index
+
+
+def search_communes(
+    engine: Engine, text: str, limit: int = 10, near: CommuneRef | None = None
+) -> list[CommuneRef]:
+    """Communes a person at a desk means by `text`: a postal code, an INSEE code, or a name
+    (without accents or hyphens; « Ussel 19 » or « Ussel (19200) » narrows it down).
+
+    Five digits are a postal code first (its communes, largest first), then the INSEE code
+    that may be the same digits (always offered within `limit`). A name: the communes of
+    `near`'s département first (the desk's own), then the rest of France; in each, exact
+    names before names that start with it, nearest to `near` first (without `near`: largest
+    population first). It runs at every keystroke: one pass over the folded names, or over
+    the communes of the postal code or département typed."""
     every = communes(engine)
+    index = _search_index(every)
     text = text.strip()
-    # An INSEE code first; the same five digits may be another commune's postal code.
-    by_code = [every[text]] if text in every else []
+    by_code = every.get(text.upper())
     digits = re.findall(r"\b\d[\dAB]\d{0,3}\b", text.upper())
     name = _folded(re.sub(r"[\d()]+", " ", text))
     if not name and not digits:
-        return by_code
-    exact: list[CommuneRef] = []
-    starts: list[CommuneRef] = []
-    for commune in every.values():
-        if commune.kind not in ("COM", "ARM") or commune.code == text:
-            continue
-        if digits and not any(
-            d == commune.departement or d in commune.postal_codes.split() for d in digits
-        ):
-            continue
-        folded = _folded(commune.name) if name else ""
-        if folded == name:
-            exact.append(commune)
+        return [by_code] if by_code else []
+    if digits:
+        positions = sorted({i for d in digits for i in index.by_digits.get(d, ())})
+        candidates: Iterable[tuple[str, CommuneRef]] = (index.names[i] for i in positions)
+    else:
+        candidates = index.names
+    home = near.departement if near is not None and name else None
+    # Four groups, in this order: the desk's département, exact names then starting ones;
+    # then the rest of France, the same way. Only the groups that fill `limit` are sorted.
+    groups: tuple[list[CommuneRef], ...] = ([], [], [], [])
+    for folded, commune in candidates:
+        if not name or folded == name:
+            groups[0 if commune.departement == home else 2].append(commune)
         elif folded.startswith(name):
-            starts.append(commune)
+            groups[1 if commune.departement == home else 3].append(commune)
+    if home is not None:
+        assert near is not None
+        lat0, lon0, shrink = near.latitude, near.longitude, cos(radians(near.latitude)) ** 2
 
-    def largest(found: list[CommuneRef]) -> list[CommuneRef]:
-        return sorted(found, key=lambda c: -(c.population or 0))
+        def key(c: CommuneRef) -> float:
+            # Squared degrees (those of longitude shortened): nearby, the order of distances.
+            return (c.latitude - lat0) ** 2 + (c.longitude - lon0) ** 2 * shrink
+    else:
 
-    return (by_code + largest(exact) + largest(starts))[:limit]
+        def key(c: CommuneRef) -> float:
+            return -(c.population or 0)
+
+    ranked: list[CommuneRef] = []
+    for group in groups:
+        if len(ranked) >= limit:
+            break
+        ranked += heapq.nsmallest(limit - len(ranked), group, key=key)
+    if by_code is not None and by_code not in ranked:
+        # The INSEE code after the postal code's communes, never crowded out by them.
+        ranked = [*ranked[: limit - 1], by_code]
+    return ranked
