@@ -169,16 +169,17 @@ def test_the_form_says_what_to_fix_in_french_and_keeps_what_was_typed(
     answer = client.post("/agent", data={"csrf": token, "mode": "profil", "commune": "Tulle"})
     assert answer.status_code == 422
     assert "Choisissez le profil" in answer.text and "Choisissez la démarche" in answer.text
-    # Contact without consent: the API's rule, its words.
+    # Contact without consent: the API's rule, in the page's words, at the consent box.
     answer = client.post("/agent", data=form(csrf=token, first_name="Jeanne"))
     assert answer.status_code == 422
-    assert "sans le consentement" in answer.text
+    assert "Sans l'accord de la personne, ne notez aucune" in html.unescape(answer.text)
     assert 'value="Jeanne"' in answer.text
     # A diagnostic left half done.
     answer = client.post(
         "/agent", data=form(csrf=token, mode="diagnostic", q_usage_appareil="jamais")
     )
-    assert answer.status_code == 422 and "Répondez aux cinq questions" in answer.text
+    assert answer.status_code == 422
+    assert "Diagnostic : questions 2, 3, 4 et 5 sans réponse" in html.unescape(answer.text)
     # A commune nobody knows, then one that several share.
     answer = client.post("/agent", data=form(csrf=token, commune="Xyzzyville"))
     assert answer.status_code == 422 and "Aucune commune ne correspond" in answer.text
@@ -211,8 +212,9 @@ def test_an_agent_cancels_a_referral_from_its_page(
     page = client.get(f"/agent/orientations/{sent['id']}")
     assert "Jeanne" in page.text and sent["code"] in page.text
     assert 'class="slip"' in page.text  # the slip, to print again
-    # Its QR code opens the referral at the médiation place (after its login, if need be).
-    assert qr_svg(f"http://127.0.0.1:8000/mediateur?code={sent['code']}") in page.text
+    # Its QR code opens the referral at the médiation place (after its login, if need be);
+    # PASSERELLE_PUBLIC_URL being the loopback default, at the address the browser used.
+    assert qr_svg(f"http://testserver/mediateur?code={sent['code']}") in page.text
     # Only the médiateur accepts: a forged button gets the API's 403, in words.
     answer = client.post(
         f"/agent/orientations/{sent['id']}/statut",

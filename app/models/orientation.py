@@ -77,10 +77,15 @@ class AssessmentIn(InputModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> "AssessmentIn":
-        if (self.profile is None) == (self.answers is None):
+        if self.profile is None and self.answers is None:
             raise ValueError(
-                "Indiquez soit « profile », soit « answers » (réponses au diagnostic), "
-                "mais pas les deux."
+                "Indiquez le profil de la personne (« profile ») ou ses réponses au diagnostic "
+                "(« answers »)."
+            )
+        if self.profile is not None and self.answers is not None:
+            raise ValueError(
+                "Indiquez le profil de la personne (« profile ») ou ses réponses au diagnostic "
+                "(« answers »), pas les deux."
             )
         return self
 
@@ -97,7 +102,7 @@ class ProcedureIn(InputModel):
     def _known_theme(cls, value: str) -> str:
         if value not in PROCEDURE_THEMES:
             raise ValueError(
-                "Thème de démarche inconnu ; valeurs possibles : "
+                "Thème de démarche inconnu. Thèmes possibles : "
                 + ", ".join(PROCEDURE_THEMES)
                 + " (voir GET /v1/procedure-themes)."
             )
@@ -148,8 +153,9 @@ class PersonIn(InputModel):
     def _contact_needs_consent(self) -> "PersonIn":
         if not self.consent and self.has_contact:
             raise ValueError(
-                "Coordonnées transmises sans le consentement de la personne : "
-                "retirez-les ou indiquez « consent »: true."
+                "Coordonnées transmises sans le consentement de la personne : retirez-les, "
+                "ou indiquez son accord (« consent » : true) après lui avoir lu le texte de "
+                "consentement (GET /v1/consent)."
             )
         return self
 

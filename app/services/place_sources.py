@@ -4,6 +4,7 @@ services) and the ANCT list of France Services (hours per weekday). Each row bec
 with the schema v1 field names; nothing here touches the database."""
 
 import csv
+import io
 import json
 import re
 import unicodedata
@@ -92,8 +93,23 @@ class SourceFile:
     rows: list[tuple[int, dict[str, Any]]]  # (line, fields in schema v1 names)
 
 
+# Bounds on what a file of places may hold, far above every real export (the national
+# consolidated file: 6.9 MB, 27 columns, its longest cell 682 characters; the JSON exports:
+# two levels deep, cells of at most 2,122 characters) and far below what hurts the machine.
+MAX_FILE_BYTES = 100 * 1024 * 1024
+MAX_COLUMNS = 300
+MAX_FIELD_CHARS = 100_000
+MAX_DEPTH = 16
+
+
 def _decode(path: Path) -> str:
-    raw = path.read_bytes()
+    with path.open("rb") as handle:  # read() of a device such as /dev/zero never ends
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise FileRejected(
+            f"Fichier trop gros : plus de {MAX_FILE_BYTES // (1024 * 1024)} Mo (l'export "
+            "national de tous les lieux fait 7 Mo). Découpez-le."
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -104,15 +120,100 @@ def _decode(path: Path) -> str:
     return text.replace("\x00", "")  # PostgreSQL cannot store NUL; no real file needs it
 
 
+def _too_long(where: str) -> FileRejected:
+    return FileRejected(
+        f"{where} : une valeur dépasse {MAX_FIELD_CHARS:,} caractères".replace(",", "\u202f")
+        + " (un guillemet non fermé, souvent). Corrigez le fichier."
+    )
+
+
+def _csv_records(text: str, delimiter: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the records (line where each ends, cells) of a CSV text, cut where
+    the csv module says a record ends: a line break inside quotes (or a U+2028, a form
+    feed…) stays in its cell."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    try:
+        header = next(reader, [])
+        if len(header) > MAX_COLUMNS:
+            raise FileRejected(
+                f"Trop de colonnes : {len(header)} (au plus {MAX_COLUMNS} ; le schéma en a "
+                "une quarantaine). Ce fichier n'est pas un export de lieux."
+            )
+        for cells in reader:
+            if len(cells) > MAX_COLUMNS:
+                raise FileRejected(
+                    f"Ligne {reader.line_num} : {len(cells)} valeurs (au plus {MAX_COLUMNS}). "
+                    "Ce fichier n'est pas un export de lieux."
+                )
+            if cells:  # a blank line is no record (csv.DictReader skips it too)
+                records.append((reader.line_num, cells))
+    except csv.Error as exc:
+        where = f"Ligne {reader.line_num}"
+        if "field larger" in str(exc):
+            raise _too_long(where) from exc
+        if "unexpected end of data" in str(exc):
+            raise FileRejected(
+                f"{where} : un guillemet ouvert n'est jamais fermé avant la fin du fichier. "
+                "Corrigez le fichier."
+            ) from exc
+        raise FileRejected(
+            f"{where} : CSV illisible (guillemet mal placé dans une valeur). "
+            "Corrigez le fichier."
+        ) from exc
+    finally:
+        csv.field_size_limit(limit)
+    return header, records
+
+
+def _check_json(data: Any) -> None:
+    """Bounds the depth, the keys of an object and the length of a value of parsed JSON."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if len(value) > MAX_FIELD_CHARS:
+                raise _too_long("JSON")
+            continue
+        if depth > MAX_DEPTH:
+            raise FileRejected(
+                f"JSON imbriqué sur plus de {MAX_DEPTH} niveaux : un lieu n'en a que deux. "
+                "Ce fichier n'est pas un export de lieux."
+            )
+        if isinstance(value, dict):
+            if len(value) > MAX_COLUMNS:
+                raise FileRejected(
+                    f"JSON : un objet a {len(value)} champs (au plus {MAX_COLUMNS}). "
+                    "Ce fichier n'est pas un export de lieux."
+                )
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileRejected(f"JSON invalide (ligne {exc.lineno}) : {exc.msg}.") from exc
+    except RecursionError as exc:
+        raise FileRejected(
+            f"JSON imbriqué sur plus de {MAX_DEPTH} niveaux : un lieu n'en a que deux. "
+            "Ce fichier n'est pas un export de lieux."
+        ) from exc
+    _check_json(data)
+    return data
+
+
 def read_source(path: Path) -> SourceFile:
-    """Reads a file of places; FileRejected when it is not one of the known formats."""
+    """Reads a file of places; FileRejected when it is not one of the known formats, or
+    beyond the bounds above."""
     text = _decode(path)
     rows: list[tuple[int, dict[str, Any]]]
     if text.lstrip().startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FileRejected(f"JSON invalide (ligne {exc.lineno}) : {exc.msg}.") from exc
+        data = _parse_json(text)
         if isinstance(data, dict):
             data = data.get("data") or data.get("lieux") or []
         if not isinstance(data, list):
@@ -123,16 +224,18 @@ def read_source(path: Path) -> SourceFile:
     else:
         first_line = text.split("\n", 1)[0]
         delimiter = max((";", ",", "\t", "|"), key=first_line.count)
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-        fields = set(reader.fieldnames or [])
+        header, records = _csv_records(text, delimiter)
+        fields = set(header)
+        # A short record lacks its last columns; cells beyond the header are left out.
+        dict_rows = [(line, dict(zip(header, cells, strict=False))) for line, cells in records]
         if fields >= FRANCE_SERVICES_COLUMNS:
             return SourceFile(
                 "liste des France Services (ANCT, CSV)",
                 "anct-france-services",
-                [(reader.line_num, _france_services_row(row)) for row in reader],
+                [(line, _france_services_row(row)) for line, row in dict_rows],
             )
         kind = "CSV"
-        rows = [(reader.line_num, dict(row)) for row in reader]
+        rows = dict_rows
     _require_schema(fields, kind)
     version = "v0" if _is_v0([row for _, row in rows]) else "v1"
     return SourceFile(

@@ -2,6 +2,8 @@
 statuses, and what to bring to the médiation place. The web pages and printed slips use these;
 the API keeps its slugs."""
 
+from collections.abc import Sequence
+
 from app.triage.lifecycle import REFUSAL_REASONS, ReferralStatus
 from app.triage.rules import (
     REASON_ALREADY_FOLLOWED,
@@ -34,6 +36,40 @@ ROUTES = {
     Route.AUCUNE: "Pas d'orientation nécessaire",
 }
 
+# What came of an orientation: the words of its reasons depend on it (the same code, say
+# « démarche non urgente », is said one way when a médiateur takes over, another when France
+# Services keeps the procedure).
+ORIENTED = "orientee"  # a referral to a médiation place
+ALREADY_FOLLOWED = "deja_suivie"  # a médiateur already follows the person: no referral
+NO_PLACE = "sans_lieu"  # no suitable place in range: France Services keeps it
+DONE_HERE = "france_services"  # France Services does it for the person
+NOT_NEEDED = "aucune"  # autonomous: nothing to do
+
+HEADLINES = {
+    ORIENTED: ROUTES[Route.MEDIATEUR],
+    ALREADY_FOLLOWED: "Déjà suivie par un médiateur numérique : pas de nouvelle orientation",
+    NO_PLACE: "Pas de lieu de médiation à proximité : France Services garde la main",
+    DONE_HERE: ROUTES[Route.FRANCE_SERVICES],
+    NOT_NEEDED: ROUTES[Route.AUCUNE],
+}
+
+
+def outcome(route: Route | str, reasons: Sequence[str], referred: bool | None = None) -> str:
+    """Which of the five outcomes an orientation had, from its route and reasons (and, when
+    known, whether a referral was made: a médiateur's route without one, whatever the reason
+    why no place took it, leaves the procedure with France Services)."""
+    if route == Route.FRANCE_SERVICES:
+        return DONE_HERE
+    if route == Route.AUCUNE:
+        return NOT_NEEDED
+    if REASON_ALREADY_FOLLOWED in reasons:
+        return ALREADY_FOLLOWED
+    if REASON_NO_PLACE_IN_RANGE in reasons or referred is False:
+        return NO_PLACE
+    return ORIENTED
+
+
+# Each reason as it reads when a médiateur takes over (the API documents the codes).
 REASONS = {
     "profil_sans_envie": (
         "La personne ne souhaite pas apprendre : France Services fait la démarche à sa place."
@@ -48,15 +84,67 @@ REASONS = {
     ),
     "profil_autonome": "La personne fait ses démarches seule : aucune orientation n'est utile.",
     REASON_DONE_FOR_PERSON: "L'agent France Services réalise la démarche avec la personne.",
-    REASON_URGENT: "La démarche est urgente : elle se fait dès maintenant à France Services.",
-    REASON_NOT_URGENT: "La démarche n'est pas urgente : elle peut attendre le rendez-vous.",
+    REASON_URGENT: (
+        "La démarche est urgente : elle se fait dès maintenant à France Services, avant "
+        "l'accompagnement du médiateur numérique."
+    ),
+    REASON_NOT_URGENT: (
+        "La démarche n'est pas urgente : la personne la fera avec le médiateur numérique, "
+        "en apprenant."
+    ),
     REASON_ALREADY_FOLLOWED: (
-        "Un médiateur suit déjà la personne : pas de nouvelle orientation."
+        "Un médiateur numérique suit déjà la personne : pas de nouvelle orientation."
     ),
     REASON_NO_PLACE_IN_RANGE: (
-        "Aucun lieu de médiation adapté n'est assez proche : France Services garde la main."
+        "Aucun lieu de médiation adapté n'est assez proche de la commune de la personne : "
+        "France Services garde la main."
     ),
 }
+
+# And as it reads in the other outcomes, where those words would not be true.
+_REASONS_WHEN: dict[tuple[str, str], str] = {
+    ("profil_non_refractaire", ALREADY_FOLLOWED): (
+        "La personne n'est pas autonome mais veut bien apprendre : le médiateur numérique qui "
+        "la suit déjà l'accompagne vers l'autonomie."
+    ),
+    ("profil_non_refractaire", NO_PLACE): (
+        "La personne n'est pas autonome mais veut bien apprendre : un médiateur numérique "
+        "l'accompagnerait vers l'autonomie, mais aucun n'est assez proche."
+    ),
+    ("profil_partiellement_autonome", ALREADY_FOLLOWED): (
+        "La personne est en partie autonome et volontaire : le médiateur numérique qui la suit "
+        "déjà continue de l'accompagner."
+    ),
+    ("profil_partiellement_autonome", NO_PLACE): (
+        "La personne est en partie autonome et volontaire : un médiateur numérique la "
+        "rassurerait et l'accompagnerait, mais aucun n'est assez proche."
+    ),
+    (REASON_URGENT, DONE_HERE): "La démarche est urgente : France Services la fait dès maintenant.",
+    (REASON_URGENT, ALREADY_FOLLOWED): (
+        "La démarche est urgente : elle se fait dès maintenant à France Services."
+    ),
+    (REASON_URGENT, NO_PLACE): (
+        "La démarche est urgente : elle se fait dès maintenant à France Services."
+    ),
+    (REASON_NOT_URGENT, DONE_HERE): (
+        "La démarche n'est pas urgente, mais rien ne sert d'attendre : France Services la fait "
+        "avec la personne."
+    ),
+    (REASON_NOT_URGENT, ALREADY_FOLLOWED): (
+        "La démarche n'est pas urgente : la personne peut la faire avec le médiateur numérique "
+        "qui la suit."
+    ),
+    (REASON_NOT_URGENT, NO_PLACE): (
+        "La démarche n'est pas urgente : France Services peut la faire avec la personne, "
+        "maintenant ou à son prochain passage."
+    ),
+}
+
+
+def reason_words(reason: str, when: str) -> str:
+    """A reason code in words, true in the outcome `when` (see `outcome`)."""
+    return _REASONS_WHEN.get((reason, when)) or REASONS.get(reason, reason)
+
 
 STATUSES = {
     ReferralStatus.EN_ATTENTE: "En attente",
@@ -94,12 +182,13 @@ ACTION_HINTS = {
 
 REFUSALS = REFUSAL_REASONS
 
+# Read by the person, on the slip: « vous » throughout.
 _ALWAYS = (
     "Une pièce d'identité",
-    "Votre téléphone portable, s'il en a un (pour recevoir les codes de connexion)",
-    "Ce coupon, avec son code",
+    "Votre téléphone portable, si vous en avez un (pour recevoir les codes de connexion)",
+    "Ce coupon, avec votre code",
 )
-_ACCOUNTS = "Vos identifiants s'ils existent (numéro et mot de passe)"
+_ACCOUNTS = "Vos identifiants, si vous en avez (numéro et mot de passe)"
 _BRING_BY_THEME = {
     "caf": ("Votre numéro d'allocataire CAF", _ACCOUNTS),
     "assurance_maladie": ("Votre carte Vitale ou attestation de droits", _ACCOUNTS),

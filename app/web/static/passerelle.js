@@ -45,7 +45,22 @@
       q.addEventListener("change", function () { show(current, false); });
     });
     show(current, false);
+    // A link of the error summary to a question shows that question first.
+    document.querySelectorAll('a[href^="#q-"]').forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        var target = document.getElementById(link.getAttribute("href").slice(1));
+        var index = questions.findIndex(function (q) { return q.contains(target); });
+        if (index < 0) return;
+        event.preventDefault();
+        show(index, false);
+        target.focus();
+      });
+    });
   }
+
+  // A form sent back with errors: the focus goes to their summary, which links to each field.
+  var summary = document.getElementById("erreurs");
+  if (summary) summary.focus();
 
   // No contact field can be typed before the person agreed to the consent wording.
   var consent = document.getElementById("consent");
@@ -73,6 +88,7 @@
             found.forEach(function (c) {
               var option = document.createElement("option");
               option.value = c.label;
+              if (c.detail) option.label = c.detail; // found by its INSEE code, not its postal one
               list.appendChild(option);
             });
           })
