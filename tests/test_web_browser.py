@@ -131,8 +131,9 @@ def test_an_agent_orients_a_person_with_the_diagnostic_and_prints_the_slip(
     page.wait_for_load_state()
 
     assert "/agent/resultat/" in page.url
-    heading = page.get_by_role("heading", name="Orientation vers un médiateur numérique", exact=True)
-    assert heading.is_visible()  # exact: the slip's title says « Votre orientation vers… »
+    # Exact: the slip's title says « Votre orientation vers un médiateur numérique ».
+    title = "Orientation vers un médiateur numérique"
+    assert page.get_by_role("heading", name=title, exact=True).is_visible()
     assert "d'après le diagnostic" in page.content()
     code = page.locator(".slip__code").inner_text()
     assert re.fullmatch(r"[A-Z0-9]{3}-[A-Z0-9]{3}", code)
