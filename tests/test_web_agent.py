@@ -327,3 +327,39 @@ def test_the_result_says_what_happens_when_no_place_is_in_range(
     page = _visible(client.get(f"/agent/resultat/{done_here['id']}").text)
     assert "France Services fait la démarche avec la personne" in page
     assert "peut attendre" not in page and "rendez-vous" not in page
+
+
+def test_lists_of_referrals_show_the_commune_and_fit_a_phone(
+    client: TestClient, world: World
+) -> None:
+    sent = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()["referral"]
+    for who, path in (("agent_tulle", "/agent/orientations"), ("med_tulle", "/mediateur")):
+        client.cookies.clear()
+        login(client, world, who)
+        page = client.get(path).text
+        assert 'class="fr-table table-cards"' in page  # cards below 48 em (passerelle.css)
+        assert '<th scope="col" role="columnheader">Commune de la personne</th>' in page
+        assert 'data-label="Commune">Tulle (19)</td>' in page
+        assert f'class="code">{sent["code"]}</a>' in page
+
+
+def test_erasing_a_persons_contact_asks_first(client: TestClient, world: World) -> None:
+    sent = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()["referral"]
+    for who in ("med_tulle", "agent_tulle"):
+        client.cookies.clear()
+        login(client, world, who)
+        prefix = "/mediateur" if who == "med_tulle" else "/agent"
+        page = client.get(f"{prefix}/orientations/{sent['id']}").text
+        # One click only asks: a link, no form that erases.
+        assert f'href="{prefix}/orientations/{sent["id"]}?effacer=confirmer#effacer"' in page
+        assert "/effacer" not in page.replace("effacer=confirmer", "")
+        asked = client.get(f"{prefix}/orientations/{sent['id']}?effacer=confirmer").text
+        assert "Effacer les coordonnées de la personne ?" in asked
+        assert f'action="{prefix}/orientations/{sent["id"]}/effacer"' in asked
+        assert "Oui, effacer ses coordonnées" in asked and "Non, les garder" in asked
+        assert "Jeanne" in client.get(f"/v1/referrals/{sent['id']}",
+                                      headers=world.auth(who)).text  # nothing erased yet

@@ -62,6 +62,11 @@
   var summary = document.getElementById("erreurs");
   if (summary) summary.focus();
 
+  // Erasing a person's contact asks first (a page of its own, without script): its question
+  // takes the focus, so that a keyboard or a screen reader starts there.
+  var ask = document.getElementById("effacer");
+  if (ask && window.location.hash === "#effacer") ask.focus();
+
   // No contact field can be typed before the person agreed to the consent wording.
   var consent = document.getElementById("consent");
   var contact = document.querySelector("[data-needs-consent]");
