@@ -20,10 +20,11 @@ from app.models.orientation import OrientationIn
 from app.services import lifecycle
 from app.services import orientation as service
 from app.services.communes import CommuneRef, communes, search_communes
-from app.services.places import place_by_id, suitable_places
+from app.services.places import Located, place_by_id, suitable_places
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
-from app.triage.words import NO_PLACE, outcome, what_to_bring
+from app.triage.rules import REASON_NO_PLACE_IN_RANGE
+from app.triage.words import what_to_bring
 from app.web.referrals import act, list_page
 from app.web.render import page, templates
 from app.web.session import AgentUser, Form
@@ -255,10 +256,14 @@ async def result(request: Request, orientation_id: str, principal: AgentUser) ->
         desk = place_by_id(session, principal.place_id or "")
         nearest = None
         commune = communes(db.engine).get(found.commune)
-        if outcome(found.route, found.reasons, found.referral is not None) == NO_PLACE and commune:
-            # Beyond the distance a referral may go: said, so that the person may still go.
+        named = getattr(found, "nearest_suitable", None)  # the answer's, when needs were said
+        if named is not None:
+            nearest = Located(place_by_id(session, named.id), named.distance_km)
+        elif REASON_NO_PLACE_IN_RANGE in found.reasons and commune is not None:
+            # Too far for a referral, said all the same: the person may still go there.
             farther = suitable_places(session, commune, found.procedure.theme, math.inf, 1)
-            nearest = farther[0] if farther else None
+            if farther and farther[0].distance_km > db.settings.max_referral_distance_km:
+                nearest = farther[0]
         return found, desk, nearest
 
     found, desk, nearest = await db.read(read)
