@@ -104,6 +104,8 @@
 
   // Territory suggestions while the coordinator types (the same list as the communes').
   document.querySelectorAll("input[data-territoires]").forEach(function (input) {
+    if (input.hasAttribute("data-suggesting")) return; // this file loaded twice
+    input.setAttribute("data-suggesting", "");
     var list = document.getElementById(input.getAttribute("list"));
     var timer = null;
     input.addEventListener("input", function () {
