@@ -1,8 +1,11 @@
 """Coverage of a territory: how far each commune is from the nearest médiation place that
 takes referrals, and the communes and people beyond a distance ("zones blanches")."""
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -13,7 +16,9 @@ from app.db import engine_of
 from app.models import Commune, PlaceKind
 from app.services.communes import CommuneRef, communes
 from app.services.places import place_index
-from app.services.territories import Territory, members
+from app.services.territories import NATIONAL, Territory, members
+
+T = TypeVar("T")
 
 COLUMNS = (
     "commune",
@@ -140,14 +145,72 @@ def commune_shapes(session: Session, found: Coverage) -> np.ndarray:
     return geometries
 
 
+def map_of(session: Session, found: Coverage, draw: Callable[[np.ndarray], T]) -> tuple[
+    list[dict[str, Any]], T
+]:
+    """The rows a map of the coverage shows (mainland France on the national map: overseas in
+    the table) and `draw` of their communes' shapes, made once per territory and copy of the
+    reference (outlines change only with it: app.services.cache makes a new copy then), so
+    that a map's request only colours them."""
+    shown = [
+        i
+        for i, row in enumerate(found.rows)
+        if found.territory.kind != "national" or not row["departement"].startswith("97")
+    ]
+    rows = [found.rows[i] for i in shown]
+    every = communes(engine_of(session))
+    key = (str(found.territory), draw)
+    with _drawing:
+        kept = _drawn.get(key)
+        if kept is not None and kept[0] is every:
+            _drawn.move_to_end(key)
+            return rows, kept[1]
+    drawn = draw(commune_shapes(session, found)[shown])
+    with _drawing:
+        _drawn[key] = (every, drawn)
+        while len(_drawn) > _DRAWN_KEPT:
+            _drawn.popitem(last=False)
+    return rows, drawn
+
+
+# What map_of drew, by territory, with the copy of the reference it was drawn from; the last
+# few territories asked for (a national map's outlines are a few megabytes).
+_DRAWN_KEPT = 32
+_drawn: OrderedDict[tuple[str, Any], tuple[dict[str, CommuneRef], Any]] = OrderedDict()
+_drawing = threading.Lock()
+
+# The national GeoJSON's outlines: simplified to about 500 m and rounded to 4 decimals (10 m),
+# what a map of France shows (the stored ones, ~100 m, make 28 MB); once per copy.
+NATIONAL_TOLERANCE = 0.005
+_national: tuple[dict[str, CommuneRef], list[str]] | None = None
+_nationalising = threading.Lock()
+
+
+def _geometry_texts(session: Session, found: Coverage) -> list[str]:
+    """The GeoJSON geometry of each row's commune: the stored outline rounded to 5 decimals
+    (about a metre: a third of the size, nothing a map can show lost); for all of France,
+    simplified for its scale and kept for the next request."""
+    global _national
+    if found.territory != NATIONAL:
+        geometries = shapely.transform(commune_shapes(session, found), lambda xy: np.round(xy, 5))
+        texts: list[str] = shapely.to_geojson(geometries).tolist()
+        return texts
+    every = communes(engine_of(session))
+    with _nationalising:
+        if _national is None or _national[0] is not every or len(_national[1]) != len(found.rows):
+            geometries = shapely.simplify(
+                commune_shapes(session, found), NATIONAL_TOLERANCE, preserve_topology=True
+            )
+            geometries = shapely.transform(geometries, lambda xy: np.round(xy, 4))
+            _national = (every, shapely.to_geojson(geometries).tolist())
+        return _national[1]
+
+
 def coverage_geojson(session: Session, found: Coverage) -> bytes:
     """A GeoJSON FeatureCollection (RFC 7946) of the communes: outline (or routing point when
     the reference has none), with the row's figures as properties. Coordinates in WGS 84,
-    rounded to 5 decimals (about a metre)."""
-    geometries = commune_shapes(session, found)
-    # Five decimals (about a metre): a third of the size, nothing a map can show lost.
-    geometries = shapely.transform(geometries, lambda xy: np.round(xy, 5))
-    texts = shapely.to_geojson(geometries)
+    5 decimals (about a metre); all of France: simplified to about 500 m, 4 decimals."""
+    texts = _geometry_texts(session, found)
     features = [
         {
             "type": "Feature",
@@ -155,7 +218,7 @@ def coverage_geojson(session: Session, found: Coverage) -> bytes:
             "geometry": orjson.Fragment(text),
             "properties": flat,
         }
-        for flat, text in zip(flat_rows(found), texts.tolist(), strict=True)
+        for flat, text in zip(flat_rows(found), texts, strict=True)
     ]
     for feature in features:
         del feature["properties"]["place"]

@@ -184,17 +184,29 @@ def _band_colour(distance: float | None, classes: list[Band]) -> str:
     return RED
 
 
-def coverage_map(
-    geometries: np.ndarray,
-    rows: list[dict[str, object]],
-    max_km: float,
-    title: str,
-    width: int = 720,
-) -> str:
-    """The communes as a choropleth of the distance to the nearest médiation place: outlines
-    projected (equirectangular at the territory's mean latitude), simplified to half a pixel,
-    drawn as SVG paths; a commune without outline is a dot."""
-    classes = bands(max_km)
+# Up to this many communes, a map draws each one, named on hover; beyond (a large région,
+# France), each commune is a few pixels wide: one path per distance class.
+DETAILED = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class Outlines:
+    """A territory's communes projected and simplified for its map: what a map needs besides
+    the colours, made once per territory and copy of the reference (app.services.coverage
+    keeps them)."""
+
+    width: int
+    height: int
+    unit: float  # pixels per unit of the paths' integer coordinates
+    paths: list[str]  # per commune, its rings as SVG path data; "" for a dot
+    dots: list[tuple[int, int] | None]  # per commune drawn as a dot (no outline): where
+
+
+def outlines(geometries: np.ndarray, width: int = 720) -> Outlines:
+    """The communes (WGS 84) projected equirectangular at the territory's mean latitude to fit
+    `width` (a tall territory: 900 px of height), and simplified to what the scale can show:
+    half a pixel where each commune is drawn; beyond DETAILED communes, a pixel (a commune is
+    then a few pixels wide)."""
     bounds = shapely.total_bounds(geometries)
     min_x, min_y, max_x, max_y = (float(b) for b in bounds)
     shrink = math.cos(math.radians((min_y + max_y) / 2))
@@ -211,52 +223,112 @@ def coverage_map(
         out[:, 1] = 10 + (max_y - xy[:, 1]) * scale
         return out
 
-    # Half a pixel: what a screen can show. Without topology, five times faster, and a sliver
-    # between two communes at that size is invisible.
-    projected = shapely.simplify(
-        shapely.transform(geometries, project), 0.5, preserve_topology=False
+    detailed = len(geometries) <= DETAILED
+    projected = shapely.transform(geometries, project)
+    # Half a pixel where each commune is drawn, a pixel beyond. Without topology: five times
+    # faster, and a sliver between two communes at that size is invisible; but a commune
+    # that this collapses (a sixth of them at a pixel) is simplified again, keeping it.
+    tolerance = 0.5 if detailed else 1.0
+    simplified = shapely.simplify(projected, tolerance, preserve_topology=False)
+    collapsed = shapely.get_num_coordinates(simplified) < 4
+    collapsed &= shapely.get_type_id(projected) != 0  # a point stays a point
+    simplified[collapsed] = shapely.simplify(
+        projected[collapsed], tolerance, preserve_topology=True
     )
-    paths = _paths(projected)
-    with_titles = len(rows) <= 3000  # hover titles, where the page stays light
-    body: list[str] = ['<g transform="scale(0.1)">']  # coordinates in tenths of a pixel
+    unit = 0.1 if detailed else 0.5
+    points = shapely.get_type_id(simplified) == 0
+    dots: list[tuple[int, int] | None] = [None] * len(simplified)
+    for i in np.flatnonzero(points).tolist():
+        point = simplified[i]
+        dots[i] = (round(point.x / unit), round(point.y / unit))
+    return Outlines(width, height, unit, _paths(simplified, unit), dots)
+
+
+def coverage_map(shapes: Outlines, rows: list[dict[str, object]], max_km: float, title: str) -> str:
+    """The communes as a choropleth of the distance to the nearest médiation place, as SVG
+    paths: each commune its own, named on hover, up to DETAILED communes; beyond, one path per
+    distance class (a stroke of its colour closes the slivers between simplified outlines). A
+    commune without outline is a dot."""
+    classes = bands(max_km)
+    detailed = len(rows) <= DETAILED
+    unit = shapes.unit
+    body: list[str] = [f'<g transform="scale({unit:g})">']  # integer coordinates
+    radius = round(2 / unit)
     beyond = 0
-    for geometry, path, row in zip(projected.tolist(), paths, rows, strict=True):
+    grouped: dict[str, list[str]] = {}
+    counted: dict[str, int] = {}
+    for path, dot, row in zip(shapes.paths, shapes.dots, rows, strict=True):
         distance = row.get("distance_km")
         colour = _band_colour(distance if isinstance(distance, float | int) else None, classes)
         beyond += colour in (RED, GREY)
-        tip = ""
-        if with_titles:
-            far = "aucun lieu" if distance is None else f"{distance:g} km".replace(".", ",")
-            tip = f"<title>{escape(str(row.get('name')))} : {far}</title>"
+        if not detailed:
+            counted[colour] = counted.get(colour, 0) + 1
+            drawn = grouped.setdefault(colour, [])
+            if path:
+                drawn.append(path)
+            elif dot is not None:  # a dot: a circle as path data
+                drawn.append(f"M{dot[0] - radius} {dot[1]}a{radius} {radius} 0 1 0 {2 * radius} 0"
+                             f"a{radius} {radius} 0 1 0 {-2 * radius} 0z")
+            continue
+        far = "aucun lieu" if distance is None else f"{distance:g} km".replace(".", ",")
+        tip = f"<title>{escape(str(row.get('name')))} : {far}</title>"
         if path:
             body.append(f'<path d="{path}" fill="{colour}">{tip}</path>')
-        elif geometry is not None and geometry.geom_type == "Point":
-            body.append(f'<circle cx="{geometry.x * 10:.0f}" cy="{geometry.y * 10:.0f}" r="20" '
-                        f'fill="{colour}">{tip}</circle>')
+        elif dot is not None:
+            body.append(f'<circle cx="{dot[0]}" cy="{dot[1]}" r="{radius}" fill="{colour}">'
+                        f"{tip}</circle>")
+    names = {band.colour: band.label for band in classes} | {GREY: "aucun lieu"}
+    for colour in [band.colour for band in classes] + [GREY]:
+        if grouped.get(colour):
+            tip = f"{names[colour]} : {counted[colour]:,} communes".replace(",", "\u202f")
+            # Its own colour for the stroke (the stylesheet's white one draws each commune's
+            # border, a white mesh at this scale), a pixel wide whatever the map's size.
+            body.append(
+                f'<path fill="{colour}" style="stroke:{colour};stroke-width:1;'
+                f'stroke-linejoin:round" d="{"".join(grouped[colour])}">'
+                f"<title>{escape(tip)}</title></path>"
+            )
     body.append("</g>")
     desc = (
         f"{len(rows)} communes ; {beyond} à plus de {max_km:g} km d'un lieu de médiation "
         "qui reçoit des orientations (en rouge), ou sans lieu (en gris). Les chiffres de "
         "chaque commune sont dans le tableau et le fichier CSV."
     )
-    return _svg(width, height, title, desc, body, "map")
+    return _svg(shapes.width, shapes.height, title, desc, body, "map")
 
 
-def _paths(geometries: np.ndarray) -> list[str]:
+def _paths(geometries: np.ndarray, unit: float) -> list[str]:
     """An SVG path per geometry (empty for a point), every ring at once: shapely splits the
-    geometries into rings and coordinates in three vectorised calls, rounded to tenths of a
-    pixel; Python only joins the text."""
+    geometries into rings and coordinates in three vectorised calls, rounded to `unit`; each
+    ring an absolute start, then relative steps (small numbers: a third of the bytes); points
+    that rounding made repeats dropped. Python only joins the text."""
     parts, part_of = shapely.get_parts(geometries, return_index=True)
     rings, ring_of = shapely.get_rings(parts, return_index=True)
     xy, coordinate_of = shapely.get_coordinates(rings, return_index=True)
+    grid = np.rint(xy / unit).astype(np.int64)
+    # Without each ring's closing point (the path's z), nor a point equal to the one before.
+    last = np.ones(len(grid), dtype=bool)
+    last[:-1] = coordinate_of[1:] != coordinate_of[:-1]
+    repeated = np.zeros(len(grid), dtype=bool)
+    repeated[1:] = (grid[1:] == grid[:-1]).all(axis=1) & ~last[:-1]
+    kept = ~(last | repeated)
+    grid, coordinate_of = grid[kept], coordinate_of[kept]
+    steps = np.empty_like(grid)
+    steps[1:] = grid[1:] - grid[:-1]
+    first = np.ones(len(grid), dtype=bool)
+    first[1:] = coordinate_of[1:] != coordinate_of[:-1]
+    steps[first] = grid[first]  # each ring starts where it is
     # A flat list of ints (a nested one makes a million small lists for the collector).
-    flat = np.rint(xy * 10).astype(np.int64).ravel().tolist()
-    pairs = [f"{x},{y}" for x, y in zip(flat[::2], flat[1::2], strict=True)]
-    starts = np.searchsorted(coordinate_of, np.arange(len(rings) + 1)).tolist()
-    geometry_of_ring = part_of[ring_of].tolist()
+    flat = steps.ravel().tolist()
+    counts = np.bincount(coordinate_of, minlength=len(rings))
+    bounds = np.concatenate(([0], np.cumsum(counts))).tolist()
+    owners = part_of[ring_of].tolist()
     out: list[list[str]] = [[] for _ in range(len(geometries))]
-    for ring, owner in enumerate(geometry_of_ring):
-        begin, end = starts[ring], starts[ring + 1]
-        if end - begin >= 4:  # a triangle at least (the ring repeats its first point)
-            out[owner].append("M" + " ".join(pairs[begin : end - 1]) + "Z")
-    return ["".join(path) for path in out]
+    for ring, owner in enumerate(owners):
+        begin, end = 2 * bounds[ring], 2 * bounds[ring + 1]
+        if end - begin >= 6:  # a triangle at least
+            numbers = flat[begin:end]
+            out[owner].append(
+                f"M{numbers[0]} {numbers[1]}l" + " ".join(map(str, numbers[2:])) + "z"
+            )
+    return ["".join(path).replace(" -", "-") for path in out]

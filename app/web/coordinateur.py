@@ -269,10 +269,8 @@ async def coverage(
 
     def read(session: Any) -> tuple[coverage_service.Coverage, str]:
         found = asked.read(session, principal, limit)
-        rows, shapes = found.rows, coverage_service.commune_shapes(session, found)
-        if found.territory.kind == "national":  # mainland France; overseas in the table
-            mainland = [i for i, r in enumerate(rows) if not r["departement"].startswith("97")]
-            rows, shapes = [rows[i] for i in mainland], shapes[mainland]
+        # The outlines projected and simplified once per territory; each request colours them.
+        rows, shapes = coverage_service.map_of(session, found, charts.outlines)
         title = f"Distance au lieu de médiation le plus proche — {found.territory.name}"
         return found, charts.coverage_map(shapes, rows, limit, title)
 
