@@ -230,8 +230,10 @@ def command(group: typer.Typer, name: str | None = None) -> Callable[..., Any]:
     return register
 
 
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # a message stays one line in a log
+# No Rich markup: names, territories and ids that people type (a key named « [/] ») are
+# printed as they are, never read as style tags. Styles go through Text and style=.
+console = Console(markup=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False)  # one line in a log
 
 # --- numbers and sentences, the French way ---------------------------------------------------
 
@@ -772,21 +774,32 @@ def public_url() -> str:
 
 
 URL_HELP = "Début des liens des e-mails (défaut : PASSERELLE_PUBLIC_URL, sinon le port PORT)."
+DELIVER_URL_HELP = "Début des liens des e-mails (défaut : PASSERELLE_PUBLIC_URL, obligatoire)."
 
 
 @command(outbox_app, "deliver")
 def outbox_deliver(
-    url: Annotated[str | None, typer.Option(metavar="URL", help=URL_HELP)] = None,
+    url: Annotated[str | None, typer.Option(metavar="URL", help=DELIVER_URL_HELP)] = None,
 ) -> None:
     """Envoie les notifications dues, pour une tâche planifiée.
 
-    Le service le fait aussi toutes les PASSERELLE_OUTBOX_CHECK_SECONDS secondes."""
+    Il faut PASSERELLE_PUBLIC_URL (ou --url) : les liens des e-mails y mènent. Le service le
+    fait aussi toutes les PASSERELLE_OUTBOX_CHECK_SECONDS secondes."""
     import asyncio
 
     from app.config import get_settings
     from app.db import Db, get_engine
     from app.services import outbox
 
+    if not url and "PASSERELLE_PUBLIC_URL" not in os.environ:
+        # From a cron, the service's own address is unknown: the links of the e-mails would
+        # lead to this machine's loopback, which no place can open. Nothing is sent.
+        errors.print(
+            "Adresse publique inconnue : définissez PASSERELLE_PUBLIC_URL (l'adresse où les "
+            "lieux ouvrent Passerelle, par exemple https://passerelle.exemple.fr) ou passez "
+            "--url. Rien n'a été envoyé."
+        )
+        raise typer.Exit(1)
     settings = get_settings().model_copy(update={"public_url": url or public_url()})
     done = asyncio.run(outbox.deliver_due(Db(get_engine(), settings)))
     say(

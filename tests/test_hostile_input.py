@@ -5,10 +5,14 @@ import csv
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from select import select as readable
 
+import pytest
 from click.testing import Result
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -16,13 +20,23 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.models import Place
+from app.models import Place, Role
+from app.services.keys import create_key
 from app.services.place_sources import MAX_FILE_BYTES
 from tests.conftest import World, count, orientation_body
+from tests.test_notifications import Mailbox, parts
 from tests.test_web import login
 
 PROBLEM = "application/problem+json"
 FORMULA = '=HYPERLINK("http://127.0.0.1:9/x";"Cliquez")'
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
 
 
 def _csv(raw: bytes) -> list[dict[str, str]]:
@@ -177,3 +191,77 @@ def test_200_000_columns_cost_little_memory(
     code, peak_kb = out.split("\n", 1)[0].split()
     assert code == "1" and "Trop de colonnes" in out, out
     assert int(peak_kb) < 400_000, out  # the file itself is 21 MB; before: 3.1 GB
+
+
+# --- 11. the command line: names are not markup ---------------------------------------------
+
+
+def _run(database_url: str, *args: str, tty: bool = False, **env: str) -> tuple[int, str]:
+    """The real `passerelle` in a process of its own; on a pseudo-terminal when `tty`, as a
+    person at a terminal runs it (Rich draws tables then)."""
+    command = [sys.executable, "-m", "app.cli", *args]
+    environment = {**os.environ, "DATABASE_URL": database_url, "COLUMNS": "80", **env}
+    for name in ("PASSERELLE_PUBLIC_URL", "PORT"):
+        if name not in env:
+            environment.pop(name, None)
+    if not tty:
+        done = subprocess.run(command, env=environment, capture_output=True, text=True,
+                              timeout=60)
+        return done.returncode, done.stdout + done.stderr
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, env=environment, stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    for _ in range(1000):  # bounded: each read waits at most 10 s
+        ready, _, _ = readable([leader], [], [], 10)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the terminal closes with the process
+            chunk = b""
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    return process.wait(10), out.decode(errors="replace")
+
+
+def test_names_and_ids_with_brackets_are_printed_as_typed(
+    world: World, engine: Engine, database_url: str
+) -> None:
+    """A key named « [/] » (Rich's closing tag) listed on a terminal, an unknown id or
+    territory written the same way: printed as typed, never a MarkupError."""
+    with Session(engine) as session:
+        create_key(session, Role.ADMIN, name="[/]")
+    code, out = _run(database_url, "keys", "list", tty=True)
+    assert code == 0 and "[/]" in out and "Traceback" not in out, out
+    code, out = _run(database_url, "keys", "revoke", "[/]")
+    assert code == 1 and "Clé inconnue : [/]." in out and "Traceback" not in out, out
+    code, out = _run(database_url, "stats", "referrals", "--territory", "[/x]")
+    assert code == 2 and "Territoire mal écrit : '[/x]'" in out and "Traceback" not in out, out
+    code, out = _run(database_url, "keys", "create", "--role", "chef", tty=True)
+    assert code == 2 and "« chef » n'est pas parmi agent" in out, out
+
+
+# --- 12. outbox deliver from a cron --------------------------------------------------------
+
+
+def test_outbox_deliver_needs_the_public_address(
+    client: TestClient, world: World, engine: Engine, database_url: str, mailbox: Mailbox
+) -> None:
+    """From a cron without PASSERELLE_PUBLIC_URL, the links would lead to 127.0.0.1:8000:
+    nothing is sent, and the command says what to set; with it, the links lead there."""
+    referral = client.post("/v1/orientations", headers=world.auth("agent_tulle"),
+                           json=orientation_body()).json()["referral"]
+    smtp = {"PASSERELLE_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}"}
+    code, out = _run(database_url, "outbox", "deliver", **smtp)
+    assert code == 1 and "Adresse publique inconnue : définissez PASSERELLE_PUBLIC_URL" in out
+    assert mailbox.messages == [] and count(engine, "outbox") >= 1
+    code, out = _run(database_url, "outbox", "deliver",
+                     PASSERELLE_PUBLIC_URL="https://passerelle.exemple.fr", **smtp)
+    assert code == 0 and "1 envoyées" in out, out
+    (_, message), = mailbox.messages
+    text, _ = parts(message)
+    assert "https://passerelle.exemple.fr/lien/" in text or (
+        f"https://passerelle.exemple.fr/orientations/{referral['id']}" in text
+    ), text
+    assert "127.0.0.1" not in text

@@ -383,6 +383,8 @@ def test_outbox_commands(
     assert waiting.exit_code == 0
     assert "email pending : 1" in waiting.output
     assert f"[URGENT] Nouvelle orientation {referral['code']}" in waiting.output
+    monkeypatch.setenv("PASSERELLE_PUBLIC_URL", "https://passerelle.example.fr")
+    get_settings.cache_clear()
     without = runner.invoke(cli, ["outbox", "deliver"])
     assert "0 envoyées" in without.output and "PASSERELLE_SMTP_URL absent" in without.output
 
