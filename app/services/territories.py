@@ -15,7 +15,8 @@ from sqlmodel import Session, col, select
 from app.db import engine_of
 from app.errors import Problem, invalid
 from app.models import Departement, Epci, Principal, Region, Role
-from app.services.communes import CommuneRef, communes
+from app.services.cache import cached
+from app.services.communes import CommuneRef, communes, load_communes
 
 SYNTAX = {
     "region": re.compile(r"\d{2}"),
@@ -243,7 +244,9 @@ def _outside(
     inside = _counted(members(territory, every))
     out = sum(not covers(scope, c) for c in inside)
     straddles = (
-        f" : {out} de ses {len(inside)} communes n'en font pas partie" if out < len(inside) else ""
+        f" : {out:,} de ses {len(inside):,} communes n'en font pas partie".replace(",", "\u202f")
+        if out < len(inside)
+        else ""
     )
     if by_name:
         detail = (
@@ -349,8 +352,8 @@ def _build_index(session: Session, every: dict[str, CommuneRef]) -> _Index:
                 own = _LEGAL_FORM.sub("", folded)
                 names += [own] if own != folded else []
             codes = [str(territory)] + ([code] if kind != "region" else [])
-            add(_Entry(territory, tuple(" " + n for n in names), population,
-                       spans=_spans(inside)), *codes)
+            spans = _spans(inside)
+            add(_Entry(territory, tuple(" " + n for n in names), population, spans=spans), *codes)
     for commune in every.values():
         if commune.kind not in ("COM", "ARM"):
             continue
@@ -396,7 +399,7 @@ def _search(index: _Index, text: str) -> tuple[list[_Entry], list[_Entry]]:
             exact.append(entry)
         elif best == 1:
             partial.append(entry)
-    return exact, partial
+    return list(dict.fromkeys(exact)), partial  # a code may also be a name
 
 
 def suggest_territories(
@@ -454,6 +457,9 @@ def _by_name(session: Session, scope: Territory, text: str, loc: list[str | int]
 
 
 def territory_label(engine: Engine, filters: dict[str, Any]) -> str:
-    """The label of the territory of a statistics document's `filters`."""
+    """The label of the territory of a statistics document's `filters`; safe on the event
+    loop (an EPCI's départements from the reference's copy only if it is up to date)."""
     kind, _, code = str(filters["territory"]).partition(":")
-    return placed(Territory(kind, code, str(filters["territory_name"])), communes(engine)).label
+    territory = Territory(kind, code, str(filters["territory_name"]))
+    every = cached(engine, "commune", load_communes).fresh()
+    return (placed(territory, every) if every is not None else territory).label
