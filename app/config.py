@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"  # links in e-mails
     outbox_check_seconds: float = Field(default=5.0, gt=0)
     outbox_max_attempts: int = Field(default=10, ge=1)
+    # A delivery holds what it claimed for this long, renewed while it runs: a process that
+    # dies mid-batch gives its messages back after it. A batch stops trying new messages after
+    # outbox_batch_seconds and gives the rest back (a slow SMTP server, a stopping service).
+    outbox_lease_seconds: float = Field(default=60.0, ge=3)
+    outbox_batch_seconds: float = Field(default=60.0, gt=0)
+    # On SIGTERM, the background jobs finish what they started for at most this long.
+    shutdown_seconds: float = Field(default=10.0, ge=0)
     reminder_days_before: float = Field(default=3.0, ge=0)
     # The link of an e-mail (app.services.links): how long one works, and how long after its
     # referral is final.
@@ -49,8 +56,13 @@ class Settings(BaseSettings):
     # How often a process looks whether API keys, communes or places changed elsewhere
     # (another worker, the command line); a change made in this process is seen at once.
     cache_check_seconds: float = Field(default=1.0, gt=0)
-    # Wrong tokens allowed per client address and minute before 429.
+    # Wrong tokens allowed per client address and minute before 429, counted in the database
+    # for every process of a fleet.
     auth_failures_per_minute: int = Field(default=20, ge=1)
+    # The reverse proxies (load balancers) whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed: comma-separated addresses or networks ("10.0.0.5,192.168.1.0/24", "*" for
+    # any). Empty (the default): none, the client address is the TCP peer's.
+    trusted_proxies: str = ""
     # Slow clients: the request line and headers, then the whole body, must arrive in time.
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     request_read_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -1,6 +1,8 @@
 """Database engine, how use cases get a session (Db), the one way to write, migrations."""
 
 import asyncio
+import contextlib
+import hashlib
 import sqlite3
 import threading
 import weakref
@@ -16,9 +18,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, func, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 from starlette.concurrency import run_in_threadpool
 
@@ -221,8 +223,43 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def _lock_key(name: str) -> int:
+    """A stable 64-bit key for PostgreSQL's advisory locks, from a readable name."""
+    return int.from_bytes(hashlib.sha256(f"passerelle:{name}".encode()).digest()[:8], "big",
+                          signed=True)
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str, wait: bool = False) -> Iterator[bool]:
+    """One process of a fleet at a time: yields True while this process holds the advisory
+    lock `name` (PostgreSQL's pg_advisory_lock, on a connection of its own, released at the end
+    or when the connection dies), False if another holds it and `wait` is False. SQLite: always
+    True (one serving process; its writers take turns anyway)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = _lock_key(name)
+    with engine.connect() as connection:
+        if wait:
+            connection.execute(select(func.pg_advisory_lock(key)))
+            held = True
+        else:
+            held = bool(connection.execute(select(func.pg_try_advisory_lock(key))).scalar())
+        connection.commit()  # the lock is the session's: no transaction stays open with it
+        try:
+            yield held
+        finally:
+            if held:
+                with contextlib.suppress(DBAPIError):  # a dead connection released it already
+                    connection.execute(select(func.pg_advisory_unlock(key)))
+                    connection.commit()
+
+
 def migrate(engine: Engine) -> None:
-    command.upgrade(alembic_config(engine), "head")
+    """Upgrades to the last revision. Several instances starting at once on an empty database
+    take turns on an advisory lock: the first migrates, the others then find nothing to do."""
+    with exclusive(engine, "migrate", wait=True):
+        command.upgrade(alembic_config(engine), "head")
 
 
 def migrations_current(engine: Engine) -> bool:

@@ -11,12 +11,13 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import errors, web
-from app.auth import FailureThrottle
+from app.auth import FailureThrottle, forget_old_failures
 from app.compression import Compression
 from app.config import Settings, get_settings
-from app.db import Db, get_engine
+from app.db import Db, exclusive, get_engine
 from app.guard import RequestGuard
 from app.routers import health, orientations, places, reference, referrals, stats, webhooks
 from app.services import cache, lifecycle, notifications, outbox, personal_data
@@ -43,27 +44,50 @@ async def _poll_caches(engine: Engine, every: float) -> None:
             logger.warning("Vérification des caches impossible : %s", type(exc).__name__)
 
 
-async def _repeat(every: float, what: str, job: Callable[[], Awaitable[str | None]]) -> None:
-    """Runs `job` now and then every `every` seconds while serving, logs what it says it did,
-    and keeps serving when it fails (the database may be down for a while)."""
-    while True:
+async def _repeat(
+    every: float, what: str, job: Callable[[], Awaitable[str | None]], stop: asyncio.Event
+) -> None:
+    """Runs `job` now and then every `every` seconds until `stop` is set (a run under way is
+    finished, not cut), logs what it says it did, and keeps serving when it fails (the
+    database may be down for a while)."""
+    while not stop.is_set():
         try:
             said = await job()
             if said:
                 logger.info(said)
         except Exception as exc:
             logger.warning("%s impossible : %s", what, type(exc).__name__)
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
 
 
-def _background_jobs(db: Db) -> list[Coroutine[Any, Any, None]]:
-    """Expiry and reminders, the purge of personal data, the delivery of the outbox."""
+def _one_at_a_time(
+    db: Db, name: str, job: Callable[[], Awaitable[str | None]]
+) -> Callable[[], Awaitable[str | None]]:
+    """`job`, run by one process of a fleet at a time (an advisory lock, app.db.exclusive):
+    the others skip their turn instead of waiting on its row locks to redo the same work."""
+
+    async def guarded() -> str | None:
+        lock = exclusive(db.engine, name)
+        held = await anyio.to_thread.run_sync(lock.__enter__)
+        try:
+            return await job() if held else None
+        finally:
+            await anyio.to_thread.run_sync(lock.__exit__, None, None, None)
+
+    return guarded
+
+
+def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    """Expiry and reminders, the purge of personal data (each in one process of a fleet at a
+    time), the delivery of the outbox (in every process, on disjoint batches)."""
     settings = db.settings
 
     async def expire() -> str | None:
         expired = await db.write(lifecycle.expire_due)
         days = settings.reminder_days_before
         reminded = await db.write(lambda session: notifications.remind_due(session, days))
+        await db.write(forget_old_failures)
         said = [f"{expired} orientations expirées."] if expired else []
         said += [f"{reminded} rappels avant expiration."] if reminded else []
         return " ".join(said)
@@ -78,7 +102,7 @@ def _background_jobs(db: Db) -> list[Coroutine[Any, Any, None]]:
         return None
 
     async def deliver() -> str | None:
-        done = await outbox.deliver_due(db)
+        done = await outbox.deliver_due(db, stop=stop)
         if done.sent or done.failed or done.dead:
             return (
                 f"Notifications : {done.sent} envoyées, {done.failed} à réessayer, "
@@ -87,9 +111,19 @@ def _background_jobs(db: Db) -> list[Coroutine[Any, Any, None]]:
         return None
 
     return [
-        _repeat(settings.expiry_check_seconds, "Expiration des orientations", expire),
-        _repeat(settings.purge_check_seconds, "Purge des données personnelles", purge),
-        _repeat(settings.outbox_check_seconds, "Envoi des notifications", deliver),
+        _repeat(
+            settings.expiry_check_seconds,
+            "Expiration des orientations",
+            _one_at_a_time(db, "expiry", expire),
+            stop,
+        ),
+        _repeat(
+            settings.purge_check_seconds,
+            "Purge des données personnelles",
+            _one_at_a_time(db, "purge", purge),
+            stop,
+        ),
+        _repeat(settings.outbox_check_seconds, "Envoi des notifications", deliver, stop),
     ]
 
 
@@ -110,14 +144,19 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             await anyio.to_thread.run_sync(communes, engine)
         except Exception as exc:  # not migrated yet, or down: /readyz says so; loaded later
             logger.warning("Référentiel des communes non chargé : %s", type(exc).__name__)
-        tasks = [
-            asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds)),
-            *(asyncio.create_task(job) for job in _background_jobs(db)),
-        ]
+        poller = asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds))
+        stop = asyncio.Event()
+        jobs = [asyncio.create_task(job) for job in _background_jobs(db, stop)]
         try:
             yield
         finally:
-            for task in tasks:
+            # A graceful stop (SIGTERM): the jobs start nothing new, finish what they hold
+            # (the outbox marks what it sent and gives back what it did not try), then end;
+            # past shutdown_seconds they are cut, and leases give back what they held.
+            stop.set()
+            poller.cancel()
+            _done, late = await asyncio.wait(jobs, timeout=settings.shutdown_seconds)
+            for task in late:
                 task.cancel()
 
     app = FastAPIOffline(
@@ -129,7 +168,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         favicon_url="data:,",
     )
     app.state.db = db
-    app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
+    app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute, db)
     errors.install(app)
     for module in (health, reference, orientations, referrals, places, stats, webhooks):
         app.include_router(module.router)
@@ -137,6 +176,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     # The guard outermost: it sees every answer as sent, compressed or not.
     app.add_middleware(Compression)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    if settings.trusted_proxies:
+        # Outermost: every layer sees the client's address, never the proxy's. Only these
+        # peers' X-Forwarded-For is believed (uvicorn's own handling is off, app.server).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     _errors_as_problems_only(app)
     return app
 

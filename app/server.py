@@ -158,6 +158,9 @@ def serve(host: str, port: int, workers: int = 1) -> None:
         workers=workers,
         http="app.server:GuardedProtocol",
         server_header=False,
+        # X-Forwarded-For is believed from Settings.trusted_proxies only (app.main), never
+        # from any local peer as uvicorn does by default.
+        proxy_headers=False,
         log_config=log_config(),
         timeout_keep_alive=5,
     )

@@ -32,6 +32,7 @@ from tests.pgserver import PostgresMissing, free_port, postgres_server
 
 # Everything a test writes; the commune reference stays loaded for the whole session.
 MUTABLE_TABLES = (
+    "auth_failure",
     "outbox",
     "webhook",
     "contact_read",

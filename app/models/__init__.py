@@ -10,9 +10,11 @@ from app.models.outbox import OutboxMessage, Webhook
 from app.models.place import Place, PlaceEvent, PlaceKind
 from app.models.referral import HandoffEvent, Referral, ReferralStatus
 from app.models.secret import ServerSecret
+from app.models.throttle import AuthFailure
 
 __all__ = [
     "ApiKey",
+    "AuthFailure",
     "Commune",
     "Contact",
     "ContactRead",

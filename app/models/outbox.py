@@ -31,6 +31,9 @@ class OutboxMessage(SQLModel, table=True):
     status: str = "pending"  # pending, sent, dead
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
+    # The lease of the delivery that claimed it (a random token): a message is marked only by
+    # the delivery that holds its lease, so a lease lost to another process marks nothing.
+    claim: str | None = None
     last_error: str | None = None
     sent_at: datetime | None = None
 

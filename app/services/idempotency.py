@@ -86,18 +86,25 @@ def commit_once(
                 if record is not None:
                     return _replayed(session, record, personal)
             try:
-                body = write()
+                reserved = None
                 if key and api_key_id:
-                    session.add(
-                        IdempotencyRecord(
-                            api_key_id=api_key_id,
-                            key=key,
-                            request_hash=digest,
-                            status_code=status,
-                            response=personal.stored(body) if personal else body,
-                            orientation_id=personal.orientation_of(body) if personal else None,
-                        )
+                    # Reserved before the work runs: a concurrent request with the same key
+                    # (another process) waits here for this one's commit, then replays it,
+                    # instead of doing the work again and meeting its effects (a 409).
+                    reserved = IdempotencyRecord(
+                        api_key_id=api_key_id,
+                        key=key,
+                        request_hash=digest,
+                        status_code=status,
+                        response={},
                     )
+                    session.add(reserved)
+                    session.flush()
+                body = write()
+                if reserved is not None:
+                    reserved.response = personal.stored(body) if personal else body
+                    reserved.orientation_id = personal.orientation_of(body) if personal else None
+                    session.add(reserved)
                 session.commit()
                 return body
             except IntegrityError as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.db import engine_of, insert_row, writing
-from app.models import OutboxMessage, Referral, Webhook
+from app.models import DataVersion, OutboxMessage, Referral, Webhook
 from app.models.common import new_id, rfc3339, utcnow
 from app.services.cache import cached
 from app.services.places import place_by_id
@@ -48,7 +48,19 @@ def load_webhooks(session: Session) -> dict[str | None, list[Webhook]]:
 
 
 def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
-    return cached(engine_of(session), "webhook", load_webhooks).get()
+    """The subscriptions as of this transaction. Their version is read here, with a share lock
+    on PostgreSQL (a creation or deletion bumps it under an exclusive one, app.services.webhooks):
+    a subscription committed before this transaction is always seen, however stale this
+    process's copy, and one being deleted waits for this transaction, or is not seen."""
+    copy = cached(engine_of(session), "webhook", load_webhooks)
+    query = select(DataVersion.version).where(col(DataVersion.name) == "webhook")
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    version = session.exec(query).first()
+    found = copy.fresh()
+    if found is not None and copy.version == version:
+        return found
+    return load_webhooks(session)  # another process changed them: read them here
 
 
 def _value(referral: Referral | Mapping[str, Any], name: str) -> Any:
@@ -164,7 +176,13 @@ def remind_due(session: Session, days_before: float, now: datetime | None = None
         if found is None:
             return total
         with writing(session):
-            due = session.exec(select(Referral).where(*due_now).limit(500)).all()
+            # Locked while reminded; rows another process is reminding are skipped, and a row
+            # it reminded since this one's snapshot no longer matches once locked (PostgreSQL
+            # reads the locked row again): one reminder per referral however many processes.
+            query = select(Referral).where(*due_now).limit(500)
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            due = session.exec(query).all()
             for referral in due:
                 referral.reminded_at = now
                 session.add(referral)

@@ -8,7 +8,10 @@ import asyncio
 import contextlib
 import html
 import ipaddress
+import logging
+import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -19,10 +22,10 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import httpx
 import orjson
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 from standardwebhooks import Webhook as Signer
 
-from app.config import Settings
 from app.db import Db, writing
 from app.errors import invalid
 from app.models import OutboxMessage, Webhook
@@ -32,7 +35,12 @@ from app.services.notifications import NEW_LINK, TO_RECEIVER
 from app.triage import PROCEDURE_THEMES
 from app.triage.lifecycle import REFUSAL_REASONS
 
-LEASE = timedelta(minutes=2)  # a claimed message is due again after this, if never marked
+logger = logging.getLogger("passerelle")
+
+# A claimed message is due again after its lease, if never marked: a process that dies (or
+# loses the database) mid-batch gives its messages back this way. A live delivery renews the
+# lease of what it still holds (Settings.outbox_lease_seconds); this is the default.
+LEASE = timedelta(minutes=1)
 BACKOFF = timedelta(seconds=30)  # first retry; doubles each time, up to MAX_BACKOFF
 MAX_BACKOFF = timedelta(hours=6)
 BATCH = 200
@@ -196,6 +204,7 @@ class Claimed:
     content: dict[str, Any]
     attempts: int
     secret: str | None
+    claim: str = ""  # the lease's token (OutboxMessage.claim)
 
 
 @dataclass
@@ -203,7 +212,19 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0
     dead: int = 0
+    # Results that found their lease taken by another process (it will deliver them again):
+    # only after this process outlived its lease, a database outage for instance.
+    lost: int = 0
+    released: int = 0  # claimed but not tried (a shutdown, the batch's time): due again now
     errors: list[str] = field(default_factory=list)
+
+    def add(self, other: "DeliveryReport") -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.dead += other.dead
+        self.lost += other.lost
+        self.released += other.released
+        self.errors += other.errors
 
 
 def _due(channels: list[str], now: datetime) -> Any:
@@ -220,22 +241,32 @@ def _any_due(session: Session, channels: list[str], now: datetime) -> bool:
     return found is not None
 
 
-def _claim(session: Session, channels: list[str], now: datetime) -> list[Claimed]:
-    """Takes up to BATCH due messages for a lease, counting the attempt."""
+def _claim(
+    session: Session,
+    channels: list[str],
+    now: datetime,
+    lease: timedelta = LEASE,
+    limit: int = BATCH,
+) -> list[Claimed]:
+    """Takes up to `limit` due messages for a lease under a token of its own, counting the
+    attempt. On PostgreSQL, rows another process is claiming are skipped (FOR UPDATE SKIP
+    LOCKED), so processes claim disjoint batches instead of waiting on each other."""
+    token = secrets.token_hex(12)
     with writing(session):
         query = (
             select(OutboxMessage, Webhook.secret)
             .outerjoin(Webhook, col(Webhook.id) == col(OutboxMessage.webhook_id))
             .where(*_due(channels, now))
             .order_by(col(OutboxMessage.next_attempt_at))
-            .limit(BATCH)
+            .limit(limit)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=OutboxMessage, skip_locked=True)  # type: ignore[arg-type]
         claimed = []
         for message, secret in session.exec(query).all():
             message.attempts += 1
-            message.next_attempt_at = now + LEASE
+            message.next_attempt_at = now + lease
+            message.claim = token
             session.add(message)
             claimed.append(
                 Claimed(
@@ -246,36 +277,191 @@ def _claim(session: Session, channels: list[str], now: datetime) -> list[Claimed
                     message.content,
                     message.attempts,
                     secret,
+                    token,
                 )
             )
         session.commit()
     return claimed
 
 
-def _mark(
-    session: Session, results: dict[str, str | None], claimed: list[Claimed], max_attempts: int
-) -> DeliveryReport:
+def _held(token: str, ids: list[str]) -> Any:
+    """The messages among `ids` whose lease is still this token's."""
+    return (
+        col(OutboxMessage.id).in_(ids),
+        col(OutboxMessage.claim) == token,
+        col(OutboxMessage.status) == "pending",
+    )
+
+
+@dataclass
+class Outcome:
+    item: Claimed
+    error: str | None  # None: delivered
+    final: bool = False  # an error that no retry can cure: dead at once
+
+
+def _mark(session: Session, outcomes: list[Outcome], max_attempts: int) -> DeliveryReport:
+    """Records each outcome, if its lease is still this delivery's (else another process
+    holds the message now, and its outcome is the one that counts)."""
     report = DeliveryReport()
     now = utcnow()
     with writing(session):
-        for item in claimed:
-            message = session.get_one(OutboxMessage, item.id)
-            error = results[item.id]
+        # In the order of their ids, as every writer of several rows here locks them (_lock):
+        # two such transactions wait for each other, never in a cycle (a deadlock).
+        for outcome in sorted(outcomes, key=lambda o: o.item.id):
+            item, error = outcome.item, outcome.error
+            values: dict[str, Any]
             if error is None:
-                message.status, message.sent_at, message.last_error = "sent", now, None
+                values = {"status": "sent", "sent_at": now, "last_error": None, "claim": None}
+            elif outcome.final or item.attempts >= max_attempts:
+                values = {"status": "dead", "last_error": error, "claim": None}
+            else:
+                values = {"next_attempt_at": now + backoff(item.attempts), "last_error": error,
+                          "claim": None}
+            done = session.execute(
+                update(OutboxMessage).where(*_held(item.claim, [item.id])).values(**values)
+            )
+            if not done.rowcount:  # type: ignore[attr-defined]
+                report.lost += 1
+                continue
+            if error is None:
                 report.sent += 1
-            elif item.attempts >= max_attempts or error == GONE:
-                message.status, message.last_error = "dead", error
+            elif values.get("status") == "dead":
                 report.dead += 1
             else:
-                message.next_attempt_at = now + backoff(item.attempts)
-                message.last_error = error
                 report.failed += 1
             if error:
                 report.errors.append(f"{item.id}: {error}")
-            session.add(message)
         session.commit()
     return report
+
+
+def lock_in_order(session: Session, *where: Any) -> list[str]:
+    """Locks the outbox rows that match, in the order of their ids (the one order in which any
+    transaction here locks several of them, so that none deadlocks another), and returns
+    their ids."""
+    query = select(OutboxMessage.id).where(*where).order_by(col(OutboxMessage.id))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(session.exec(query).all())
+
+
+def _renew(session: Session, token: str, ids: list[str], lease: timedelta) -> None:
+    """Extends the lease of the messages still being delivered."""
+    with writing(session):
+        lock_in_order(session, *_held(token, ids))
+        session.execute(
+            update(OutboxMessage)
+            .where(*_held(token, ids))
+            .values(next_attempt_at=utcnow() + lease)
+        )
+        session.commit()
+
+
+def _release(session: Session, token: str, ids: list[str]) -> int:
+    """Gives back messages claimed but never tried: due again at once, the attempt uncounted."""
+    with writing(session):
+        lock_in_order(session, *_held(token, ids))
+        done = session.execute(
+            update(OutboxMessage)
+            .where(*_held(token, ids))
+            .values(
+                next_attempt_at=utcnow(),
+                attempts=col(OutboxMessage.attempts) - 1,
+                claim=None,
+            )
+        )
+        session.commit()
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+class _Batch:
+    """One claimed batch being delivered: each outcome is marked as soon as possible (the
+    outcomes that arrive while a marking is written go together in the next one), the lease of
+    what is still in flight is renewed, and what was never tried is released at the end."""
+
+    def __init__(self, db: Db, claimed: list[Claimed], stop: asyncio.Event | None) -> None:
+        settings = db.settings
+        self.db, self.claimed, self.stop = db, claimed, stop
+        self.lease = timedelta(seconds=settings.outbox_lease_seconds)
+        self.deadline = asyncio.get_running_loop().time() + settings.outbox_batch_seconds
+        self.max_attempts = settings.outbox_max_attempts
+        self.waiting: list[Outcome] = []
+        self.unmarked = {c.id for c in claimed}
+        self.tried: set[str] = set()
+        self.report = DeliveryReport()
+        self.arrived = asyncio.Event()
+        self.closing = False
+
+    def may_start(self, item: Claimed) -> bool:
+        """Whether to try `item` now: not once the service is stopping or the batch's time is
+        over (it is released instead, for this process or another to take)."""
+        if (self.stop is not None and self.stop.is_set()) or (
+            asyncio.get_running_loop().time() > self.deadline
+        ):
+            return False
+        self.tried.add(item.id)
+        return True
+
+    def done(self, item: Claimed, error: str | None, final: bool = False) -> None:
+        self.waiting.append(Outcome(item, error, final))
+        self.arrived.set()
+
+    async def _mark_waiting(self) -> None:
+        outcomes, self.waiting = self.waiting, []
+        try:
+            report = await self.db.write(
+                partial(_mark, outcomes=outcomes, max_attempts=self.max_attempts)
+            )
+        except Exception:
+            self.waiting[:0] = outcomes  # the database is away: next time, with the others
+            raise
+        self.unmarked -= {o.item.id for o in outcomes}
+        self.report.add(report)
+
+    async def marking(self) -> None:
+        while not (self.closing and not self.waiting):
+            if not self.waiting:
+                self.arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrived.wait(), timeout=0.5)
+                continue
+            try:
+                await self._mark_waiting()
+            except Exception as exc:
+                logger.warning("Marquage des notifications impossible : %s", type(exc).__name__)
+                await asyncio.sleep(1)
+                if self.closing:
+                    return  # their leases end; delivered again (at least once)
+
+    async def renewing(self) -> None:
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            ids = sorted(self.unmarked)
+            if ids:
+                with contextlib.suppress(Exception):  # the next renewal tries again
+                    await self.db.write(
+                        partial(_renew, token=self.claimed[0].claim, ids=ids, lease=self.lease)
+                    )
+
+    async def run(self, send: Callable[["_Batch"], Awaitable[None]]) -> DeliveryReport:
+        marker = asyncio.create_task(self.marking())
+        renewer = asyncio.create_task(self.renewing())
+        try:
+            await send(self)
+        finally:
+            renewer.cancel()
+            self.closing = True
+            self.arrived.set()
+            await marker
+            untried = sorted({c.id for c in self.claimed} - self.tried)
+            if untried:
+                with contextlib.suppress(Exception):  # else their lease ends
+                    self.report.released += await self.db.write(
+                        partial(_release, token=self.claimed[0].claim, ids=untried)
+                    )
+        return self.report
 
 
 def _smtp(url: str) -> dict[str, Any]:
@@ -292,56 +478,65 @@ def _smtp(url: str) -> dict[str, Any]:
     }
 
 
-async def _send_emails(
-    items: list[Claimed], settings: Settings, secret: str, results: dict[str, str | None]
-) -> None:
+async def _send_emails(items: list[Claimed], batch: _Batch, secret: str) -> None:
+    settings = batch.db.settings
     assert settings.smtp_url
     client = aiosmtplib.SMTP(**_smtp(settings.smtp_url))
     try:
         await client.connect()  # STARTTLS when offered, then login when credentials are given
     except (aiosmtplib.SMTPException, OSError) as exc:
         for item in items:
-            results[item.id] = f"SMTP injoignable : {type(exc).__name__}"
+            if batch.may_start(item):
+                batch.done(item, f"SMTP injoignable : {type(exc).__name__}")
         return
     try:
         for item in items:
-            subject, text, page = render_email(item.content, settings.public_url, secret)
-            message = EmailMessage()
-            message["From"] = settings.mail_from
-            message["To"] = item.recipient
-            message["Subject"] = subject
-            message["Message-ID"] = f"<{item.id}@passerelle>"
-            message.set_content(text)
-            message.add_alternative(page, subtype="html")
+            if not batch.may_start(item):
+                continue
+            try:
+                subject, text, page = render_email(item.content, settings.public_url, secret)
+                message = EmailMessage()
+                message["From"] = settings.mail_from
+                message["To"] = item.recipient
+                message["Subject"] = subject
+                message["Message-ID"] = f"<{item.id}@passerelle>"
+                message.set_content(text)
+                message.add_alternative(page, subtype="html")
+            except Exception as exc:  # this message can never be written: it alone is dead
+                batch.done(item, f"message impossible à composer : {type(exc).__name__}", True)
+                continue
             try:
                 await client.send_message(message)
-                results[item.id] = None
+                batch.done(item, None)
             except (aiosmtplib.SMTPException, OSError) as exc:
-                results[item.id] = f"SMTP : {type(exc).__name__} {str(exc)[:200]}"
+                batch.done(item, f"SMTP : {type(exc).__name__} {str(exc)[:200]}")
     finally:
         with contextlib.suppress(aiosmtplib.SMTPException, OSError):
             await client.quit()
 
 
-async def _send_webhooks(
-    items: list[Claimed], settings: Settings, results: dict[str, str | None]
-) -> None:
+async def _send_webhooks(items: list[Claimed], batch: _Batch) -> None:
+    settings = batch.db.settings
     limits = httpx.Limits(max_connections=CONCURRENT_DELIVERIES)
     async with httpx.AsyncClient(timeout=10, follow_redirects=False, limits=limits) as client:
         turns = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
         async def one(item: Claimed) -> None:
             async with turns:
-                await send(item)
+                if batch.may_start(item):
+                    await send(item)
 
         async def send(item: Claimed) -> None:
+            if not item.secret:  # its subscription was deleted since it was queued
+                batch.done(item, "webhook supprimé", final=True)
+                return
             try:
                 if not settings.webhook_allow_private and await _resolves_private(item.recipient):
-                    results[item.id] = "adresse privée refusée"
+                    batch.done(item, "adresse privée refusée")
                     return
                 body = orjson.dumps(item.content).decode()
                 now = utcnow()
-                signature = Signer(item.secret or "").sign(item.id, now, body)
+                signature = Signer(item.secret).sign(item.id, now, body)
                 answer = await client.post(
                     item.recipient,
                     content=body,
@@ -353,51 +548,54 @@ async def _send_webhooks(
                     },
                 )
                 if answer.status_code == 410:  # Gone: the receiver asks us to stop
-                    results[item.id] = GONE
+                    batch.done(item, GONE, final=True)
                 else:
-                    results[item.id] = None if answer.is_success else f"HTTP {answer.status_code}"
+                    batch.done(item, None if answer.is_success else f"HTTP {answer.status_code}")
             except (httpx.HTTPError, OSError) as exc:
-                results[item.id] = f"{type(exc).__name__}"
+                batch.done(item, f"{type(exc).__name__}")
+            except Exception as exc:  # a bad row (a secret that is not one…): it alone is dead
+                batch.done(item, f"envoi impossible : {type(exc).__name__}", final=True)
 
         await asyncio.gather(*(one(item) for item in items))
 
 
-async def deliver_due(db: Db, only: str | None = None) -> DeliveryReport:
+async def deliver_due(
+    db: Db, only: str | None = None, stop: asyncio.Event | None = None
+) -> DeliveryReport:
     """Delivers every due message (of channel `only`, if given), batch after batch; e-mails
-    wait while no SMTP server is configured."""
+    wait while no SMTP server is configured. Once `stop` is set (the service is stopping), no
+    new message is tried: those in flight are finished and marked, the others released."""
     settings = db.settings
     channels = ["webhook", *(["email"] if settings.smtp_url else [])]
     channels = [c for c in channels if only in (None, c)]
+    lease = timedelta(seconds=settings.outbox_lease_seconds)
     total = DeliveryReport()
-    while True:
+    while stop is None or not stop.is_set():
         now = utcnow()
         if not await db.read(partial(_any_due, channels=channels, now=now)):
-            return total
-        claimed = await db.write(partial(_claim, channels=channels, now=now))
+            break
+        claimed = await db.write(partial(_claim, channels=channels, now=now, lease=lease))
         if not claimed:
-            return total
-        results: dict[str, str | None] = {}
+            break
         emails = [c for c in claimed if c.channel == "email"]
         hooks = [c for c in claimed if c.channel == "webhook"]
-        await asyncio.gather(
-            *([_send_emails(emails, settings, await db.read(link_secret), results)]
-              if emails else []),
-            *([_send_webhooks(hooks, settings, results)] if hooks else []),
-        )
-        report = await db.write(
-            partial(
-                _mark,
-                results=results,
-                claimed=claimed,
-                max_attempts=settings.outbox_max_attempts,
+        secret = await db.read(link_secret) if emails else ""
+
+        async def send(batch: _Batch) -> None:
+            await asyncio.gather(
+                *([_send_emails(emails, batch, secret)] if emails else []),  # noqa: B023
+                *([_send_webhooks(hooks, batch)] if hooks else []),  # noqa: B023
             )
-        )
-        total.sent += report.sent
-        total.failed += report.failed
-        total.dead += report.dead
-        total.errors += report.errors
+
+        total.add(await _Batch(db, claimed, stop).run(send))
         if len(claimed) < BATCH:
-            return total
+            break
+    if total.lost:
+        logger.warning(
+            "%s notifications marquées par un autre processus (bail perdu) : envoyées deux fois.",
+            total.lost,
+        )
+    return total
 
 
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:

@@ -13,7 +13,7 @@ from app.models import OutboxMessage, Principal, Role, Webhook
 from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
 from app.services.cache import bump
 from app.services.lookup import first_or_404
-from app.services.outbox import check_webhook_url
+from app.services.outbox import check_webhook_url, lock_in_order
 
 
 def _out(webhook: Webhook) -> WebhookOut:
@@ -73,6 +73,10 @@ def list_webhooks(session: Session, principal: Principal) -> list[WebhookOut]:
 
 def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> None:
     with writing(session):
+        # The version first: it waits for the orientations queueing for this subscription
+        # right now (they hold it shared, app.services.notifications) and makes later ones
+        # wait, so the messages updated below include theirs and none refers to it after.
+        bump(session, "webhook")
         webhook = first_or_404(
             session,
             select(Webhook).where(Webhook.id == webhook_id, _mine(principal)),
@@ -82,6 +86,7 @@ def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> N
         # Deliveries not made yet die with it; every message it had stays in the outbox's
         # history, no longer tied to it.
         mine = col(OutboxMessage.webhook_id) == webhook.id
+        lock_in_order(session, mine)  # as deliveries marking them do: no deadlock
         session.execute(
             update(OutboxMessage)
             .where(mine, col(OutboxMessage.status) == "pending")
@@ -89,5 +94,4 @@ def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> N
         )
         session.execute(update(OutboxMessage).where(mine).values(webhook_id=None))
         session.delete(webhook)
-        bump(session, "webhook")
         session.commit()
