@@ -372,7 +372,10 @@ def test_a_webhook_whose_subscription_went_is_dead_alone(
         ).status_code == 201
     with engine.begin() as connection:  # one row loses its secret, as after a deletion race
         connection.execute(
-            text("UPDATE outbox SET webhook_id = NULL WHERE id = (SELECT MIN(id) FROM outbox)")
+            text(
+                "UPDATE outbox SET webhook_id = NULL WHERE id = "
+                "(SELECT MIN(id) FROM outbox WHERE channel = 'webhook')"
+            )
         )
     report = asyncio.run(outbox.deliver_due(Db(engine, settings)))
     assert (report.sent, report.dead, report.failed) == (2, 1, 0)

@@ -40,6 +40,12 @@ class Cached(Generic[T]):
         """The copy if it is up to date, without touching the database (safe on the loop)."""
         return None if self.stale else self._value
 
+    def put(self, value: T, version: int | None) -> None:
+        """A copy read by a caller's own transaction at `version`, for readers that compare
+        the version in their transaction before using it (app.services.notifications)."""
+        with self._lock:
+            self._value, self.version, self.stale = value, version, False
+
     def get(self) -> T:
         """The copy, reloaded first if stale: call from a thread, never from the event loop."""
         value = self.fresh()

@@ -60,7 +60,9 @@ def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
     found = copy.fresh()
     if found is not None and copy.version == version:
         return found
-    return load_webhooks(session)  # another process changed them: read them here
+    found = load_webhooks(session)  # changed since the copy was read: read them here
+    copy.put(found, version)
+    return found
 
 
 def _value(referral: Referral | Mapping[str, Any], name: str) -> Any:
