@@ -334,6 +334,55 @@ def test_the_pages_work_from_the_keyboard(new_page: Any, world: World) -> None:
     assert outline != "none"
 
 
+def test_every_page_fits_a_phone_and_a_desktop_without_sideways_scrolling(
+    browser: Any, world: World, server: Server
+) -> None:
+    """Every page of every role, with real data, at 390 px (a phone) and 1280 px: nothing
+    wider than the screen, no box that scrolls sideways, and the slip's code on one line."""
+    from tests.test_page_words import _pages, _world_of_referrals
+
+    with httpx.Client(base_url=server.url) as api:
+        made = _world_of_referrals(api, world)  # type: ignore[arg-type]
+    too_wide: dict[str, int] = {}
+    wrapped: dict[str, int] = {}
+    sideways: dict[str, list[str]] = {}
+    for width in (390, 1280):
+        for who, paths in _pages(made).items():
+            context = browser.new_context(
+                base_url=server.url, locale="fr-FR", viewport={"width": width, "height": 800}
+            )
+            page = context.new_page()
+            login(page, world, who)
+            for path in paths:
+                page.goto(path)
+                wide = page.evaluate("document.documentElement.scrollWidth")
+                if wide > width:
+                    too_wide[f"{width} px {who} {path}"] = wide
+                # A table in a box that scrolls sideways is as bad on a phone.
+                scrolling = page.evaluate(
+                    """() => [...document.querySelectorAll('*')].filter(e =>
+                        ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)
+                        && e.scrollWidth > e.clientWidth + 1).map(e => e.tagName + '.' + e.className
+                        + ' ' + e.scrollWidth + '>' + e.clientWidth)"""
+                )
+                # A coordinator's wide table of figures may scroll within its box on a phone
+                # (DSFR's pattern); the front desk's and the médiateurs' pages may not.
+                if scrolling and (width >= 1280 or not path.startswith("/coordinateur")):
+                    sideways[f"{width} px {who} {path}"] = scrolling
+                for code in page.locator(".slip__code").all():
+                    if code.is_visible():
+                        lines = code.evaluate(
+                            "e => Math.round(e.getBoundingClientRect().height"
+                            " / parseFloat(getComputedStyle(e).lineHeight))"
+                        )
+                        if lines != 1:
+                            wrapped[f"{width} px {path}"] = lines
+            context.close()
+    assert not too_wide, f"wider than the screen (px): {too_wide}"
+    assert not sideways, f"boxes that scroll sideways: {sideways}"
+    assert not wrapped, f"the slip's code on several lines: {wrapped}"
+
+
 def test_a_place_without_a_key_works_its_referral_from_the_emails_link(
     new_page: Any, world: World, server: Server, database_url: str, engine: Engine
 ) -> None:
