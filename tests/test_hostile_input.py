@@ -265,3 +265,48 @@ def test_outbox_deliver_needs_the_public_address(
         f"https://passerelle.exemple.fr/orientations/{referral['id']}" in text
     ), text
     assert "127.0.0.1" not in text
+
+
+# --- 13. policy: a re-orientation goes no farther than any referral -----------------------
+
+
+def test_reorienting_to_a_named_place_keeps_the_distance_limit(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    """Corrèze to Corsica was accepted: a named place beyond PASSERELLE_MAX_REFERRAL_DISTANCE_KM
+    is a French 422 that stores nothing; a named place within it is taken."""
+    admin = world.auth("admin")
+    corsica = client.post("/v1/places", headers=admin, json={
+        "name": "Espace numérique d'Ajaccio", "kind": "mediation", "commune": "2A004",
+        "latitude": 41.9267, "longitude": 8.7369,
+        "services": ["Aide aux démarches administratives"],
+    })
+    assert corsica.status_code == 201, corsica.text
+    agent = world.auth("agent_tulle")
+    first = client.post("/v1/orientations", headers=agent, json=orientation_body()).json()
+    referral = first["referral"]
+    refused = client.post(
+        f"/v1/referrals/{referral['id']}/events", headers=world.auth("med_tulle"),
+        json={"status": "refusee", "reason": "pas_de_capacite"},
+    )
+    assert refused.status_code == 200, refused.text
+    before = count(engine, "referral"), count(engine, "handoff_event"), count(engine, "outbox")
+    far = client.post(f"/v1/referrals/{referral['id']}/reorient", headers=agent,
+                      json={"place_id": corsica.json()["id"]})
+    assert far.status_code == 422 and far.headers["content-type"] == PROBLEM, far.text
+    (error,) = far.json()["errors"]
+    assert error["loc"] == ["body", "place_id"]
+    assert "au-delà des 30 km" in error["msg"]
+    assert "PASSERELLE_MAX_REFERRAL_DISTANCE_KM" in error["msg"]
+    assert (count(engine, "referral"), count(engine, "handoff_event"),
+            count(engine, "outbox")) == before
+    nearby = client.post("/v1/places", headers=admin, json={
+        "name": "Médiathèque de Laguenne", "kind": "mediation", "commune": "19272",
+        "latitude": 45.2656, "longitude": 1.7700,
+        "services": ["Aide aux démarches administratives"],
+    })
+    assert nearby.status_code == 201, nearby.text
+    near = client.post(f"/v1/referrals/{referral['id']}/reorient", headers=agent,
+                       json={"place_id": nearby.json()["id"]})
+    assert near.status_code == 201, near.text
+    assert near.json()["place"]["id"] == nearby.json()["id"]

@@ -374,12 +374,24 @@ def test_a_refused_referral_is_reoriented_elsewhere(
     third = client.post(f"/v1/referrals/{second['id']}/reorient", headers=agent)
     assert third.status_code == 201, third.text
     assert third.json()["place"]["id"] not in (first["place"]["id"], other)
-    named = world.places["demo-med-ussel"]
     with engine.begin() as connection:
         connection.execute(
             text("UPDATE referral SET status = 'refusee' WHERE previous_referral_id = :id"),
             {"id": second["id"]},
         )
+    # A named place beyond the distance of any referral (Ussel, 47 km from Tulle) is refused.
+    too_far = client.post(
+        f"/v1/referrals/{third.json()['id']}/reorient",
+        json={"place_id": world.places["demo-med-ussel"]},
+        headers=agent,
+    )
+    assert too_far.status_code == 422 and "au-delà des 30 km" in too_far.text
+    taken = {first["place"]["id"], other, third.json()["place"]["id"]}
+    named = next(
+        world.places[f"demo-med-{name}"]
+        for name in ("egletons", "uzerche", "brive", "argentat")  # all within 30 km of Tulle
+        if world.places[f"demo-med-{name}"] not in taken
+    )
     chosen = client.post(
         f"/v1/referrals/{third.json()['id']}/reorient", json={"place_id": named}, headers=agent
     )

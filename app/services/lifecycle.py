@@ -334,6 +334,16 @@ def reorient(
                 distance_km(commune.latitude, commune.longitude, chosen.latitude, chosen.longitude),
                 1,
             )
+            # The same limit as every referral's: a place the person cannot reach is none.
+            limit = settings.max_referral_distance_km
+            if distance > limit:
+                raise invalid(
+                    ["body", "place_id"],
+                    f"Ce lieu est à {str(distance).replace('.', ',')} km de la commune de la "
+                    f"personne, au-delà des {limit:g} km qu'une orientation peut parcourir "
+                    "(PASSERELLE_MAX_REFERRAL_DISTANCE_KM, fixé par l'administrateur) : "
+                    "choisissez un lieu plus proche.",
+                )
         else:
             candidates = suitable_places(
                 session,
