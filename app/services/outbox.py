@@ -7,10 +7,8 @@ backoff, then the message is dead (`passerelle outbox list`)."""
 import asyncio
 import contextlib
 import html
-import ipaddress
 import logging
 import secrets
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,9 +25,9 @@ from sqlmodel import Session, col, func, select
 from standardwebhooks import Webhook as Signer
 
 from app.db import Db, writing
-from app.errors import invalid
 from app.models import OutboxMessage, Webhook
 from app.models.common import LOCAL_TZ, utcnow
+from app.services import webhook_address
 from app.services.links import link_secret, make_link
 from app.services.notifications import NEW_LINK, TO_RECEIVER
 from app.triage import PROCEDURE_THEMES
@@ -158,38 +156,9 @@ def render_email(
 # --- where webhooks may go --------------------------------------------------------------
 
 
-def _private(address: str | int) -> bool:
-    """Not a public Internet address: private, loopback, link-local, reserved…"""
-    return not ipaddress.ip_address(address).is_global
-
-
-def check_webhook_url(url: str, allow_private: bool, loc: list[str | int]) -> None:
-    """https only (http on the loopback alone), and never an internal host unless the admin
-    allows private addresses (PASSERELLE_WEBHOOK_ALLOW_PRIVATE): 422 otherwise."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("https", "http") or not host:
-        raise invalid(loc, "Adresse de webhook invalide : https://… attendu.")
-    try:
-        addresses = {a[4][0] for a in socket.getaddrinfo(host, parts.port or 443)}
-    except (socket.gaierror, UnicodeError) as exc:
-        raise invalid(loc, f"Hôte de webhook introuvable : {host}.") from exc
-    loopback = all(ipaddress.ip_address(a).is_loopback for a in addresses)
-    if parts.scheme == "http" and not loopback:
-        raise invalid(loc, "Un webhook doit être en https:// (http:// : boucle locale seulement).")
-    if not allow_private and any(_private(a) for a in addresses):
-        raise invalid(
-            loc,
-            f"Adresse privée ou interne refusée pour un webhook ({host}) : seul un "
-            "administrateur peut l'autoriser (PASSERELLE_WEBHOOK_ALLOW_PRIVATE).",
-        )
-
-
-async def _resolves_private(url: str) -> bool:
-    parts = urlsplit(url)
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(parts.hostname, parts.port or 443)
-    return any(_private(info[4][0]) for info in infos)
+def check_webhook_url(url: str, allow_private: bool, loc: list[str | int]) -> str:
+    """A new subscription's URL, normalised (app.services.webhook_address): 422 otherwise."""
+    return webhook_address.check(url, allow_private, loc)
 
 
 # --- delivery ---------------------------------------------------------------------------
@@ -531,26 +500,30 @@ async def _send_webhooks(items: list[Claimed], batch: _Batch) -> None:
                 batch.done(item, "webhook supprimé", final=True)
                 return
             try:
-                if not settings.webhook_allow_private and await _resolves_private(item.recipient):
-                    batch.done(item, "adresse privée refusée")
-                    return
                 body = orjson.dumps(item.content).decode()
                 now = utcnow()
                 signature = Signer(item.secret).sign(item.id, now, body)
-                answer = await client.post(
+                # Resolved, checked and connected to the same address, within one deadline.
+                status = await webhook_address.post(
+                    client,
                     item.recipient,
-                    content=body,
-                    headers={
+                    body,
+                    {
                         "content-type": "application/json",
                         "webhook-id": item.id,
                         "webhook-timestamp": str(int(now.timestamp())),
                         "webhook-signature": signature,
                     },
+                    settings.webhook_allow_private,
                 )
-                if answer.status_code == 410:  # Gone: the receiver asks us to stop
+                if status == 410:  # Gone: the receiver asks us to stop
                     batch.done(item, GONE, final=True)
                 else:
-                    batch.done(item, None if answer.is_success else f"HTTP {answer.status_code}")
+                    batch.done(item, None if 200 <= status < 300 else f"HTTP {status}")
+            except webhook_address.Unreachable as exc:
+                batch.done(item, str(exc), final=exc.final)
+            except TimeoutError:
+                batch.done(item, f"délai de {webhook_address.DEADLINE_SECONDS:g} s dépassé")
             except (httpx.HTTPError, OSError) as exc:
                 batch.done(item, f"{type(exc).__name__}")
             except Exception as exc:  # a bad row (a secret that is not one…): it alone is dead

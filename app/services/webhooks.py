@@ -27,15 +27,15 @@ def _out(webhook: Webhook) -> WebhookOut:
 
 
 def check_webhook(data: WebhookIn, settings: Settings) -> None:
-    """The events and the URL of a new subscription: 422 if they will not do. It resolves the
-    host (blocking: call it from a thread)."""
+    """The events and the URL of a new subscription: 422 if they will not do; the URL kept
+    normalised. It resolves the host (blocking: call it from a thread)."""
     unknown = [e for e in data.events if e not in WEBHOOK_EVENTS]
     if unknown:
         raise invalid(
             ["body", "events"],
             f"Événement inconnu : {', '.join(unknown)}. Possibles : {', '.join(WEBHOOK_EVENTS)}.",
         )
-    check_webhook_url(data.url, settings.webhook_allow_private, ["body", "url"])
+    data.url = check_webhook_url(data.url, settings.webhook_allow_private, ["body", "url"])
 
 
 def create_webhook(session: Session, principal: Principal, data: WebhookIn) -> WebhookCreated:
