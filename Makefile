@@ -61,6 +61,7 @@ bench: install-test
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.stats
 	$(BIN)/python -m bench.outbox
+	$(BIN)/python -m bench.matching
 
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench

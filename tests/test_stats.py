@@ -455,7 +455,7 @@ def test_coverage_distances_against_brute_force(
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     assert doc["filters"] == {
-        "territory": "departement:19", "territory_name": "Corrèze", "max_km": 12.0
+        "territory": "departement:19", "territory_name": "Corrèze", "max_km": 12.0, "need": None
     }
     with engine.connect() as connection:
         expected = {
@@ -742,7 +742,11 @@ def test_the_page_says_what_the_api_and_the_csv_say(
     assert "Acceptées</th>" not in page.text  # the current status, under a cumulative name
 
     # Each row adds up: its parts within it, beside the CSV's row.
-    desk, sent = Tables(page.text).tables
+    desk, sent, closed = Tables(page.text).tables
+    assert closed[0][1:] == [
+        "Acceptés et clos", "dont accompagnements terminés", "dont personnes non venues",
+        "Taux d'accompagnements terminés", "Taux de personnes non venues",
+    ]
     header = sent[0]
     ready = next(r for r in sent if r[0] == "Non autonome, prête à apprendre")
     row = dict(zip(header, ready, strict=True))

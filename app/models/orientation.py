@@ -18,9 +18,10 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
-from app.models.place import PlaceAlternative, PlaceSummary
+from app.models.place import PlaceAlternative, PlaceSummary, PublicNeed, SpecificNeed
 from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
 from app.triage.consent import CONSENT_VERSIONS
+from app.triage.needs import Day, Half, Modality, Needs, slot
 
 
 class Orientation(SQLModel, table=True):
@@ -56,6 +57,11 @@ class Orientation(SQLModel, table=True):
     alternatives: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+    # What the agent said of the person's needs (NeedsIn), and the matching rules applied.
+    needs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    matching_version: str | None = None
+    # When no place within the distance met the needs: the nearest that does (id, name, km).
+    nearest_suitable: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Contact(SQLModel, table=True):
@@ -166,6 +172,47 @@ class PersonIn(InputModel):
         )
 
 
+class SlotIn(InputModel):
+    day: Day
+    half: Half
+
+
+class NeedsIn(InputModel):
+    """What the agent chose to record of the person's needs (GET /v1/needs): matching then
+    sends the referral to a place that meets them, or says none does within the distance."""
+
+    specific: list[SpecificNeed] = PydField(
+        default_factory=list, max_length=10, description="Prises en charge spécifiques."
+    )
+    public: list[PublicNeed] = PydField(
+        default_factory=list, max_length=10, description="Public de la personne."
+    )
+    free_only: StrictBool = PydField(default=False, description="Seulement un lieu gratuit.")
+    modality: Modality | None = PydField(default=None, description="Forme d'accompagnement.")
+    availability: list[SlotIn] = PydField(
+        default_factory=list,
+        max_length=14,
+        description="Les demi-journées où la personne peut venir.",
+    )
+
+    def as_needs(self) -> Needs:
+        mask = 0
+        for chosen in self.availability:
+            mask |= slot(chosen.day, chosen.half)
+        return Needs(
+            frozenset(self.specific),
+            frozenset(self.public),
+            self.free_only,
+            self.modality,
+            mask,
+        )
+
+    def stored(self) -> dict[str, Any] | None:
+        """As the orientation keeps it; None when nothing was said."""
+        data = self.model_dump(mode="json")
+        return data if self.as_needs().any else None
+
+
 class OrientationIn(InputModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -204,6 +251,7 @@ class OrientationIn(InputModel):
     procedure: ProcedureIn
     already_followed: StrictBool = False
     person: PersonIn
+    needs: NeedsIn | None = None
 
 
 class ProcedureOut(BaseModel):
@@ -239,3 +287,11 @@ class OrientationOut(BaseModel):
     consent: ConsentOut
     referral: ReferralBrief | None
     alternatives: list[PlaceAlternative]
+    needs: dict[str, Any] | None = PydField(
+        default=None, description="Les besoins indiqués par l'agent, tels qu'enregistrés."
+    )
+    nearest_suitable: PlaceAlternative | None = PydField(
+        default=None,
+        description="Quand aucun lieu à distance ne répond aux besoins : le plus proche qui y "
+        "répond, au-delà de la distance, pour que l'agent décide.",
+    )

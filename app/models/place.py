@@ -12,6 +12,9 @@ from sqlmodel import Field, SQLModel
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
 from app.models.hours import hours_in_french
+from app.triage.needs import Fees, Modality
+from app.triage.needs import Public as PublicNeed
+from app.triage.needs import Specific as SpecificNeed
 
 
 class PlaceKind(StrEnum):
@@ -51,6 +54,13 @@ class Place(SQLModel, table=True):
     accepts_referrals: bool = True
     # No new referral until this day (included): holidays, no one to receive.
     paused_until: date | None = None
+    # The most open referrals it takes at once (None: no limit).
+    capacity: int | None = None
+    # What the national schema says the place offers, as slugs of app.triage.needs.
+    specific: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    publics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    fees: str | None = None
+    modalities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -94,6 +104,29 @@ class PlaceIn(InputModel):
         description="Aucune nouvelle orientation jusqu'à ce jour inclus (congés, pas de "
         "capacité d'accueil) ; null : le lieu reçoit.",
     )
+    capacity: int | None = PydField(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="Le plus d'orientations ouvertes que le lieu prend à la fois ; null : "
+        "pas de limite.",
+    )
+    specific: list[SpecificNeed] = PydField(
+        default_factory=list,
+        max_length=20,
+        description="Prises en charge spécifiques (prise_en_charge_specifique du schéma).",
+    )
+    publics: list[PublicNeed] = PydField(
+        default_factory=list,
+        max_length=20,
+        description="Publics spécifiquement adressés (publics_specifiquement_adresses).",
+    )
+    fees: Fees | None = PydField(default=None, description="Frais à charge (frais_a_charge).")
+    modalities: list[Modality] = PydField(
+        default_factory=list,
+        max_length=10,
+        description="Modalités d'accompagnement (modalites_accompagnement).",
+    )
 
     @field_validator("services")
     @classmethod
@@ -133,6 +166,11 @@ class PlaceOut(_SaysHours):
     hours: str | None
     accepts_referrals: bool
     paused_until: date | None = None
+    capacity: int | None = None
+    specific: list[str] = []
+    publics: list[str] = []
+    fees: str | None = None
+    modalities: list[str] = []
     approximate_location: bool = PydField(
         default=False,
         description="Vrai quand la source ne donnait pas de position : celle de la mairie "

@@ -75,6 +75,9 @@ class CoverageFilters(BaseModel):
     territory: str
     territory_name: str
     max_km: float
+    need: str | None = PydField(
+        default=None, description="Le besoin auquel les lieux comptés répondent, s'il est donné."
+    )
 
 
 class NearestPlace(BaseModel):
@@ -101,6 +104,14 @@ class CoverageTotals(BaseModel):
     population_beyond: int
     share_beyond: float | None = PydField(description="Part de la population au-delà de max_km.")
     places: int = PydField(description="Lieux de médiation qui reçoivent des orientations.")
+    places_in_territory: int = PydField(
+        description="Ceux de ces lieux qui sont dans le territoire."
+    )
+    places_paused: int = PydField(description="Lieux du territoire en pause aujourd'hui.")
+    places_full: int = PydField(
+        description="Lieux du territoire complets : autant d'orientations ouvertes que leur "
+        "capacité."
+    )
     median_distance_km: float | None
     max_distance_km: float | None
 

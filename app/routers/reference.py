@@ -1,5 +1,5 @@
 """Published reference: the diagnostic's questions, the procedure themes, the consent
-wording."""
+wording, the needs an orientation may state."""
 
 from typing import Any
 
@@ -9,6 +9,8 @@ from app.errors import problem_responses
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, RULES_VERSION
 from app.triage.consent import CONSENT_TEXTS, CURRENT_CONSENT
 from app.triage.diagnostic import DIAGNOSTIC_VERSION
+from app.triage.matching import MATCHING_VERSION
+from app.triage.needs import HALVES, MODALITIES, PUBLIC, SPECIFIC, Day
 
 router = APIRouter(
     prefix="/v1", tags=["référentiels"],
@@ -51,3 +53,29 @@ def consent() -> dict[str, Any]:
         return {"version": c.version, "published": c.published.isoformat(), "text": c.text}
 
     return {**shown(CURRENT_CONSENT), "versions": [shown(c) for c in CONSENT_TEXTS]}
+
+
+@router.get(
+    "/needs",
+    summary="Besoins que l'agent peut indiquer",
+    description=(
+        "Les valeurs de `needs` d'une orientation, avec leurs libellés : prises en charge "
+        "spécifiques et publics (vocabulaires du schéma national des lieux de médiation "
+        "numérique), formes d'accompagnement, jours et demi-journées. Le lieu choisi répond "
+        f"aux besoins indiqués (règles {MATCHING_VERSION})."
+    ),
+)
+def needs() -> dict[str, Any]:
+    def listed(vocabulary: Any) -> list[dict[str, str]]:
+        return [{"slug": str(slug), "label": label} for slug, (label, _) in vocabulary.items()]
+
+    return {
+        "matching_version": MATCHING_VERSION,
+        "specific": listed(SPECIFIC),
+        "public": listed(PUBLIC),
+        "modality": listed(MODALITIES),
+        "availability": {
+            "days": [d.value for d in Day],
+            "halves": [{"slug": h.value, "label": label} for h, label in HALVES.items()],
+        },
+    }

@@ -13,6 +13,7 @@ from app.models.stats import CoverageOut, ReferralStats
 from app.services import coverage as coverage_service
 from app.services import stats as service
 from app.services.territories import readable_territory
+from app.triage.needs import Specific
 
 router = APIRouter(
     prefix="/v1/stats",
@@ -151,6 +152,13 @@ async def coverage(
             "(par défaut, la distance maximale d'une orientation).",
         ),
     ] = None,
+    need: Annotated[
+        Specific | None,
+        Query(
+            description="Un besoin (GET /v1/needs) : la distance au lieu le plus proche qui y "
+            "répond, et les communes sans un tel lieu à `max_km`."
+        ),
+    ] = None,
     format_: Annotated[Literal["json", "csv", "geojson"] | None, Query(alias="format")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Any:
@@ -159,7 +167,7 @@ async def coverage(
 
     def read(session: Any) -> tuple[coverage_service.Coverage, bytes | None]:
         place = readable_territory(session, principal, territory, ["query", "territory"])
-        found = coverage_service.coverage(session, place, limit)
+        found = coverage_service.coverage(session, place, limit, need.value if need else None)
         geojson = coverage_service.coverage_geojson(session, found) if wanted == "geojson" else None
         return found, geojson
 

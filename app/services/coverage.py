@@ -14,8 +14,9 @@ from sqlmodel import Session, col, select
 
 from app.db import engine_of
 from app.models import Commune, PlaceKind
+from app.models.common import local_day, utcnow
 from app.services.communes import CommuneRef, communes
-from app.services.places import place_index
+from app.services.places import full_places, paused, place_index
 from app.services.territories import NATIONAL, Territory, members
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class Coverage:
     max_km: float
     rows: list[dict[str, Any]]  # one per commune, by code
     totals: dict[str, Any]
+    need: str | None = None  # the specific need the places must meet, if one was asked
 
 
 def coverage_communes(every: dict[str, CommuneRef], territory: Territory) -> list[CommuneRef]:
@@ -52,8 +54,11 @@ def coverage_communes(every: dict[str, CommuneRef], territory: Territory) -> lis
     )
 
 
-def coverage(session: Session, territory: Territory, max_km: float) -> Coverage:
-    """GET /v1/stats/coverage."""
+def coverage(
+    session: Session, territory: Territory, max_km: float, need: str | None = None
+) -> Coverage:
+    """GET /v1/stats/coverage; with `need`, the distance to the nearest place that takes care
+    of that specific need (app.triage.needs)."""
     chosen = coverage_communes(communes(engine_of(session)), territory)
     index = place_index(session)
     positions, distances = index.nearest_each(
@@ -61,6 +66,7 @@ def coverage(session: Session, territory: Territory, max_km: float) -> Coverage:
         np.array([c.longitude for c in chosen], dtype=np.float64),
         kind=PlaceKind.MEDIATION,
         accepting_referrals=True,
+        need=need,
     )
     rows: list[dict[str, Any]] = []
     population = population_beyond = communes_beyond = 0
@@ -93,10 +99,29 @@ def coverage(session: Session, territory: Territory, max_km: float) -> Coverage:
         "population_beyond": population_beyond,
         "share_beyond": round(population_beyond / population, 4) if population else None,
         "places": len(index.candidates(PlaceKind.MEDIATION, (), True)),
+        **_receiving(session, index, chosen),
         "median_distance_km": round(float(np.median(reached)), 1) if reached else None,
         "max_distance_km": max(reached) if reached else None,
     }
-    return Coverage(territory, max_km, rows, totals)
+    return Coverage(territory, max_km, rows, totals, need)
+
+
+def _receiving(session: Session, index: Any, chosen: list[CommuneRef]) -> dict[str, int]:
+    """The médiation places of the territory's communes that receive no new referral today:
+    paused, or full (as many open referrals as their capacity)."""
+    codes = {c.code for c in chosen} | {c.parent for c in chosen if c.parent}
+    inside = [
+        index.places[i]
+        for i in index.candidates(PlaceKind.MEDIATION, (), True)
+        if index.places[i].commune in codes
+    ]
+    now = utcnow()
+    today = local_day(now)
+    return {
+        "places_in_territory": len(inside),
+        "places_paused": sum(1 for p in inside if paused(p, today)),
+        "places_full": len(full_places(session, inside, now)),
+    }
 
 
 def coverage_document(found: Coverage) -> dict[str, Any]:
@@ -105,6 +130,7 @@ def coverage_document(found: Coverage) -> dict[str, Any]:
             "territory": str(found.territory),
             "territory_name": found.territory.name,
             "max_km": found.max_km,
+            "need": found.need,
         },
         "communes": found.rows,
         "totals": found.totals,

@@ -1,5 +1,6 @@
 """The front-desk orientation: triage, matching, referral and handoff event in one transaction."""
 
+import math
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -27,7 +28,7 @@ from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import OrientationAnswer
 from app.services.lookup import first_or_404
-from app.services.places import Located, place_by_id, place_summary, suitable_places
+from app.services.places import NO_NEEDS, match_places, place_by_id, place_summary
 from app.services.referrals import (
     is_code_collision,
     new_referral,
@@ -44,7 +45,8 @@ from app.triage import (
 )
 from app.triage.consent import CURRENT_CONSENT
 from app.triage.lifecycle import effective_status
-from app.triage.rules import REASON_NO_PLACE_IN_RANGE, REASON_PLACE_PAUSED
+from app.triage.matching import MATCHING_VERSION, NO_SUITABLE_PLACE
+from app.triage.rules import REASON_NO_PLACE_IN_RANGE
 
 
 def _profile(payload: OrientationIn) -> tuple[Profile, ProfileSource]:
@@ -103,22 +105,25 @@ def _write_orientation(
     reasons = list(decision.reasons)
 
     chosen, alternatives = None, []
+    needs = payload.needs.as_needs() if payload.needs else NO_NEEDS
+    nearest_suitable: dict[str, Any] | None = None
     if decision.needs_referral:
-        passed_over: list[Located] = []
-        candidates = suitable_places(
-            session,
-            commune,
-            payload.procedure.theme,
-            settings.max_referral_distance_km,
-            settings.alternatives + 1,
-            passed_over,
-        )
-        if passed_over:
-            reasons.append(REASON_PLACE_PAUSED)
-        if candidates:
-            chosen, alternatives = candidates[0], candidates[1:]
-        else:
+        theme, max_km = payload.procedure.theme, settings.max_referral_distance_km
+        found = match_places(session, commune, theme, max_km, settings.alternatives + 1, needs)
+        reasons += [r for r in found.rules.reasons if r not in reasons]
+        if found.chosen:
+            chosen, alternatives = found.chosen[0], found.chosen[1:]
+        elif NO_SUITABLE_PLACE not in found.rules.reasons:
             reasons.append(REASON_NO_PLACE_IN_RANGE)
+        if not found.chosen and needs.any:
+            # Beyond the distance: the nearest place that meets the needs, for the agent.
+            farther = match_places(session, commune, theme, math.inf, 1, needs).chosen
+            if farther:
+                nearest_suitable = {
+                    "id": farther[0].place.id,
+                    "name": farther[0].place.name,
+                    "distance_km": farther[0].distance_km,
+                }
 
     now = utcnow()
     orientation: dict[str, Any] = {
@@ -150,6 +155,9 @@ def _write_orientation(
             {"id": a.place.id, "name": a.place.name, "distance_km": a.distance_km}
             for a in alternatives
         ],
+        "needs": payload.needs.stored() if payload.needs else None,
+        "matching_version": MATCHING_VERSION if decision.needs_referral else None,
+        "nearest_suitable": nearest_suitable,
     }
     insert_row(session, Orientation, orientation)
     person = payload.person
@@ -232,6 +240,12 @@ def _document(
         ),
         referral=brief,
         alternatives=[PlaceAlternative.model_construct(**a) for a in orientation["alternatives"]],
+        needs=orientation.get("needs"),
+        nearest_suitable=(
+            PlaceAlternative.model_construct(**orientation["nearest_suitable"])
+            if orientation.get("nearest_suitable")
+            else None
+        ),
     )
 
 

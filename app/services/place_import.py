@@ -27,6 +27,8 @@ from app.services.place_sources import (
     split_values,
 )
 from app.triage.geo import distance_km as haversine_km
+from app.triage.needs import FEES, MODALITIES, PUBLIC, SPECIFIC, from_schema
+from app.triage.opening import readable
 
 # A place this close to another of the same name is the same place.
 SAME_PLACE_KM = 0.1
@@ -52,6 +54,10 @@ CONTENT = (
     "website",
     "hours",
     "accepts_referrals",
+    "specific",
+    "publics",
+    "fees",
+    "modalities",
     "pivot",
     "source_date",
 )
@@ -278,6 +284,20 @@ def parse_place(
     unread_hours = row.get("_unread_hours")
     if unread_hours:
         notes.append(RowIssue(line, "horaires", "non lus : " + " ; ".join(unread_hours)))
+    hours = _text(row, "horaires")[:500] or None
+    if not readable(hours):
+        notes.append(
+            RowIssue(line, "horaires", "illisibles (syntaxe OpenStreetMap attendue) : inconnus")
+        )
+    publics_v0 = split_values(row.get("publics_accueillis"))
+    specific = from_schema(
+        split_values(row.get("prise_en_charge_specifique")) + publics_v0, SPECIFIC
+    )
+    publics = from_schema(
+        split_values(row.get("publics_specifiquement_adresses")) + publics_v0, PUBLIC
+    )
+    fees = from_schema(split_values(row.get("frais_a_charge")), FEES)
+    modalities = from_schema(split_values(row.get("modalites_accompagnement")), MODALITIES)
     source_id = (
         _text(row, "id")
         or hashlib.sha256(f"{name}|{address}|{postal_code}".encode()).hexdigest()[:24]
@@ -301,8 +321,13 @@ def parse_place(
         "phone": _text(row, "telephone")[:30] or None,
         "email": emails[0][:200] if emails else None,
         "website": websites[0][:300] if websites else None,
-        "hours": _text(row, "horaires")[:500] or None,
+        "hours": hours,
         "accepts_referrals": accepts_referrals,
+        "specific": specific,
+        "publics": publics,
+        # Several fees given (free for some, paying for others): the dearest says it all.
+        "fees": fees[-1] if fees else None,
+        "modalities": modalities,
     }
 
 

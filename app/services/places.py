@@ -1,17 +1,17 @@
 """Places: nearest-first search from an in-memory index, matching for referrals, admin writes."""
 
-import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from app.db import engine_of, writing
 from app.errors import invalid
-from app.models import Place, PlaceKind
+from app.models import Place, PlaceKind, Referral
 from app.models.common import local_day, utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
 from app.services import idempotency
@@ -20,6 +20,11 @@ from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
 from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points, chord_km, unit_vectors
+from app.triage.matching import Candidate, Match, match
+from app.triage.needs import Fees, Modality, Needs
+from app.triage.opening import open_slots
+
+NO_NEEDS = Needs()
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,10 @@ class PlaceIndex:
                 by_service.setdefault(service, []).append(i)
         self.by_service = {s: np.array(ix, dtype=np.intp) for s, ix in by_service.items()}
         self.by_id = {p.id: p for p in places}
-        # The few places paused until a day (app.services.links): skipped at matching time.
+        # The few places paused until a day, or with a capacity: skipped when paused or full,
+        # so that matching looks at that many more.
         self.paused = [p.paused_until for p in places if p.paused_until is not None]
+        self.limited = sum(1 for p in places if p.capacity is not None)
         # The same few filters come back at every orientation (one per procedure theme).
         self._candidates: dict[tuple[Any, ...], NDArray[np.intp]] = {}
         self._trees: dict[tuple[Any, ...], tuple[Any, NDArray[np.intp]]] = {}
@@ -113,19 +120,23 @@ class PlaceIndex:
         *,
         kind: PlaceKind | None = None,
         accepting_referrals: bool | None = None,
+        need: str | None = None,
     ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """For each point, the position (in `places`) of the nearest place that passes the
         filters and its distance in km: a k-d tree over the unit sphere, built once per filter
         (35,000 communes against 10,000 places: a few milliseconds). Position -1 and an
-        infinite distance when no place passes."""
+        infinite distance when no place passes. `need`: a specific need the place must take
+        care of (app.triage.needs.Specific)."""
         # Imported here: scipy weighs 30 MiB in every serving process, and only coverage
         # statistics need it.
         from scipy.spatial import cKDTree
 
-        key = (kind, accepting_referrals)
+        key = (kind, accepting_referrals, need)
         tree = self._trees.get(key)
         if tree is None:
             found = self.candidates(kind, (), accepting_referrals)
+            if need is not None:  # only the places that take care of that need
+                found = found[[need in self.places[i].specific for i in found]]
             vectors = unit_vectors(self.points.lats[found], self.points.lons[found])
             tree = self._trees[key] = (cKDTree(vectors), found)
         kdtree, found = tree
@@ -155,34 +166,99 @@ def paused(place: PlaceOut, today: date) -> bool:
     return place.paused_until is not None and place.paused_until >= today
 
 
-def suitable_places(
+def candidate(place: PlaceOut, distance_km: float, full: bool) -> Candidate:
+    """A place as the matching rules see it (app.triage.matching)."""
+    return Candidate(
+        id=place.id,
+        distance_km=distance_km,
+        paused_until=place.paused_until,
+        full=full,
+        specific=frozenset(place.specific),
+        public=frozenset(place.publics),
+        fees=Fees(place.fees) if place.fees in FEES_VALUES else None,
+        modalities=frozenset(Modality(m) for m in place.modalities if m in MODALITY_VALUES),
+        open_slots=open_slots(place.hours),
+    )
+
+
+MODALITY_VALUES = frozenset(m.value for m in Modality)
+FEES_VALUES = frozenset(f.value for f in Fees)
+OPEN_STATUSES = ("en_attente", "acceptee", "contactee")
+
+
+def full_places(session: Session, places: list[PlaceOut], now: datetime) -> set[str]:
+    """The places among these that have as many open referrals as their capacity."""
+    limited = {p.id: p.capacity for p in places if p.capacity is not None}
+    if not limited:
+        return set()
+    expirable = col(Referral.status).in_(("en_attente", "acceptee"))
+    counts = dict(
+        session.execute(
+            select(col(Referral.place_id), func.count())
+            .where(
+                col(Referral.place_id).in_(limited),
+                col(Referral.status).in_(OPEN_STATUSES),
+                ~(expirable & (col(Referral.expires_at) <= now)),
+            )
+            .group_by(col(Referral.place_id))
+        ).all()
+    )
+    return {pid for pid, capacity in limited.items() if counts.get(pid, 0) >= (capacity or 0)}
+
+
+@dataclass(frozen=True)
+class PlaceMatch:
+    chosen: list[Located]
+    passed_over: list[Located]
+    rules: Match
+
+
+def match_places(
     session: Session,
     commune: CommuneRef,
     theme: str,
     max_km: float,
     limit: int,
-    passed_over: list[Located] | None = None,
-) -> list[Located]:
-    """Where a referral may go, nearest first: médiation places that accept referrals, offer
-    a service of the procedure's theme and are not paused today, within `max_km` of the
-    person's commune. The paused places nearer than the first one found are added to
-    `passed_over`, for the orientation to say why they were."""
+    needs: Needs = NO_NEEDS,
+) -> PlaceMatch:
+    """Where a referral may go, by the matching rules (app.triage.matching), over the médiation
+    places that accept referrals and offer a service of the procedure's theme within `max_km`
+    of the person's commune, nearest first. Without needs, only the few nearest are looked at
+    (enough to pass over every paused or full one)."""
     index = place_index(session)
-    today = local_day(utcnow())
-    pauses = sum(1 for until in index.paused if until >= today)
+    now = utcnow()
+    today = local_day(now)
+    extra = sum(1 for until in index.paused if until >= today) + index.limited
     found = index.near(
         commune,
         kind=PlaceKind.MEDIATION,
         services_any=PROCEDURE_THEMES[theme].services,
         accepting_referrals=True,
         max_km=max_km,
-        limit=limit + pauses,
+        limit=None if needs.any else limit + extra,
     )
-    chosen = [f for f in found if not paused(f.place, today)][:limit]
-    if passed_over is not None:
-        first = chosen[0].distance_km if chosen else math.inf
-        passed_over.extend(f for f in found if paused(f.place, today) and f.distance_km <= first)
-    return chosen
+    full = full_places(session, [f.place for f in found], now)
+    rules = match(
+        [candidate(f.place, f.distance_km, f.place.id in full) for f in found], needs, today, limit
+    )
+    by_id = {f.place.id: f for f in found}
+    return PlaceMatch(
+        [by_id[c.id] for c in rules.chosen],
+        [by_id[p.candidate.id] for p in rules.passed_over],
+        rules,
+    )
+
+
+def suitable_places(
+    session: Session,
+    commune: CommuneRef,
+    theme: str,
+    max_km: float,
+    limit: int,
+    needs: Needs = NO_NEEDS,
+) -> list[Located]:
+    """The places a referral may go to, ranked (match_places)."""
+    return match_places(session, commune, theme, max_km, limit, needs).chosen
 
 
 def search_places(
@@ -219,11 +295,16 @@ def get_place(session: Session, place_id: str) -> Place:
     )
 
 
+def _columns(data: PlaceIn) -> dict[str, Any]:
+    """A place's columns from what an admin sent: JSON values, and the day as a date."""
+    return {**data.model_dump(mode="json"), "paused_until": data.paused_until}
+
+
 def create_place(
     session: Session, api_key_id: str, data: PlaceIn, idempotency_key: str | None
 ) -> dict[str, Any]:
     def write() -> dict[str, Any]:
-        place = Place(**data.model_dump(mode="json"))
+        place = Place(**_columns(data))
         session.add(place)
         session.flush()
         bump(session, "place")
@@ -237,7 +318,7 @@ def create_place(
 def replace_place(session: Session, place_id: str, data: PlaceIn) -> PlaceOut:
     with writing(session):
         place = get_place(session, place_id)
-        for field, value in data.model_dump(mode="json").items():
+        for field, value in _columns(data).items():
             setattr(place, field, value)
         place.updated_at = utcnow()
         session.add(place)

@@ -52,6 +52,8 @@ from app.services.referrals import shown_status_column
 from app.services.territories import Territory, members
 from app.triage import words
 from app.triage.lifecycle import FINAL, REFUSAL_REASONS, shown_status
+from app.triage.matching import NO_SUITABLE_PLACE
+from app.triage.needs import PUBLIC, SPECIFIC, Modality
 from app.triage.vocabulary import Route
 
 GROUP_KEYS = (
@@ -511,6 +513,39 @@ def _names(session: Session, keys: Sequence[str], groups: list[dict[str, Any]]) 
             group[f"{key}_name"] = names.get(code) if code is not None else None
 
 
+def _needs_stated(session: Session, scope: _Scope) -> dict[str, Any]:
+    """The orientations made with needs stated (app.triage.needs), and how many of each: read
+    from the few orientations that carry any. An orientation counts once per need it stated;
+    `not_met` those whose needs no place within the distance met."""
+    needs = col(Orientation.needs)
+    query = _scoped(
+        select(needs, col(Orientation.reasons)).select_from(Orientation), Orientation, scope, ()
+    ).where(needs.is_not(None))
+    counted: dict[str, Any] = {
+        "orientations": 0,
+        "not_met": 0,
+        "specific": dict.fromkeys(SPECIFIC, 0),
+        "public": dict.fromkeys(PUBLIC, 0),
+        "free_only": 0,
+        "modality": {m.value: 0 for m in Modality},
+        "availability": 0,
+    }
+    for stated, reasons in session.execute(query).all():
+        if not stated:
+            continue
+        counted["orientations"] += 1
+        counted["not_met"] += NO_SUITABLE_PLACE in (reasons or ())
+        for kind in ("specific", "public"):
+            for slug in stated.get(kind) or ():
+                if slug in counted[kind]:
+                    counted[kind][slug] += 1
+        counted["free_only"] += bool(stated.get("free_only"))
+        if stated.get("modality") in counted["modality"]:
+            counted["modality"][stated["modality"]] += 1
+        counted["availability"] += bool(stated.get("availability"))
+    return counted
+
+
 def referral_stats(
     session: Session, territory: Territory, period: Period, keys: Sequence[str]
 ) -> dict[str, Any]:
@@ -608,6 +643,7 @@ def referral_stats(
         "by_status": total.statuses,
         "median_hours_to_first_contact": _median_hours(session, scope, total.contacted),
         "refusal_reasons": dict(sorted(refusals.items())),
+        "needs": _needs_stated(session, scope),
     }
     return {
         "filters": {

@@ -5,11 +5,23 @@ the API keeps its slugs."""
 from collections.abc import Sequence
 
 from app.triage.lifecycle import REFUSAL_REASONS, ReferralStatus
+from app.triage.matching import (
+    CLOSED_AT_AVAILABILITY,
+    FREE,
+    HOURS_UNKNOWN,
+    MEETS,
+    NEED_NOT_MET,
+    NO_SUITABLE_PLACE,
+    OPEN_AT_AVAILABILITY,
+    PLACE_FULL,
+)
+from app.triage.needs import MODALITIES, PUBLIC, SPECIFIC
 from app.triage.rules import (
     REASON_ALREADY_FOLLOWED,
     REASON_DONE_FOR_PERSON,
     REASON_NO_PLACE_IN_RANGE,
     REASON_NOT_URGENT,
+    REASON_PLACE_PAUSED,
     REASON_URGENT,
 )
 from app.triage.vocabulary import PROCEDURE_THEMES, Profile, Route
@@ -64,7 +76,8 @@ def outcome(route: Route | str, reasons: Sequence[str], referred: bool | None = 
         return NOT_NEEDED
     if REASON_ALREADY_FOLLOWED in reasons:
         return ALREADY_FOLLOWED
-    if REASON_NO_PLACE_IN_RANGE in reasons or referred is False:
+    no_place = REASON_NO_PLACE_IN_RANGE in reasons or NO_SUITABLE_PLACE in reasons
+    if no_place or referred is False:
         return NO_PLACE
     return ORIENTED
 
@@ -98,6 +111,10 @@ REASONS = {
     REASON_NO_PLACE_IN_RANGE: (
         "Aucun lieu de médiation adapté n'est assez proche de la commune de la personne : "
         "France Services garde la main."
+    ),
+    REASON_PLACE_PAUSED: (
+        "Un lieu plus proche ne reçoit pas d'orientation en ce moment (il est en pause) : "
+        "l'orientation va au lieu adapté suivant."
     ),
 }
 
@@ -141,9 +158,45 @@ _REASONS_WHEN: dict[tuple[str, str], str] = {
 }
 
 
+# The matching's reasons (app.triage.matching): why nearer places were passed over, what the
+# chosen one meets; a need's code follows the colon.
+_MATCHING = {
+    PLACE_FULL: "Un lieu plus proche a déjà toutes les orientations qu'il peut prendre.",
+    CLOSED_AT_AVAILABILITY: "Un lieu plus proche est fermé aux moments où la personne peut venir.",
+    HOURS_UNKNOWN: (
+        "Un lieu plus proche ne dit pas ses horaires : un lieu ouvert aux moments où la personne "
+        "peut venir passe avant."
+    ),
+    OPEN_AT_AVAILABILITY: "Le lieu choisi est ouvert aux moments où la personne peut venir.",
+    NO_SUITABLE_PLACE: (
+        "Aucun lieu de médiation assez proche ne répond aux besoins indiqués : France Services "
+        "garde la main (le plus proche qui y répond est indiqué)."
+    ),
+}
+NEED_LABELS = {
+    **{slug: label for slug, (label, _) in SPECIFIC.items()},
+    **{slug: label for slug, (label, _) in PUBLIC.items()},
+    **{m.value: label for m, (label, _) in MODALITIES.items()},
+    FREE: "la gratuité",
+}
+
+
 def reason_words(reason: str, when: str) -> str:
     """A reason code in words, true in the outcome `when` (see `outcome`)."""
-    return _REASONS_WHEN.get((reason, when)) or REASONS.get(reason, reason)
+    said = _REASONS_WHEN.get((reason, when)) or REASONS.get(reason) or _MATCHING.get(reason)
+    if said:
+        return said
+    code, _, need = reason.partition(":")
+    label = NEED_LABELS.get(need, need).lower() if need else ""
+    if code == NEED_NOT_MET:
+        if when == NO_PLACE:
+            return f"Les lieux assez proches ne répondent pas à ce besoin : {label}."
+        return f"Un lieu plus proche ne répond pas à ce besoin : {label}."
+    if code == MEETS and need in PUBLIC:
+        return f"Le lieu choisi accueille en particulier ce public : {label}."
+    if code == MEETS:
+        return f"Le lieu choisi répond à ce besoin : {label}."
+    return reason
 
 
 STATUSES = {
@@ -155,7 +208,7 @@ STATUSES = {
     ReferralStatus.CONTACTEE: "Personne contactée",
     ReferralStatus.NON_VENUE: "Personne non venue",
     ReferralStatus.TERMINEE: "Accompagnement terminé",
-    ReferralStatus.REORIENTEE: "Réorientée",
+    ReferralStatus.REORIENTEE: "Renvoyée à France Services",
 }
 
 # What the person moves a referral to, as a button says it.

@@ -23,6 +23,7 @@ from app.services.communes import CommuneRef, communes, search_communes
 from app.services.places import Located, place_by_id, suitable_places
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
+from app.triage.needs import HALVES, MODALITIES, PUBLIC, SPECIFIC, Day, Half
 from app.triage.rules import REASON_NO_PLACE_IN_RANGE
 from app.triage.words import what_to_bring
 from app.web.referrals import act, list_page
@@ -127,6 +128,11 @@ async def _form(
         questions=DIAGNOSTIC,
         themes=PROCEDURE_THEMES.values(),
         consent=CURRENT_CONSENT,
+        specific=SPECIFIC,
+        publics=PUBLIC,
+        modalities=MODALITIES,
+        days=list(Day),
+        halves=HALVES,
         request_key=(not new_key and values.get("cle_unique")) or secrets.token_urlsafe(16),
     )
 
@@ -149,12 +155,31 @@ def _payload(form: dict[str, str], commune: str) -> dict[str, Any]:
     if consent:
         person["consent_text_version"] = form.get("consent_text_version") or None
     person.update({f: form[f].strip() for f in _CONTACT if form.get(f, "").strip()})
-    return {
+    body = {
         "assessment": assessment,
         "procedure": {"theme": form.get("theme", ""), "urgent": form.get("urgent") == "oui"},
         "already_followed": form.get("already_followed") == "oui",
         "person": person,
     }
+    needs = _needs(form)
+    return {**body, "needs": needs} if needs else body
+
+
+def _needs(form: dict[str, str]) -> dict[str, Any] | None:
+    """The needs the agent ticked (section 4 of the form), as the API's `needs`."""
+    needs: dict[str, Any] = {
+        "specific": [s for s in SPECIFIC if form.get(f"besoin_{s}") == "oui"],
+        "public": [p for p in PUBLIC if form.get(f"public_{p}") == "oui"],
+        "free_only": form.get("gratuit") == "oui",
+        "modality": form.get("modalite") or None,
+        "availability": [
+            {"day": d.value, "half": h.value}
+            for d in Day
+            for h in Half
+            if form.get(f"dispo_{d.value}_{h.value}") == "oui"
+        ],
+    }
+    return needs if any(needs.values()) else None
 
 
 def _checked(form: dict[str, str]) -> dict[str, str]:

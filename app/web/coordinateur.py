@@ -20,6 +20,7 @@ from app.services.territories import (
     suggest_territories,
     territory_label,
 )
+from app.triage.needs import SPECIFIC, Specific
 from app.web import charts
 from app.web.render import number, page, percent
 from app.web.session import CoordinateurUser
@@ -251,6 +252,7 @@ class CoverageQuery:
 
     territoire: Annotated[str | None, TERRITORY] = None
     km: Annotated[float | None, Query(gt=0, le=500)] = None
+    besoin: Annotated[Specific | None, Query()] = None
 
     def limit(self, request: Request) -> float:
         default: float = request.app.state.db.settings.max_referral_distance_km
@@ -258,7 +260,8 @@ class CoverageQuery:
 
     def read(self, session: Any, principal: Principal, limit: float) -> coverage_service.Coverage:
         place = readable_territory(session, principal, self.territoire, LOC, by_name=True)
-        return coverage_service.coverage(session, place, limit)
+        need = self.besoin.value if self.besoin else None
+        return coverage_service.coverage(session, place, limit, need)
 
 
 @router.get("/couverture")
@@ -286,7 +289,8 @@ async def coverage(
             field_errors={"territoire": field.pop("territoire_erreur")}
             if "territoire_erreur" in field
             else {},
-            form={**field, "km": limit},
+            form={**field, "km": limit, "besoin": asked.besoin.value if asked.besoin else ""},
+            needs=SPECIFIC,
         )
     white = sorted(
         (r for r in found.rows if r["beyond"]), key=lambda r: -(r["population"] or 0)
@@ -298,7 +302,8 @@ async def coverage(
         white=white,
         bands=charts.bands(limit),
         drawn=drawn,
-        form={"territoire": found.territory.label, "km": limit},
+        form={"territoire": found.territory.label, "km": limit, "besoin": found.need or ""},
+        needs=SPECIFIC,
         query=request.url.query,
     )
 
