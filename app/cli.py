@@ -489,6 +489,65 @@ def places_import(
     print_import_report(report, details=details)
 
 
+@command(places_app, "set")
+def places_set(
+    place_id: Annotated[str, typer.Argument(metavar="ID", help="Identifiant du lieu (lieu_…).")],
+    capacity: Annotated[
+        int | None,
+        typer.Option(
+            "--capacity",
+            min=0,
+            help="Le plus d'orientations ouvertes que le lieu prend à la fois.",
+        ),
+    ] = None,
+    no_capacity: Annotated[
+        bool, typer.Option("--no-capacity", help="Plus de limite d'orientations ouvertes.")
+    ] = False,
+    paused_until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--paused-until",
+            formats=["%Y-%m-%d"],
+            metavar="AAAA-MM-JJ",
+            help="Aucune nouvelle orientation jusqu'à ce jour inclus.",
+        ),
+    ] = None,
+    no_pause: Annotated[
+        bool, typer.Option("--no-pause", help="Le lieu reçoit à nouveau des orientations.")
+    ] = False,
+) -> None:
+    """Fixe la capacité d'un lieu ou le met en pause (chaque changement va à son historique).
+
+    Un lieu complet ou en pause ne reçoit aucune nouvelle orientation : le lieu adapté suivant
+    la reçoit, et l'orientation dit pourquoi."""
+    from sqlmodel import Session
+
+    from app.db import get_engine
+    from app.models import Place, Principal, Role
+    from app.services import links
+
+    changes: dict[str, Any] = {}
+    if capacity is not None or no_capacity:
+        changes["capacity"] = None if no_capacity else capacity
+    if paused_until is not None or no_pause:
+        changes["paused_until"] = None if no_pause else paused_until.date()  # type: ignore[union-attr]
+    if not changes:
+        errors.print(
+            "Rien à changer : indiquez --capacity, --no-capacity, --paused-until ou --no-pause."
+        )
+        raise typer.Exit(2)
+    operator = Principal(None, Role.ADMIN, None, None, via="cli")
+    with Session(get_engine()) as session:
+        if session.get(Place, place_id) is None:
+            errors.print(f"Lieu inconnu : {place_id}.")
+            raise typer.Exit(1)
+        session.rollback()  # the write takes its own transaction (app.db.writing)
+        changed = links.update_place(session, operator, place_id, changes)
+    words = {"capacity": "capacité", "paused_until": "pause"}
+    said = ", ".join(words.get(field, field) for field in changed)
+    say(f"Lieu {place_id} modifié : {said}." if changed else "Rien n'a changé.")
+
+
 def print_import_report(report: "ImportReport", *, details: bool) -> None:
     verb = "seraient" if report.dry_run else "sont"
     say(f"Format : {report.format}, {number(report.rows)} lignes.")

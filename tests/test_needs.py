@@ -179,3 +179,27 @@ def test_coverage_per_need_and_the_places_that_receive_nothing_today(
     page = html.unescape(client.get("/coordinateur/couverture?besoin=surdite").text)
     assert "qui répond à ce besoin : surdité" in page
     assert "1 sont en pause et 1 sont complets" in page
+
+
+def test_an_operator_sets_a_capacity_and_a_pause_from_the_command_line(
+    client: TestClient, world: World, cli_env: None
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app as cli
+
+    tulle = world.places["demo-med-tulle"]
+    until = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    done = CliRunner().invoke(
+        cli, ["places", "set", tulle, "--capacity", "2", "--paused-until", until]
+    )
+    assert done.exit_code == 0, done.output
+    assert "capacité" in done.output and "pause" in done.output
+    shown = client.get(f"/v1/places/{tulle}", headers=world.auth("admin")).json()
+    assert (shown["capacity"], shown["paused_until"]) == (2, until)
+    assert "lieu_en_pause" in orient(client, world)["reasons"]
+    done = CliRunner().invoke(cli, ["places", "set", tulle, "--no-pause", "--no-capacity"])
+    assert done.exit_code == 0, done.output
+    assert place_of(orient(client, world)) == tulle
+    refused = CliRunner().invoke(cli, ["places", "set", "lieu_inconnu", "--no-pause"])
+    assert refused.exit_code == 1 and "Lieu inconnu" in refused.output

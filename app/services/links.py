@@ -159,7 +159,7 @@ def send_new_link(session: Session, link: Link, now: datetime | None = None) -> 
 
 # --- the place's own page -----------------------------------------------------------------
 
-PLACE_FIELDS = ("paused_until", "email", "phone", "hours")
+PLACE_FIELDS = ("paused_until", "email", "phone", "hours", "capacity")
 
 
 class PlaceContact(InputModel):
@@ -171,10 +171,14 @@ class PlaceContact(InputModel):
 
 
 def update_place(
-    session: Session, principal: Principal, place_id: str, changes: dict[str, str | date | None]
+    session: Session,
+    principal: Principal,
+    place_id: str,
+    changes: dict[str, str | date | int | None],
 ) -> list[str]:
-    """The place's pause, e-mail, phone and hours as the place itself corrects them; each
-    change written to the place's history. Returns the fields that changed."""
+    """The place's pause, e-mail, phone and hours as the place itself corrects them (and its
+    capacity, by an operator), each change written to the place's history. Returns the
+    fields that changed."""
     if set(changes) - set(PLACE_FIELDS):
         raise Problem(422, "Champ non modifiable ici.", slug="donnees-invalides")
     with writing(session):
