@@ -205,12 +205,14 @@ keys_app = _group("Clés d'API.")
 referrals_app = _group("Orientations vers un médiateur.")
 stats_app = _group("Statistiques et couverture d'un territoire.")
 outbox_app = _group("File des notifications (e-mails, webhooks).")
+users_app = _group("Comptes des professionnels : invitations, liste, désactivation.")
 app.add_typer(places_app, name="places")
 app.add_typer(communes_app, name="communes")
 app.add_typer(keys_app, name="keys")
 app.add_typer(referrals_app, name="referrals")
 app.add_typer(stats_app, name="stats")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(users_app, name="users")
 
 
 def unwrapped(doc: str) -> str:
@@ -394,6 +396,9 @@ def serve(
         console.print("Clés de démo, une par rôle (chacune ouvre l'API et les pages web) :")
         for role, token in tokens.items():
             console.print(f"  {role:<13} {token}", highlight=False, markup=False)
+        # The demo opens the web pages with these keys (a deployment leaves that form closed).
+        os.environ.setdefault("PASSERELLE_WEB_KEY_LOGIN", "true")
+        get_settings.cache_clear()
     # Links in e-mails lead here unless the deployment names its public address.
     if "PASSERELLE_PUBLIC_URL" not in os.environ:
         os.environ["PASSERELLE_PUBLIC_URL"] = f"http://{host}:{port}"
@@ -630,6 +635,23 @@ def referrals_expire() -> None:
     with Session(get_engine()) as session:
         count = expire_due(session)
     say(f"{number(count)} orientations expirées.")
+
+
+def _people(session: "Session", ids: Iterable[str | None]) -> dict[str, str]:
+    """User id -> « Marie Curie <marie@…> », for the logs that name who acted or read."""
+    from sqlmodel import col, select
+
+    from app.models import User
+    from app.services.accounts import display_name
+
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    users = session.exec(select(User).where(col(User.id).in_(wanted))).all()
+    return {
+        u.id: display_name(u) + (f" <{u.email}>" if u.email and display_name(u) != u.email else "")
+        for u in users
+    }
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -922,7 +944,13 @@ def outbox_list(
         link = url or public_url()
         for m in messages:
             if m.channel == "email":
-                subject, text, _ = outbox.render_email(m.content, link)
+                secret = None
+                if m.event.startswith("account."):  # its sign-in link is signed when shown
+                    from app.services.links import link_secret
+
+                    with Session(get_engine()) as session:
+                        secret = link_secret(session)
+                subject, text, _ = outbox.render_email(m.content, link, secret)
                 console.print()
                 for paragraph in (f"À : {m.recipient}", f"Objet : {subject}", *text.splitlines()):
                     say(paragraph) if paragraph else console.print()
@@ -988,8 +1016,9 @@ def audit(
             ).all()
         ) if key_ids else {}
         places = _place_names(session, (r.place_id for r in rows))
+        people = _people(session, (r.user_id for r in rows))
     if piped():
-        columns = ("quand (UTC)", "clé", "rôle", "lieu", "orientation", "requête",
+        columns = ("quand (UTC)", "clé", "rôle", "lieu", "orientation", "requête", "personne",
                    "nom de la clé", "nom du lieu")
         for line in (
             columns,
@@ -1001,6 +1030,7 @@ def audit(
                     r.place_id or "",
                     r.referral_id,
                     r.via,
+                    people.get(r.user_id or "", ""),
                     key_names.get(r.api_key_id or "", ""),
                     places.get(r.place_id or "", ""),
                 )
@@ -1020,7 +1050,8 @@ def audit(
             when(r.at, seconds=True).replace(" ", "\n"),
             lines(
                 (
-                    key_names.get(r.api_key_id) or "(clé sans nom)" if r.api_key_id
+                    people.get(r.user_id, r.user_id) if r.user_id
+                    else key_names.get(r.api_key_id) or "(clé sans nom)" if r.api_key_id
                     else "(sans clé)",
                     "bold",
                 ),
@@ -1227,3 +1258,138 @@ def stats_coverage(
 
 if __name__ == "__main__":
     app()
+
+
+# --- people's accounts ---------------------------------------------------------------------
+
+
+@command(users_app, "invite")
+def users_invite(
+    email: Annotated[str, typer.Option(metavar="E-MAIL", help="Adresse de la personne invitée.")],
+    role: Annotated[
+        RoleName,
+        typer.Option(
+            metavar="RÔLE", help="agent, mediateur (rattachés à un lieu), coordinateur, admin."
+        ),
+    ],
+    place: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LIEU", help="Lieu (agent, mediateur) : son id, ou son id dans la source."
+        ),
+    ] = None,
+    territory: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TERRITOIRE",
+            help="Coordinateur : departement:19, epci:<SIREN>, region:<code> ou national.",
+        ),
+    ] = None,
+    responsable: Annotated[
+        bool,
+        typer.Option(
+            "--responsable", help="Responsable du lieu : invite et retire les membres de l'équipe."
+        ),
+    ] = False,
+) -> None:
+    """Invite une personne : un e-mail lui donne un lien pour se connecter.
+
+    Elle peut aussi se connecter avec ProConnect à cette adresse. Réinviter renvoie un lien."""
+    from sqlmodel import Session
+
+    from app.config import get_settings
+    from app.db import get_engine
+    from app.models import Role
+    from app.services import accounts
+
+    with Session(get_engine()) as session:
+        try:
+            membership = accounts.invite(
+                session,
+                email=email,
+                role=Role(role),
+                place_id=place,
+                territory=territory,
+                responsable=responsable,
+                link_days=get_settings().invitation_days,
+            )
+        except accounts.AccountError as exc:
+            errors.print(str(exc))
+            raise typer.Exit(2) from exc
+        label = accounts.membership_label(session, membership)
+    say(
+        f"Invitation envoyée à {accounts.normal_email(email)} : {label}"
+        + (" (responsable)" if membership.responsable else "")
+        + ". Sans serveur SMTP, l'e-mail attend dans la file (outbox list --show)."
+    )
+
+
+@command(users_app, "list")
+def users_list() -> None:
+    """Liste les personnes et leurs rôles.
+
+    Hors d'un terminal : une ligne par rôle, champs séparés par des tabulations."""
+    from sqlmodel import Session
+
+    from app.db import get_engine
+    from app.services import accounts
+
+    with Session(get_engine()) as session:
+        people = accounts.list_users(session)
+        scopes = _scopes(
+            session, [(m.place_id, m.territory) for _, ms in people for m in ms]
+        )
+    if piped():
+        print("\t".join(("e-mail", "nom", "rôle", "lieu", "territoire", "responsable",
+                          "dernière connexion (UTC)", "désactivé (UTC)")))
+        for user, memberships in people:
+            for m in memberships or [None]:  # type: ignore[list-item]
+                print("\t".join((
+                    user.email or "",
+                    accounts.display_name(user),
+                    m.role if m else "",
+                    (m.place_id or "") if m else "",
+                    (m.territory or "") if m else "",
+                    ("oui" if m.responsable else "non") if m else "",
+                    utc(user.last_login_at).isoformat(timespec="seconds")
+                    if user.last_login_at else "",
+                    utc(user.deactivated_at).isoformat(timespec="seconds")
+                    if user.deactivated_at else "",
+                )))
+        return
+    table = Table("personne", "rôles", "connexion", title=f"{number(len(people))} personnes")
+    table.columns[0].overflow = table.columns[1].overflow = "fold"
+    for user, memberships in people:
+        roles = [
+            f"{m.role} · {scopes[m.place_id, m.territory]}"
+            + (" (responsable)" if m.responsable else "")
+            + ("" if m.accepted_at else " — invitation")
+            for m in memberships
+        ]
+        table.add_row(
+            lines((accounts.display_name(user), "bold"), user.email),
+            lines(*roles) if roles else Text("aucun"),
+            "désactivé le " + when(user.deactivated_at) if user.deactivated_at
+            else when(user.last_login_at) if user.last_login_at else "jamais",
+        )
+    console.print(table)
+
+
+@command(users_app, "deactivate")
+def users_deactivate(
+    email: Annotated[str, typer.Argument(metavar="E-MAIL", help="Adresse de la personne.")],
+) -> None:
+    """Désactive une personne : ses rôles retirés, ses sessions terminées à l'instant.
+
+    Son nom et son adresse sont effacés après PASSERELLE_ACCOUNT_RETENTION_DAYS jours."""
+    from sqlmodel import Session
+
+    from app.db import get_engine
+    from app.services import accounts
+
+    with Session(get_engine()) as session:
+        user = accounts.deactivate(session, email)
+    if user is None:
+        errors.print(f"Aucune personne à l'adresse {email}.")
+        raise typer.Exit(1)
+    say(f"{user.email} désactivé(e) : ses sessions sont terminées.")

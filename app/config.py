@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     # draws one and sessions end with it), and how long a session lasts without a new login.
     secret_key: str | None = Field(default=None, min_length=32)
     web_session_hours: float = Field(default=10.0, gt=0)
+    # The API-key form of the login page: for demos (serve --demo) and tests only; people sign
+    # in as themselves (OpenID Connect, or a one-time link by e-mail).
+    web_key_login: bool = False
+    # Sign-in with OpenID Connect (ProConnect or any compliant provider): unset issuer, the
+    # login page offers the e-mail link alone. The redirect URI to register with the provider
+    # is PUBLIC_URL + /connexion/oidc/retour.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email given_name usual_name siret"
+    oidc_acr_values: str | None = None  # e.g. "eidas1", what ProConnect asks for
+    oidc_provider_name: str = "ProConnect"
+    # A one-time sign-in link works this long (and once); an invitation's link, longer.
+    login_link_minutes: float = Field(default=15.0, gt=0)
+    invitation_days: float = Field(default=7.0, gt=0)
+    # A deactivated person's name and e-mail are erased this long after deactivation.
+    account_retention_days: int = Field(default=365, ge=0)
     max_body_bytes: int = 64 * 1024
     # Threads that serve requests, and as many database connections: a thread never waits for
     # a connection, so no request can hold one while waiting for a thread (the old stall).

@@ -30,6 +30,10 @@ from app.services.place_import import import_places, place_ids_by_source_id
 from app.services.place_sources import read_source
 from tests.pgserver import PostgresMissing, free_port, postgres_server
 
+# The tests log in to the web pages with API keys (the form a real deployment leaves closed),
+# in this process and in the `serve` processes they start.
+os.environ.setdefault("PASSERELLE_WEB_KEY_LOGIN", "true")
+
 # Everything a test writes; the commune reference stays loaded for the whole session.
 MUTABLE_TABLES = (
     "auth_failure",
@@ -42,6 +46,11 @@ MUTABLE_TABLES = (
     "contact",
     "orientation",
     "place_event",
+    "web_session",
+    "login_link",
+    "join_request",
+    "membership",
+    "user_account",
     "api_key",
     "place",
 )

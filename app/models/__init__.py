@@ -1,5 +1,6 @@
 """SQLModel tables and API schemas, one module per concept."""
 
+from app.models.account import JoinRequest, LoginLink, Membership, User, WebSession
 from app.models.apikey import ApiKey, Principal, Role
 from app.models.audit import ContactRead
 from app.models.commune import Commune, Departement, Epci, Region
@@ -23,6 +24,9 @@ __all__ = [
     "Epci",
     "HandoffEvent",
     "IdempotencyRecord",
+    "JoinRequest",
+    "LoginLink",
+    "Membership",
     "Orientation",
     "OutboxMessage",
     "Place",
@@ -34,5 +38,7 @@ __all__ = [
     "ReferralStatus",
     "Role",
     "ServerSecret",
+    "User",
+    "WebSession",
     "Webhook",
 ]

@@ -21,13 +21,16 @@ class Principal:
     """Who is calling: the key's role and scope. Plain data, usable without HTTP.
 
     A place acting from the link of an e-mail holds no key: `key_id` is None and `via` says
-    how it acts ("lien_email")."""
+    how it acts ("lien_email"). A person signed in to the web pages holds no key either: they
+    act in one of their memberships (`user_id`, `membership_id`), which the logs name."""
 
     key_id: str | None
     role: Role
     place_id: str | None
     territory: str | None
     via: str | None = None
+    user_id: str | None = None
+    membership_id: str | None = None
 
     @property
     def key(self) -> str:

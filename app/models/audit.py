@@ -22,3 +22,6 @@ class ContactRead(SQLModel, table=True):
     referral_id: str = Field(foreign_key="referral.id", index=True)
     orientation_id: str = Field(foreign_key="orientation.id")
     via: str  # the request, e.g. "GET /v1/referrals/{id}"
+    # The person who read, signed in to the web pages, and in which membership.
+    user_id: str | None = Field(default=None, foreign_key="user_account.id")
+    membership_id: str | None = Field(default=None, foreign_key="membership.id")

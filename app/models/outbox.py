@@ -23,7 +23,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     channel: str  # "email" or "webhook"
     event: str  # referral.created, referral.refused, referral.reminder, …
-    referral_id: str = Field(foreign_key="referral.id", index=True)
+    # None for an e-mail to a person about their account (invitation, sign-in link).
+    referral_id: str | None = Field(default=None, foreign_key="referral.id", index=True)
     recipient: str  # an e-mail address, or the webhook's URL
     webhook_id: str | None = Field(default=None, foreign_key="webhook.id")
     # E-mail: subject, text, html. Webhook: the JSON body as sent (signed as is).

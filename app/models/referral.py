@@ -65,6 +65,9 @@ class HandoffEvent(SQLModel, table=True):
     actor_role: str
     actor_place_id: str | None = None
     actor_via: str | None = None  # "lien_email": the place acted from its e-mail's link
+    # The person who acted, signed in, and the membership they acted in (None: a key did).
+    actor_user_id: str | None = Field(default=None, foreign_key="user_account.id")
+    actor_membership_id: str | None = Field(default=None, foreign_key="membership.id")
     from_status: str | None = None
     to_status: str | None = None
     reason: str | None = None

@@ -74,6 +74,8 @@ def log_reads(session: Session, principal: Principal, reads: Iterable[Read], via
                 "referral_id": read.referral_id,
                 "orientation_id": read.orientation_id,
                 "via": via,
+                "user_id": principal.user_id,
+                "membership_id": principal.membership_id,
             },
         )
         n += 1

@@ -26,6 +26,48 @@ def _writing(session: Session) -> AbstractContextManager[None]:
     return writing(session)
 
 
+def resolve_scope(
+    session: Session, role: Role, place_id: str | None, territory: str | None
+) -> tuple[str | None, str | None]:
+    """The scope of a key or a membership, checked against the reference: (place id, territory).
+    A place may be named by its id in the imported source; a territory by its code or name."""
+    if role in (Role.AGENT, Role.MEDIATEUR):
+        if not place_id:
+            raise KeyError_(f"Le rôle {role.value} exige --place (l'identifiant du lieu).")
+        # The place's id here, or its id in the imported source (what an admin has at hand).
+        place = session.get(Place, place_id)
+        if place is None:
+            same_source_id = session.exec(
+                select(Place).where(Place.source_id == place_id)
+            ).all()
+            if len(same_source_id) > 1:
+                raise KeyError_(
+                    f"{len(same_source_id)} lieux de sources différentes ont l'identifiant "
+                    f"{place_id} : donnez l'identifiant Passerelle du lieu (lieu_…)."
+                )
+            place = same_source_id[0] if same_source_id else None
+        if place is None:
+            raise KeyError_(f"Lieu inconnu : {place_id}.")
+        expected = PlaceKind.FRANCE_SERVICES if role is Role.AGENT else PlaceKind.MEDIATION
+        if place.kind != expected.value:
+            raise KeyError_(
+                f"Le rôle {role.value} se rattache à un lieu de type {expected.value} ; "
+                f"« {place.name} » est de type {place.kind}."
+            )
+        place_id, territory = place.id, None
+    elif role is Role.COORDINATEUR:
+        if not territory:
+            raise KeyError_(f"Le rôle coordinateur exige --territory : {EXAMPLES}.")
+        try:
+            territory = str(parse_territory(session, territory, ["territory"]))
+        except Problem as problem:
+            raise KeyError_(problem.detail) from problem
+        place_id = None
+    else:
+        place_id, territory = None, None
+    return place_id, territory
+
+
 def create_key(
     session: Session,
     role: Role,
@@ -35,40 +77,7 @@ def create_key(
     name: str = "",
 ) -> tuple[ApiKey, str]:
     with _writing(session):
-        if role in (Role.AGENT, Role.MEDIATEUR):
-            if not place_id:
-                raise KeyError_(f"Le rôle {role.value} exige --place (l'identifiant du lieu).")
-            # The place's id here, or its id in the imported source (what an admin has at hand).
-            place = session.get(Place, place_id)
-            if place is None:
-                same_source_id = session.exec(
-                    select(Place).where(Place.source_id == place_id)
-                ).all()
-                if len(same_source_id) > 1:
-                    raise KeyError_(
-                        f"{len(same_source_id)} lieux de sources différentes ont l'identifiant "
-                        f"{place_id} : donnez l'identifiant Passerelle du lieu (lieu_…)."
-                    )
-                place = same_source_id[0] if same_source_id else None
-            if place is None:
-                raise KeyError_(f"Lieu inconnu : {place_id}.")
-            expected = PlaceKind.FRANCE_SERVICES if role is Role.AGENT else PlaceKind.MEDIATION
-            if place.kind != expected.value:
-                raise KeyError_(
-                    f"Le rôle {role.value} se rattache à un lieu de type {expected.value} ; "
-                    f"« {place.name} » est de type {place.kind}."
-                )
-            place_id, territory = place.id, None
-        elif role is Role.COORDINATEUR:
-            if not territory:
-                raise KeyError_(f"Le rôle coordinateur exige --territory : {EXAMPLES}.")
-            try:
-                territory = str(parse_territory(session, territory, ["territory"]))
-            except Problem as problem:
-                raise KeyError_(problem.detail) from problem
-            place_id = None
-        else:
-            place_id, territory = None, None
+        place_id, territory = resolve_scope(session, role, place_id, territory)
         token = new_token()
         key = ApiKey(
             name=name,

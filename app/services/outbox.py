@@ -68,6 +68,10 @@ def render_email(
     """(subject, text, html) of an e-mail, in French: the code, the theme, the urgency, a
     link; never anything about the person. An e-mail to the receiving place links to the page
     it acts from without an account (app.services.links), signed with `secret`."""
+    if str(facts.get("event", "")).startswith("account."):  # to a person, about their account
+        from app.services import accounts
+
+        return accounts.render_email(facts, public_url, secret)
     code, event = facts["code"], facts["event"]
     theme = PROCEDURE_THEMES[facts["theme"]].label if facts["theme"] in PROCEDURE_THEMES else ""
     urgent = "[URGENT] " if facts["urgent"] else ""

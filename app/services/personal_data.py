@@ -110,6 +110,7 @@ def erase_on_request(session: Session, principal: Principal, referral_id: str) -
 class PurgeReport:
     contacts_erased: int = 0
     records_stripped: int = 0
+    accounts_erased: int = 0  # deactivated people past PASSERELLE_ACCOUNT_RETENTION_DAYS
 
 
 def _contacts_due(session: Session, now: datetime, days: int) -> list[tuple[str, str | None]]:
@@ -159,6 +160,10 @@ def purge(session: Session, settings: Settings, now: datetime | None = None) -> 
             session.commit()
         if len(due) < BATCH:
             break
+    # Professionals' own data: a deactivated person's name and e-mail, after their period.
+    from app.services.accounts import erase_deactivated
+
+    report.accounts_erased = erase_deactivated(session, settings.account_retention_days, now)
     limit = now - timedelta(days=settings.record_retention_days)
     while True:
         with writing(session):

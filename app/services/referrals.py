@@ -107,6 +107,8 @@ def record_handoff(
             "actor_role": actor.role.value if actor else "service",
             "actor_place_id": actor.place_id if actor else None,
             "actor_via": actor.via if actor else None,
+            "actor_user_id": actor.user_id if actor else None,
+            "actor_membership_id": actor.membership_id if actor else None,
             "from_status": from_status,
             "to_status": to_status,
             "reason": reason,

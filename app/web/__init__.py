@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
 from app.errors import Problem, validation_errors
-from app.web import agent, coordinateur, home, link, mediateur, referrals
+from app.web import accounts, agent, coordinateur, home, link, mediateur, referrals
 from app.web.render import error_words, page
 from app.web.session import LoginRequired
 
@@ -61,7 +61,7 @@ def install(app: FastAPI, settings: Settings) -> None:
             DSFR,
         )
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    for module in (home, agent, mediateur, coordinateur, referrals, link):
+    for module in (home, accounts, agent, mediateur, coordinateur, referrals, link):
         app.include_router(module.router)
 
     api_problem = app.exception_handlers[Problem]
@@ -101,5 +101,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
+        if exc.next_path == "/espace":  # signed in, with no role to act in yet
+            return RedirectResponse("/espace", status_code=303)
         target = f"/connexion?suite={quote(exc.next_path)}" + ("&expiree=1" if exc.expired else "")
         return RedirectResponse(target, status_code=303)

@@ -1,4 +1,6 @@
-"""Home, login and logout: an API key given once opens a session for its role's pages."""
+"""Home, login and logout. People sign in as themselves (app.web.accounts: OpenID Connect,
+an e-mail link); an API key given once opens a session for its role's pages where
+PASSERELLE_WEB_KEY_LOGIN allows it (demos, tests)."""
 
 import secrets
 from typing import Annotated
@@ -8,6 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.auth import hash_token
 from app.models import Principal, Role
+from app.services import accounts, oidc
 from app.web.render import page
 from app.web.session import COOKIE, Form, Session, principal_of_token, set_cookie
 
@@ -32,6 +35,8 @@ def _safe_next(path: str | None, principal: Principal) -> str:
 async def home(request: Request, session: Session) -> Response:
     if session.principal is not None:
         return RedirectResponse(HOME[session.principal.role], status_code=303)
+    if session.account is not None:
+        return RedirectResponse("/espace", status_code=303)
     return RedirectResponse("/connexion", status_code=303)
 
 
@@ -42,11 +47,35 @@ async def login_page(
     suite: Annotated[str | None, Query(max_length=500)] = None,
     expiree: Annotated[bool, Query()] = False,
 ) -> Response:
-    return await page(request, "login.html", suite=suite or "", expired=expiree)
+    if session.principal is not None or session.account is not None:
+        target = _safe_next(suite, session.principal) if session.principal else "/espace"
+        return RedirectResponse(target, status_code=303)
+    return await login_form(request, suite=suite or "", expired=expiree)
+
+
+async def login_form(request: Request, status_code: int = 200, **context: object) -> Response:
+    """The login page: ProConnect when configured, the e-mail link, the key where allowed."""
+    settings = request.app.state.db.settings
+    return await page(
+        request,
+        "login.html",
+        status_code=status_code,
+        oidc_name=settings.oidc_provider_name if oidc.configured(settings) else None,
+        key_login=settings.web_key_login,
+        **context,
+    )
 
 
 @router.post("/connexion")
 async def login(request: Request, form: Form) -> Response:
+    if not request.app.state.db.settings.web_key_login:
+        return await login_form(
+            request,
+            status_code=403,
+            suite=form.get("suite", ""),
+            error="La connexion par clé d'accès n'est pas ouverte sur ce service : "
+            "connectez-vous avec votre compte.",
+        )
     throttle = request.app.state.auth_throttle  # the API's: wrong keys count the same here
     address = request.client.host if request.client else "?"
     wait = throttle.retry_after(address)
@@ -55,9 +84,8 @@ async def login(request: Request, form: Form) -> Response:
     if principal is None:
         if not wait:
             throttle.failed(address)
-        return await page(
+        return await login_form(
             request,
-            "login.html",
             status_code=429 if wait else 401,
             suite=form.get("suite", ""),
             error=(
@@ -73,7 +101,10 @@ async def login(request: Request, form: Form) -> Response:
 
 
 @router.post("/deconnexion")
-async def logout(request: Request, form: Form) -> Response:
+async def logout(request: Request, form: Form, session: Session) -> Response:
+    if session.person is not None:  # a person's session ends server-side, for every copy
+        token = session.person
+        await request.app.state.db.write(lambda s: accounts.end_session(s, token))
     response = RedirectResponse("/connexion", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

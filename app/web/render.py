@@ -100,6 +100,7 @@ async def page(
         template,
         {
             "user": session.principal,
+            "account": session.account,
             "csrf": session.csrf,
             "public_url": request.app.state.db.settings.public_url.rstrip("/"),
             **context,

@@ -1,10 +1,14 @@
-"""The web pages' session: an API key given once at login, then a signed cookie.
+"""The web pages' session: a person signed in (OpenID Connect or an e-mail link; the session
+kept in the database, app.services.accounts), or an API key given once at login (demos and
+tests, behind PASSERELLE_WEB_KEY_LOGIN); then a signed cookie.
 
 The cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) carries the key's hash, never the
 key, and the session's CSRF token, signed with PASSERELLE_SECRET_KEY and dated: it lasts
 `web_session_hours`, and dies at once when its key is revoked (the key is looked up in the
-same in-memory copy as the API's). Every form carries the CSRF token; a POST without the
-session's token is refused before anything is read or written."""
+same in-memory copy as the API's). A person's cookie carries a random token instead, whose
+session row ends with a logout, the removal of the member or the person's deactivation. Every
+form carries the CSRF token; a POST without the session's token is refused before anything is
+read or written."""
 
 import secrets
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from starlette.responses import Response
 from app.auth import hash_token, principal_by_hash
 from app.errors import Problem
 from app.models import Principal, Role
+from app.services.accounts import Account, principal_of_session
 
 COOKIE = "passerelle_session"
 # Each role as a page names its people: (« celle d'un … », « réservée aux … »).
@@ -33,6 +38,8 @@ class WebSession:
     principal: Principal | None
     csrf: str
     expired: bool = False  # a cookie was there, but too old, forged or its key revoked
+    account: Account | None = None  # a person signed in (None: a key's session, or nobody)
+    person: str | None = None  # the token of the person's session, as the cookie holds it
 
 
 class LoginRequired(Exception):
@@ -56,10 +63,21 @@ async def read_session(request: Request) -> WebSession:
         max_age = request.app.state.db.settings.web_session_hours * 3600
         try:
             data = _serializer(request).loads(raw, max_age=int(max_age))
-            token_hash, csrf = data.get("k"), str(data["c"])
+            token_hash, csrf, person = data.get("k"), str(data["c"]), data.get("s")
         except (BadSignature, KeyError, TypeError, AttributeError):
             session = WebSession(None, session.csrf, expired=True)
         else:
+            if isinstance(person, str):
+                token = person
+                found = await request.app.state.db.read(
+                    lambda s: principal_of_session(s, token)
+                )
+                if found is None:
+                    session = WebSession(None, csrf, expired=True)
+                else:
+                    session = WebSession(found[0], csrf, account=found[1], person=person)
+                request.state.web_session = session
+                return session
             engine = request.app.state.db.engine
             principal = await principal_by_hash(engine, token_hash) if token_hash else None
             session = WebSession(principal, csrf, token_hash is not None and principal is None)
@@ -71,9 +89,17 @@ async def principal_of_token(request: Request, token: str) -> Principal | None:
     return await principal_by_hash(request.app.state.db.engine, hash_token(token))
 
 
-def set_cookie(request: Request, response: Response, token_hash: str | None, csrf: str) -> None:
+def set_cookie(
+    request: Request,
+    response: Response,
+    token_hash: str | None,
+    csrf: str,
+    person: str | None = None,
+) -> None:
     settings = request.app.state.db.settings
-    value = _serializer(request).dumps({"k": token_hash, "c": csrf})
+    value = _serializer(request).dumps(
+        {"k": token_hash, "c": csrf, **({"s": person} if person else {})}
+    )
     response.set_cookie(
         COOKIE,
         value,
@@ -113,6 +139,8 @@ def _user(*roles: Role) -> object:
     async def dependency(request: Request) -> Principal:
         session = await read_session(request)
         if session.principal is None:
+            if session.account is not None:  # signed in, with no role yet (a request to join)
+                raise LoginRequired("/espace", False)
             query = request.url.query
             raise LoginRequired(request.url.path + (f"?{query}" if query else ""), session.expired)
         if session.principal.role not in roles:
@@ -121,7 +149,11 @@ def _user(*roles: Role) -> object:
                 "Cette page est réservée aux "
                 + " et aux ".join(ROLE_WORDS[r][1] for r in roles)
                 + f" ; votre session est celle {ROLE_WORDS[session.principal.role][0]}. "
-                "Déconnectez-vous pour changer de rôle.",
+                + (
+                    "Changez d'espace (menu « Mon espace ») si vous y avez un autre rôle."
+                    if session.account is not None
+                    else "Déconnectez-vous pour changer de rôle."
+                ),
                 slug="acces-refuse",
             )
         return session.principal

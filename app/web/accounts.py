@@ -1,0 +1,537 @@
+"""People sign in as themselves: with OpenID Connect (ProConnect), or with a one-time link sent
+by e-mail; they choose the membership they act in (`/espace`), and a place's responsable (or
+the admin) manages its team (`/equipe`): invitations, removals, requests to join.
+
+Links in e-mails are safe against mail scanners, which open every link: a GET only shows a
+page with a button, the POST acts (signs in, accepts a request)."""
+
+import hashlib
+import hmac
+import secrets
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request
+from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlmodel import Session as DbSession
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth import FailureThrottle, client_address
+from app.db import Db
+from app.errors import Problem
+from app.models import Place, Principal, Role
+from app.services import accounts, oidc
+from app.services.links import link_secret
+from app.web.home import HOME, _safe_next, login_form
+from app.web.render import page
+from app.web.session import Form, LoginRequired, Session, WebSession, set_cookie
+
+router = APIRouter(include_in_schema=False)
+
+Token = Annotated[str, Path(max_length=400)]
+FLOW_COOKIE = "passerelle_oidc"
+FLOW_SECONDS = 600
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _db(request: Request) -> Db:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def _signer(request: Request, salt: str) -> URLSafeTimedSerializer:
+    key = request.app.state.web_signer.secret_keys[-1]
+    return URLSafeTimedSerializer(key, salt=salt)
+
+
+def _client(request: Request) -> oidc.Oidc:
+    settings = _db(request).settings
+    if not oidc.configured(settings):
+        raise Problem(
+            404,
+            "La connexion avec un fournisseur d'identité n'est pas configurée sur ce service : "
+            "recevez un lien de connexion par e-mail.",
+            slug="oidc-absent",
+        )
+    found: oidc.Oidc | None = getattr(request.app.state, "oidc", None)
+    if found is None:
+        found = request.app.state.oidc = oidc.Oidc(settings)
+    return found
+
+
+async def _refused(request: Request, words: str, status_code: int = 400) -> Response:
+    response = await page(
+        request, "error.html", status_code=status_code, status=status_code, detail=words
+    )
+    response.delete_cookie(FLOW_COOKIE, path="/connexion/oidc")
+    return response
+
+
+async def _signed_in(
+    request: Request, user_id: str, via: str, next_path: str | None, **context: Any
+) -> Response:
+    """Opens the person's session and leaves for their page. A page that moves on by itself
+    rather than a redirect: after a provider's redirect, a browser sends no SameSite=Strict
+    cookie on the redirects that follow."""
+    db = _db(request)
+    token = await db.write(
+        lambda s: accounts.open_session(s, user_id, via, db.settings.web_session_hours)
+    )
+    found = await db.read(lambda s: accounts.principal_of_session(s, token))
+    principal = found[0] if found else None
+    target = _safe_next(next_path, principal) if principal else "/espace"
+    # A new CSRF token with the new session: one taken before sign-in is worth nothing after.
+    csrf = secrets.token_urlsafe(32)
+    response: Response
+    if context:
+        request.state.web_session = WebSession(
+            principal, csrf, account=found[1] if found else None, person=token
+        )
+        response = await page(request, "account/join.html", status_code=200, **context)
+        del response.headers["set-cookie"]
+        response.headers.update(HEADERS)
+    else:
+        response = HTMLResponse(
+            '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="0;url={quote(target, safe="/?=&")}">'
+            "<title>Connexion réussie — Passerelle</title></head><body><main>"
+            f'<p>Connexion réussie. <a href="{quote(target, safe="/?=&")}">Continuer</a></p>'
+            "</main></body></html>",
+            headers=HEADERS,
+        )
+    set_cookie(request, response, None, csrf, person=token)
+    response.delete_cookie(FLOW_COOKIE, path="/connexion/oidc")
+    return response
+
+
+# --- OpenID Connect -----------------------------------------------------------------------
+
+
+@router.get("/connexion/oidc")
+async def oidc_start(
+    request: Request, suite: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
+    client = _client(request)
+    try:
+        started = await client.start()
+    except oidc.OidcRefused as refused:
+        return await _refused(request, refused.words, 503)
+    flow = _signer(request, "passerelle-oidc").dumps(
+        {"s": started.state, "n": started.nonce, "v": started.code_verifier, "x": suite or ""}
+    )
+    response = RedirectResponse(started.url, status_code=303, headers=HEADERS)
+    # Lax, not Strict: the provider's redirect back is a navigation from another site.
+    response.set_cookie(
+        FLOW_COOKIE,
+        flow,
+        max_age=FLOW_SECONDS,
+        path="/connexion/oidc",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https"
+        or _db(request).settings.public_url.startswith("https:"),
+    )
+    return response
+
+
+@router.get(oidc.CALLBACK)
+async def oidc_callback(
+    request: Request,
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    state: Annotated[str | None, Query(max_length=500)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    client = _client(request)
+    if error:
+        words = (
+            "Connexion annulée : vous pouvez recommencer, ou recevoir un lien par e-mail."
+            if error == "access_denied"
+            else "Le fournisseur d'identité n'a pas pu vous connecter : recommencez depuis la "
+            "page de connexion."
+        )
+        return await _refused(request, words)
+    try:
+        flow = _signer(request, "passerelle-oidc").loads(
+            request.cookies.get(FLOW_COOKIE, ""), max_age=FLOW_SECONDS
+        )
+        expected, nonce, verifier = str(flow["s"]), str(flow["n"]), str(flow["v"])
+    except (BadData, KeyError, TypeError):
+        return await _refused(
+            request,
+            "Cette connexion n'a pas été commencée dans ce navigateur, ou il y a plus de dix "
+            "minutes : recommencez depuis la page de connexion.",
+        )
+    if not code or not state or not hmac.compare_digest(state.encode(), expected.encode()):
+        return await _refused(
+            request,
+            "La réponse du fournisseur d'identité ne correspond pas à la connexion demandée "
+            "(paramètre « state ») : personne n'a été connecté. Recommencez depuis la page de "
+            "connexion.",
+        )
+    try:
+        claims = await client.finish(code, nonce, verifier)
+    except oidc.OidcRefused as refused:
+        return await _refused(request, refused.words)
+    db = _db(request)
+    found = await db.write(lambda s: accounts.sign_in_oidc(s, claims))
+    if found.user_id is None:
+        return await _refused(
+            request,
+            "Aucune invitation pour ce compte : demandez au responsable de votre lieu (ou à "
+            "l'administrateur de Passerelle) de vous inviter à l'adresse e-mail de votre "
+            "compte, puis reconnectez-vous.",
+            403,
+        )
+    if found.places:
+        proofs = {p.id: _join_proof(request, found.user_id, p.id) for p in found.places}
+        return await _signed_in(
+            request, found.user_id, "oidc", None, places=found.places, proofs=proofs
+        )
+    return await _signed_in(request, found.user_id, "oidc", str(flow.get("x") or "") or None)
+
+
+# --- sign-in by e-mail link ----------------------------------------------------------------
+
+
+@router.post("/connexion/lien")
+async def ask_link(request: Request, form: Form) -> Response:
+    email = form.get("email", "").strip()[:254]
+    suite = form.get("suite", "")
+    if "@" not in email:
+        return await login_form(
+            request,
+            status_code=422,
+            suite=suite,
+            email=email,
+            email_error="Adresse e-mail invalide : elle contient un « @ », par exemple "
+            "prenom.nom@mairie-tulle.fr.",
+        )
+    db = _db(request)
+    next_path = suite if suite.startswith("/") and not suite.startswith("//") else None
+    await db.write(
+        lambda s: accounts.request_login_link(s, email, next_path, db.settings.login_link_minutes)
+    )
+    # The same answer for every address: the page never tells who has an account.
+    return await login_form(request, suite=suite, link_sent=True, email=email)
+
+
+def _bad_link(request: Request) -> Problem:
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    throttle.failed(client_address(request))
+    return Problem(
+        404,
+        "Ce lien de connexion n'est pas valide : il est incomplet ou a été modifié. Ouvrez-le "
+        "depuis l'e-mail reçu, ou demandez-en un nouveau sur la page de connexion.",
+        slug="lien-inconnu",
+    )
+
+
+def _throttled(request: Request) -> None:
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    wait = throttle.retry_after(client_address(request))
+    if wait:
+        raise Problem(
+            429,
+            f"Trop de liens erronés depuis cette adresse : réessayez dans {wait} secondes.",
+            slug="trop-de-tentatives",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+async def _link_or_gone(request: Request, token: str) -> Response | None:
+    """None when the link can sign in; else the page that says why not."""
+    _throttled(request)
+    db = _db(request)
+
+    def read(session: DbSession) -> tuple[bool, bool]:
+        secret = link_secret(session)
+        signed = True
+        try:
+            URLSafeTimedSerializer(secret, salt="passerelle-connexion").loads(token)
+        except BadData:
+            signed = False
+        return signed, accounts.peek_login_link(session, token) is not None
+
+    signed, usable = await db.read(read)
+    if not signed:
+        raise _bad_link(request)
+    if not usable:
+        response = await login_form(request, status_code=410, link_gone=True)
+        response.headers.update(HEADERS)
+        return response
+    return None
+
+
+@router.get("/connexion/lien/{token}")
+async def link_page(request: Request, token: Token) -> Response:
+    gone = await _link_or_gone(request, token)
+    if gone is not None:
+        return gone
+    response = await page(request, "account/link.html", token=token)
+    response.headers.update(HEADERS)
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@router.post("/connexion/lien/{token}")
+async def link_sign_in(request: Request, token: Token, form: Form) -> Response:
+    gone = await _link_or_gone(request, token)
+    if gone is not None:
+        return gone
+    link = await _db(request).write(lambda s: accounts.use_login_link(s, token))
+    if link is None:  # used meanwhile, by another click
+        response = await login_form(request, status_code=410, link_gone=True)
+        response.headers.update(HEADERS)
+        return response
+    try:
+        return await _signed_in(request, link[0], "email", link[1])
+    except accounts.AccountError as refused:
+        return await _refused(request, str(refused), 403)
+
+
+# --- the person's memberships --------------------------------------------------------------
+
+
+@router.get("/espace")
+async def memberships_page(request: Request, session: Session) -> Response:
+    if session.account is None:
+        if session.principal is not None:  # a key's session has one role, nothing to choose
+            return RedirectResponse(HOME[session.principal.role], status_code=303)
+        return RedirectResponse("/connexion?suite=/espace", status_code=303)
+    user_id = session.account.user_id
+
+    def read(s: DbSession) -> tuple[list[tuple[str, str]], list[Any]]:
+        mine = [
+            (m.id, accounts.membership_label(s, m)) for m in accounts.active_memberships(s, user_id)
+        ]
+        return mine, accounts.pending_joins(s, user_id)
+
+    memberships, pending = await _db(request).read(read)
+    return await page(
+        request,
+        "account/memberships.html",
+        memberships=memberships,
+        pending=pending,
+        current=session.principal.membership_id if session.principal else None,
+    )
+
+
+@router.post("/espace")
+async def switch(request: Request, form: Form, session: Session) -> Response:
+    if session.person is None:
+        return RedirectResponse("/connexion", status_code=303)
+    token, membership_id = session.person, form.get("membership", "")
+    if not await _db(request).write(lambda s: accounts.switch_membership(s, token, membership_id)):
+        raise Problem(
+            404, "Ce rôle n'est plus le vôtre : choisissez-en un autre.", slug="role-inconnu"
+        )
+    request.state.web_session = None
+    found = await _db(request).read(lambda s: accounts.principal_of_session(s, token))
+    principal = found[0] if found else None
+    return RedirectResponse(HOME[principal.role] if principal else "/espace", status_code=303)
+
+
+def _join_proof(request: Request, user_id: str, place_id: str) -> str:
+    """That the provider gave this person the SIRET of this place (signed, for the form)."""
+    return str(_signer(request, "passerelle-rejoindre").dumps([user_id, place_id]))
+
+
+@router.post("/espace/rejoindre")
+async def ask_to_join(request: Request, form: Form, session: Session) -> Response:
+    if session.account is None:
+        return RedirectResponse("/connexion", status_code=303)
+    try:
+        user_id, place_id = _signer(request, "passerelle-rejoindre").loads(
+            form.get("preuve", ""), max_age=3600
+        )
+    except (BadData, ValueError, TypeError):
+        raise Problem(
+            403,
+            "Demande refusée : elle ne vient pas d'une connexion avec ProConnect de moins "
+            "d'une heure. Reconnectez-vous pour la faire.",
+            slug="formulaire-refuse",
+        ) from None
+    if user_id != session.account.user_id:
+        raise Problem(403, "Demande refusée : elle n'est pas la vôtre.", slug="formulaire-refuse")
+    await _db(request).write(lambda s: accounts.request_join(s, user_id, place_id))
+    return RedirectResponse("/espace", status_code=303)
+
+
+# --- the team of a place -------------------------------------------------------------------
+
+
+async def _team_place(
+    request: Request, session: Any, place_id: str | None
+) -> tuple[Principal, str]:
+    """The place whose team the reader manages: their own as responsable, any as admin."""
+    principal: Principal | None = session.principal
+    if principal is None:
+        raise LoginRequired(request.url.path, session.expired)
+    target = place_id if principal.role is Role.ADMIN and place_id else principal.place_id
+    allowed = await _db(request).read(
+        lambda s: accounts.is_responsable(s, principal) and accounts.may_manage(principal, target)
+    )
+    if not allowed or not target:
+        raise Problem(
+            403,
+            "La page « Équipe » est réservée au responsable du lieu et à l'administrateur"
+            + (
+                " : choisissez un lieu (« ?lieu= » suivi de son identifiant)."
+                if principal.role is Role.ADMIN
+                else "."
+            ),
+            slug="acces-refuse",
+        )
+    return principal, target
+
+
+async def _team_page(
+    request: Request,
+    principal: Principal,
+    place_id: str,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> Response:
+    def read(s: DbSession) -> tuple[Place | None, list[accounts.Member], list[Any]]:
+        return (
+            s.get(Place, place_id),
+            accounts.team(s, place_id),
+            accounts.waiting_joins(s, place_id),
+        )
+
+    place, members, waiting = await _db(request).read(read)
+    if place is None:
+        raise Problem(404, "Lieu inconnu.", slug="lieu-inconnu")
+    return await page(
+        request,
+        "account/team.html",
+        status_code=status_code,
+        place=place,
+        members=members,
+        waiting=waiting,
+        role=accounts.ROLE_LABELS[accounts.join_role(place)],
+        admin=principal.role is Role.ADMIN,
+        me=principal.membership_id,
+        **context,
+    )
+
+
+@router.get("/equipe")
+async def team_page(
+    request: Request, session: Session, lieu: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
+    principal, place_id = await _team_place(request, session, lieu)
+    return await _team_page(request, principal, place_id)
+
+
+@router.post("/equipe/inviter")
+async def team_invite(request: Request, form: Form, session: Session) -> Response:
+    principal, place_id = await _team_place(request, session, form.get("lieu"))
+    email = form.get("email", "").strip()
+    db = _db(request)
+
+    def write(s: DbSession) -> str:
+        place = s.get_one(Place, place_id)
+        membership = accounts.invite(
+            s,
+            email=email,
+            role=accounts.join_role(place),
+            place_id=place_id,
+            responsable=form.get("responsable") == "oui",
+            by=principal,
+            link_days=db.settings.invitation_days,
+        )
+        return membership.id
+
+    try:
+        await db.write(write)
+    except accounts.AccountError as refused:
+        return await _team_page(
+            request, principal, place_id, status_code=422, email=email, email_error=str(refused)
+        )
+    return await _team_page(request, principal, place_id, invited=accounts.normal_email(email))
+
+
+@router.post("/equipe/retirer")
+async def team_remove(request: Request, form: Form, session: Session) -> Response:
+    principal, place_id = await _team_place(request, session, form.get("lieu"))
+    membership_id = form.get("membre", "")
+
+    def write(s: DbSession) -> str:
+        return accounts.remove_member(s, membership_id, principal, place_id)
+
+    try:
+        name = await _db(request).write(write)
+    except accounts.AccountError as refused:
+        return await _team_page(request, principal, place_id, status_code=409, error=str(refused))
+    return await _team_page(request, principal, place_id, removed=name)
+
+
+# --- a request to join, answered from the e-mail --------------------------------------------
+
+
+def _join_csrf(secret: str, token: str) -> str:
+    return hmac.new(secret.encode(), b"rejoindre:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+async def _join_request(request: Request, token: str) -> tuple[Any, str, Any, Any]:
+    _throttled(request)
+
+    def read(s: DbSession) -> tuple[Any, str, Any, Any]:
+        found = accounts.read_join(s, token)
+        if found is None:
+            return None, link_secret(s), None, None
+        return (
+            found,
+            link_secret(s),
+            s.get(accounts.User, found.user_id),
+            s.get(Place, found.place_id),
+        )
+
+    found, secret, user, place = await _db(request).read(read)
+    if found is None:
+        raise _bad_link(request)
+    return found, secret, user, place
+
+
+@router.get("/equipe/demandes/{token}")
+async def join_page(request: Request, token: Token) -> Response:
+    found, secret, user, place = await _join_request(request, token)
+    response = await page(
+        request,
+        "account/request.html",
+        request_=found,
+        who=accounts.display_name(user),
+        email=user.email,
+        place=place,
+        base=f"/equipe/demandes/{token}",
+        link_csrf=_join_csrf(secret, token),
+    )
+    response.headers.update(HEADERS)
+    return response
+
+
+@router.post("/equipe/demandes/{token}")
+async def join_decide(request: Request, token: Token) -> Response:
+    found, secret, user, place = await _join_request(request, token)
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    if not hmac.compare_digest(form.get("csrf", "").encode(), _join_csrf(secret, token).encode()):
+        raise Problem(
+            403,
+            "Formulaire refusé : il ne vient pas de cette page. Rouvrez le lien de l'e-mail.",
+            slug="formulaire-refuse",
+        )
+    accept = form.get("decision") == "accepter"
+    decided = await _db(request).write(lambda s: accounts.decide_join(s, token, accept))
+    response = await page(
+        request,
+        "account/request.html",
+        request_=decided,
+        who=accounts.display_name(user),
+        email=user.email,
+        place=place,
+        base=f"/equipe/demandes/{token}",
+        link_csrf=_join_csrf(secret, token),
+    )
+    response.headers.update(HEADERS)
+    return response
