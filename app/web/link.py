@@ -303,7 +303,7 @@ async def place_update(request: Request, token: Token) -> Response:
     form = await _form(request)
     _checked(opened, form)
     errors: dict[str, str] = {}
-    changes: dict[str, str | date | None] = {}
+    changes: dict[str, str | date | int | None] = {}
     pause = form.get("paused_until", "").strip()
     if form.get("pause") == "non" or not pause:
         changes["paused_until"] = None
