@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test bench install install-test lint clean
+.PHONY: run test bench bench-check bench-more install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,11 +55,24 @@ test: install-test
 	$(BIN)/pytest -q
 
 # wrk is Debian's load generator; as root, make installs it when missing.
+WRK := command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && apt-get install -y -qq wrk; } || { echo "make bench needs wrk (Debian package wrk)"; exit 1; }
+
+# One table: orientations against the reference app, pages, statistics (see README, Speed).
 bench: install-test
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
-	  || { echo "make bench needs wrk (Debian package wrk)"; exit 1; }
+	@$(WRK)
+	$(BIN)/python -m bench
+
+# Not in make test: fails when the orientation falls below 0.7x the reference or national
+# statistics take more than 1 s.
+bench-check: install-test
+	@$(WRK)
+	$(BIN)/python -m bench --only sqlite --only statistics --check
+
+# The older, narrower benchmarks: places near, referral pages, outbox delivery, matching.
+bench-more: install-test
+	@$(WRK)
 	$(BIN)/python -m bench.load
-	$(BIN)/python -m bench.stats
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.matching
 

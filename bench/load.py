@@ -43,6 +43,7 @@ from app.services.demo import DEMO_MEDIATEUR_PLACE, demo_keys, load_demo
 from app.services.keys import create_key
 from app.services.place_import import place_ids_by_source_id
 from app.services.places import place_index
+from bench.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMUNES = ["19272", "19275", "19031", "19121", "19269", "19028", "19255", "19153"]
@@ -90,21 +91,29 @@ def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
     raise SystemExit(f"server on port {port} did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
 
 
-def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+def _pid(process: "subprocess.Popen[bytes] | int") -> int:
+    return process if isinstance(process, int) else process.pid
+
+
+def cpu_seconds(process: "subprocess.Popen[bytes] | int") -> float:
     """User + system CPU time of the process so far (all its threads)."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+    fields = Path(f"/proc/{_pid(process)}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(process: subprocess.Popen[bytes]) -> float:
-    status = Path(f"/proc/{process.pid}/status").read_text()
+def peak_rss_mib(process: "subprocess.Popen[bytes] | int") -> float:
+    status = Path(f"/proc/{_pid(process)}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+def wrk(
+    url: str, script: Path, connections: int, seconds: int, threads: int = 2
+) -> dict[str, float]:
+    threads = min(threads, connections)
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+         str(script), url],
         capture_output=True,
         text=True,
         check=True,
@@ -315,39 +324,53 @@ def referral_pages(tmp: Path) -> None:
         engine.dispose()
 
 
-def web_pages(tmp: Path) -> None:
+def web_pages(tmp: Path, table: "Table | None" = None) -> None:
     """The web pages in process (ASGI test client), logged in as a person would be: the
-    médiateur's inbox over 100,000 referrals, a referral's page, the coordinator's figures and
-    coverage map of Corrèze, and the national map (admin)."""
+    médiateur's summary and inbox for a place with 100,000 referrals (200,000 in the table), a
+    referral's page, the coordinator's figures and coverage map of Corrèze, and the national
+    map (admin)."""
     print("Web pages, in process (ASGI test client), p50")
-    engine, tokens = filled_demo(tmp / "web.db", 100_000, 10_000)
-    settings = Settings(secret_key="b" * 32)
+    engine, tokens = filled_demo(tmp / "web.db", 200_000, 100_000)
+    settings = Settings(secret_key="b" * 32, web_key_login=True)
     figures = []
     for role, pages, n in (
         # The place's generated referrals are all waiting past their deadline: the inbox of
         # open ones is empty (its look-up is what it measures); the expired fill a page of 50.
         (
             "mediateur",
-            ["/mediateur", "/mediateur?statut=expiree", "/mediateur/orientations/orv_b000000000"],
-            100,
+            ["/v1/referrals/summary", "/mediateur", "/mediateur?statut=expiree",
+             "/mediateur/orientations/orv_b000000000"],
+            50,
         ),
-        ("coordinateur", ["/coordinateur", "/coordinateur/couverture"], 30),
+        ("coordinateur", ["/coordinateur", "/coordinateur/couverture"], 20),
         ("admin", ["/coordinateur/couverture"], 5),
     ):
         with TestClient(create_app(engine, settings)) as client:
             form = client.get("/connexion").text
             csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
             assert client.post("/connexion", data={"csrf": csrf, "cle": tokens[role]}).is_success
+            headers = {"Authorization": f"Bearer {tokens[role]}"} if url_is_api(pages) else {}
             for url in pages:
-                size = len(client.get(url).content)
+                h = headers if url.startswith("/v1/") else {}
+                size = len(client.get(url, headers=h).content)
 
-                def get(url: str = url, client: TestClient = client) -> None:
-                    assert client.get(url).status_code == 200
+                def get(url: str = url, client: TestClient = client,
+                        h: dict[str, str] = h) -> None:
+                    assert client.get(url, headers=h).status_code == 200
 
                 took = p50_ms(get, n)
                 figures.append(f"  {role:<12} {url:<42} {took:7.1f} ms  {size / 1e3:,.0f} kB")
+                if table is not None:
+                    target = 50 if role == "mediateur" and "orientations/" not in url else None
+                    table.timed(f"{url} ({role}, place with 100,000 referrals, SQLite)"
+                                if role == "mediateur" else f"{url} ({role}, SQLite)",
+                                took, target, f"{size / 1e3:,.0f} kB")
     print("\n".join(figures))
     engine.dispose()
+
+
+def url_is_api(pages: list[str]) -> bool:
+    return any(p.startswith("/v1/") for p in pages)
 
 
 def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: str) -> None:

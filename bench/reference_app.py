@@ -1,6 +1,7 @@
 """The reference of `make bench`: a bare FastAPI endpoint that validates a body of the same
 shape and size as an orientation and writes two rows in one SQLite transaction (WAL, the same
-pragmas as Passerelle). What Passerelle does beyond that is what the ratio measures.
+pragmas as Passerelle), or with REFERENCE_PG (a libpq URL) in one PostgreSQL transaction, one
+connection per thread. What Passerelle does beyond that is what the ratio measures.
 
 Run: REFERENCE_DB=/tmp/ref.db uvicorn bench.reference_app:app"""
 
@@ -9,11 +10,13 @@ import sqlite3
 import threading
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
 DB = os.environ.get("REFERENCE_DB", "reference.db")
+PG = os.environ.get("REFERENCE_PG")
 _local = threading.local()
 
 
@@ -27,9 +30,27 @@ def _connection() -> sqlite3.Connection:
     return conn
 
 
-with sqlite3.connect(DB) as setup:
-    setup.execute("CREATE TABLE IF NOT EXISTS item (id TEXT PRIMARY KEY, at TEXT, body TEXT)")
-    setup.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, item_id TEXT, at TEXT)")
+def _pg_connection() -> Any:
+    conn = getattr(_local, "pg", None)
+    if conn is None:
+        conn = _local.pg = psycopg.connect(PG)
+    return conn
+
+
+if PG:
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as setup:
+        setup.execute("CREATE TABLE IF NOT EXISTS item (id TEXT PRIMARY KEY, at TEXT, body TEXT)")
+        setup.execute(
+            "CREATE TABLE IF NOT EXISTS log (id SERIAL PRIMARY KEY, item_id TEXT, at TEXT)"
+        )
+else:
+    with sqlite3.connect(DB) as setup:
+        setup.execute("CREATE TABLE IF NOT EXISTS item (id TEXT PRIMARY KEY, at TEXT, body TEXT)")
+        setup.execute(
+            "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, item_id TEXT, at TEXT)"
+        )
 
 
 class Assessment(BaseModel):
@@ -58,6 +79,13 @@ app = FastAPI()
 @app.post("/v1/orientations", status_code=201)
 def create(body: Body) -> dict[str, str]:
     item_id, now = uuid.uuid4().hex, datetime.now(UTC).isoformat()
+    if PG:
+        with _pg_connection().transaction() as tx:
+            tx.connection.execute(
+                "INSERT INTO item VALUES (%s, %s, %s)", (item_id, now, body.model_dump_json())
+            )
+            tx.connection.execute("INSERT INTO log (item_id, at) VALUES (%s, %s)", (item_id, now))
+        return {"id": item_id, "created_at": now}
     conn = _connection()
     conn.execute("BEGIN IMMEDIATE")
     try:

@@ -40,6 +40,7 @@ from app.services.place_sources import read_source
 from app.services.places import load_place_index
 from app.services.territories import Territory
 from app.triage import PROCEDURE_THEMES
+from bench.table import Table
 from tests.pgserver import free_port, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,8 +218,16 @@ def main() -> None:
         "--places", type=Path, default=SHARED / "places" / "lieux-consolides-v1.csv"
     )
     args = parser.parse_args()
-    if not args.places.exists():
-        print(f"statistics benchmark skipped: {args.places} is missing (../shared/data)")
+    national(None, args.referrals, args.places)
+
+
+def national(table: Table | None, referrals: int, places: Path) -> None:
+    """Fills a throw-away PostgreSQL, serves Passerelle on it and times its figures; each one
+    is a row of `table` when given."""
+    if not places.exists():
+        print(f"statistics benchmark skipped: {places} is missing (../shared/data)")
+        if table is not None:
+            table.add("statistics and coverage", "not measured", f"{places} is missing")
         return
     with postgres_server("shared_buffers=2GB", "work_mem=64MB") as (host, port):
         with psycopg.connect(f"postgresql://postgres@{host}:{port}/postgres",
@@ -231,7 +240,7 @@ def main() -> None:
         with Session(engine) as session:
             import_reference(session, read_reference())
         with Session(engine) as session:
-            report = import_places(session, read_source(args.places), accepts_referrals=True)
+            report = import_places(session, read_source(places), accepts_referrals=True)
         with Session(engine) as session:
             admin, admin_token = create_key(session, Role.ADMIN, name="bench")
             _, coord_token = create_key(
@@ -244,12 +253,13 @@ def main() -> None:
             f"{len(report.rejected):,} rejected) in {time.perf_counter() - started:.0f} s"
         )
         started = time.perf_counter()
-        counts = generate(url, args.referrals, admin_id)
+        counts = generate(url, referrals, admin_id)
         print(
             f"  generated {counts[0]:,} orientations, {counts[1]:,} referrals, "
             f"{counts[2]:,} handoff events in {time.perf_counter() - started:.0f} s"
         )
         serve_port = free_port()
+        launched = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(serve_port)],
             env={**os.environ, "DATABASE_URL": url.replace("postgresql://",
@@ -268,29 +278,38 @@ def main() -> None:
                     except httpx.TransportError:
                         pass
                     time.sleep(0.1)
+                ready = (time.perf_counter() - launched) * 1000
+                print(f"  serve ready (/readyz 200) after {ready:,.0f} ms")
+                if table is not None:
+                    table.timed(f"serve ready, PostgreSQL, {counts[1]:,} referrals", ready, 5000)
                 cases = (
                     ("referrals, departement:49, month+profile, a year", coord_token,
                      f"/v1/stats/referrals?{YEAR}&territory=departement:49"
                      "&group_by=month,profile", 300),
                     ("referrals, national, by departement, a year", admin_token,
                      f"/v1/stats/referrals?{YEAR}&territory=national&group_by=departement",
-                     2000),
+                     300),
                     ("referrals, national, by month, a year", admin_token,
-                     f"/v1/stats/referrals?{YEAR}&territory=national&group_by=month", None),
+                     f"/v1/stats/referrals?{YEAR}&territory=national&group_by=month", 300),
                     ("coverage, departement:49", coord_token,
                      "/v1/stats/coverage?territory=departement:49", 200),
                     ("coverage, France", admin_token,
-                     "/v1/stats/coverage?territory=national", 3000),
+                     "/v1/stats/coverage?territory=national", 1000),
                     ("coverage, departement:49, GeoJSON", coord_token,
                      "/v1/stats/coverage?territory=departement:49&format=geojson", None),
                     ("coverage, France, GeoJSON", admin_token,
-                     "/v1/stats/coverage?territory=national&format=geojson", None),
+                     "/v1/stats/coverage?territory=national&format=geojson", 2000),
                 )
                 for label, token, path, target in cases:
                     ms, answer = timed(client, path, token)
                     goal = f" (target < {target} ms)" if target else ""
                     size = len(answer.content) / 1e6
                     print(f"  {label:<48} p50 {ms:8.1f} ms{goal}, {size:.1f} MB")
+                    if table is not None:
+                        table.timed(f"{label}, PostgreSQL, {counts[1]:,} referrals", ms, target,
+                                    f"{size:.1f} MB")
+                        if "national" in path and "stats/referrals" in path:
+                            table.checks[f"ms {label}"] = ms
                     if "stats/referrals" in path:
                         totals = answer.json()["totals"]
                         print(f"      {totals['orientations']:,} orientations, "
