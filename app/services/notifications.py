@@ -5,8 +5,10 @@ link."""
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col, select
 
 from app.db import engine_of, insert_row, writing
@@ -53,16 +55,28 @@ def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
     a subscription committed before this transaction is always seen, however stale this
     process's copy, and one being deleted waits for this transaction, or is not seen."""
     copy = cached(engine_of(session), "webhook", load_webhooks)
-    query = select(DataVersion.version).where(col(DataVersion.name) == "webhook")
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    version = session.exec(query).first()
+    connection = session.connection()
+    # Every orientation reads it: straight on the driver's cursor, compiled once per dialect
+    # (through the ORM, building and running this query was 15% of an orientation's CPU).
+    cursor = connection.connection.cursor()
+    cursor.execute(_version_sql(connection.dialect))
+    row = cursor.fetchone()
+    cursor.close()
+    version = row[0] if row else None
     found = copy.fresh()
     if found is not None and copy.version == version:
         return found
     found = load_webhooks(session)  # changed since the copy was read: read them here
     copy.put(found, version)
     return found
+
+
+@lru_cache
+def _version_sql(dialect: Dialect) -> str:
+    query = select(DataVersion.version).where(col(DataVersion.name) == "webhook")
+    if dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _value(referral: Referral | Mapping[str, Any], name: str) -> Any:
