@@ -166,9 +166,12 @@ def move_referral(
     if_match: str | None,
     idempotency_key: str | None,
     ttl_days: int,
+    answered: bool = True,
 ) -> dict[str, Any]:
     """Moves the referral and appends its handoff event in one transaction; returns the
-    referral as answered (its `version` gives the new ETag)."""
+    referral as answered (its `version` gives the new ETag). `answered` False: the caller
+    does not send that answer on (a web page redirects to a page that logs its own read), so
+    it is no read of the contact data."""
 
     def write() -> dict[str, Any]:
         referral = get_referral(session, principal, referral_id)
@@ -200,7 +203,8 @@ def move_referral(
             ).one()
             raise _stale(referral_id, if_match, ReferralStatus(now_status))
         answer = referral_out(session, referral).model_dump(mode="json")
-        log_reads(session, principal, reads_of([answer]), MOVE)
+        if answered:
+            log_reads(session, principal, reads_of([answer]), MOVE)
         return answer
 
     return idempotency.commit_once(
@@ -292,10 +296,11 @@ def reorient(
     place_id: str | None,
     settings: Settings,
     idempotency_key: str | None,
+    answered: bool = True,
 ) -> dict[str, Any]:
     """A refused referral, sent again by its agent: a new referral linked to it, to the place
     named or else the nearest suitable one, never a place that already refused this person's
-    orientation. Returns the new referral as answered."""
+    orientation. Returns the new referral as answered (`answered`: as move_referral)."""
 
     def write() -> dict[str, Any]:
         referral = get_referral(session, principal, referral_id)
@@ -388,7 +393,8 @@ def reorient(
             to_status=new["status"],
         )
         answer = referral_out(session, Referral(**new)).model_dump(mode="json")
-        log_reads(session, principal, reads_of([answer]), REORIENT)
+        if answered:
+            log_reads(session, principal, reads_of([answer]), REORIENT)
         return answer
 
     return idempotency.commit_once(

@@ -330,7 +330,9 @@ async def reorient(
         request,
         principal,
         referral_id,
-        lambda session: lifecycle.reorient(session, principal, referral_id, None, settings, None),
+        lambda session: lifecycle.reorient(
+            session, principal, referral_id, None, settings, None, answered=False
+        ),
         lambda created: f"/agent/orientations/{created['id']}?fait=reorientation",
     )
 

@@ -229,7 +229,7 @@ async def move(request: Request, token: Token) -> Response:
         await db.write(
             lambda session: lifecycle.move_referral(
                 session, principal, referral_id, change, if_match, None,
-                db.settings.referral_ttl_days,
+                db.settings.referral_ttl_days, answered=False,
             )
         )
     except Problem as problem:

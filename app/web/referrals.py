@@ -180,7 +180,7 @@ async def move(
         principal,
         referral_id,
         lambda session: lifecycle.move_referral(
-            session, principal, referral_id, change, if_match, None, ttl
+            session, principal, referral_id, change, if_match, None, ttl, answered=False
         ),
         lambda _: f"{_prefix(principal)}/{referral_id}?fait={change.status.value}",
     )
