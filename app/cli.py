@@ -179,8 +179,23 @@ class _French:
         return option
 
 
+# What a command exits with when the database cannot be reached or written (sysexits'
+# EX_UNAVAILABLE): a supervisor can tell it from a wrong argument (2) or a refused input (1).
+UNAVAILABLE_EXIT = 69
+
+
 class FrenchCommand(_French, TyperCommand):
-    pass
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from app.db import storage_fault  # on an error only: the help stays light
+
+            reason = storage_fault(exc)
+            if reason is None:
+                raise
+            errors.print(reason)
+            raise typer.Exit(UNAVAILABLE_EXIT) from None
 
 
 class FrenchGroup(_French, TyperGroup):

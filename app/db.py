@@ -3,8 +3,11 @@
 import asyncio
 import contextlib
 import hashlib
+import math
+import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +21,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
-from sqlalchemy import Table, event, func, select
+from sqlalchemy import Table, event, func, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, create_engine
 from starlette.concurrency import run_in_threadpool
 
@@ -256,13 +260,158 @@ def exclusive(engine: Engine, name: str, wait: bool = False) -> Iterator[bool]:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrades to the last revision. Several instances starting at once on an empty database
-    take turns on an advisory lock: the first migrates, the others then find nothing to do."""
-    with exclusive(engine, "migrate", wait=True):
-        command.upgrade(alembic_config(engine), "head")
+    """Upgrades to the last revision, then checks that the database takes a write. Several
+    instances starting at once on an empty database take turns on an advisory lock: the first
+    migrates, the others then find nothing to do. StorageUnavailable (in French) when the
+    database cannot be reached or written: a read-only file has nothing to migrate and would
+    refuse every orientation."""
+    try:
+        with exclusive(engine, "migrate", wait=True):
+            command.upgrade(alembic_config(engine), "head")
+    except (DBAPIError, PoolTimeout) as exc:
+        reason = storage_fault(exc)
+        if reason is None:
+            raise
+        raise StorageUnavailable(reason) from exc
+    require_writable(engine)
 
 
 def migrations_current(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
+
+
+# --- storage faults --------------------------------------------------------------------------
+
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait, and how long /readyz remembers a fault
+PROBE_EVERY_SECONDS = 1.0
+_SQLITE_FAULTS = {  # primary result codes (the extended ones carry them in their low byte)
+    sqlite3.SQLITE_FULL: "Le disque de la base de données est plein : rien ne peut être écrit.",
+    sqlite3.SQLITE_READONLY: "La base de données est en lecture seule : rien ne peut être écrit.",
+    sqlite3.SQLITE_IOERR: "Le disque de la base de données ne répond pas (erreur d'écriture).",
+    sqlite3.SQLITE_CANTOPEN: (
+        "Le fichier de la base de données ne peut pas être ouvert : son dossier est-il en "
+        "lecture seule, ou absent ?"
+    ),
+    sqlite3.SQLITE_BUSY: "La base de données est occupée par une autre écriture.",
+    sqlite3.SQLITE_LOCKED: "La base de données est occupée par une autre écriture.",
+}
+_UNREACHABLE = "La base de données est injoignable."
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or written right now; the message says why, in French."""
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """Why `exc` means that the database cannot be reached or written right now (a French
+    sentence, for a 503 or the command line), or None when it is anything else (a bug, a
+    constraint: not the storage's fault). The one place that tells them apart."""
+    if isinstance(exc, StorageUnavailable):
+        return str(exc)
+    if isinstance(exc, PoolTimeout):
+        return "Toutes les connexions à la base de données sont occupées."
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return _SQLITE_FAULTS.get(code & 0xFF) if isinstance(code, int) else None
+    # psycopg, read by duck typing: a SQLite deployment never imports it.
+    sqlstate: str | None = getattr(orig, "sqlstate", None)
+    if sqlstate == "25006":  # read_only_sql_transaction: a standby, or read-only by setting
+        return "La base de données est en lecture seule : rien ne peut être écrit."
+    if sqlstate is not None and sqlstate.startswith("53"):  # insufficient resources
+        return {
+            "53100": "Le disque de la base de données est plein : rien ne peut être écrit.",
+            "53300": "La base de données n'accepte plus de connexion (toutes sont prises).",
+        }.get(sqlstate, "La base de données manque de ressources.")
+    if sqlstate is not None and sqlstate.startswith("57P"):  # shutting down, starting up
+        return "La base de données redémarre."
+    if exc.connection_invalidated or (
+        isinstance(exc, OperationalError) and (sqlstate is None or sqlstate.startswith("08"))
+    ):
+        return _UNREACHABLE  # refused, dropped, timed out: no answer from the server
+    return None
+
+
+def write_probe(engine: Engine) -> str | None:
+    """Tries a write that rolls back (the migrations' own row, set to itself): None if the
+    database took it, else why not, in French. On a SQLite file, also None only if its disk
+    has room for what SQLite may write before its next checkpoint (a full disk takes small
+    writes into the log's old room until it must grow). Raises what is not a storage fault."""
+    try:
+        with Session(engine) as session, writing(session):
+            if engine.dialect.name == "postgresql":
+                session.execute(text("SET LOCAL statement_timeout = 2000"))
+            session.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            path = engine.url.database if engine.dialect.name == "sqlite" else None
+            if path and path != ":memory:":
+                page = session.execute(text("PRAGMA page_size")).scalar_one()
+                pages = session.execute(text("PRAGMA wal_autocheckpoint")).scalar_one()
+                room = os.statvfs(os.path.dirname(os.path.abspath(path)))
+                if room.f_bavail * room.f_frsize < page * max(pages, 100):
+                    return _SQLITE_FAULTS[sqlite3.SQLITE_FULL]
+            session.rollback()
+    except (DBAPIError, PoolTimeout) as exc:
+        reason = storage_fault(exc)
+        if reason is None:
+            raise
+        return reason
+    return None
+
+
+class StorageHealth:
+    """Whether the database can be written, as /readyz says it: a write probe at most once a
+    second, and whatever fault a request met in the last RETRY_AFTER_SECONDS (a disk can take
+    the probe's nothing and refuse an orientation)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._probed_at = -math.inf
+        self._probed: str | None = None
+        self._fault: tuple[float, str] | None = None
+
+    def fault_seen(self, reason: str) -> None:
+        self._fault = (time.monotonic(), reason)
+
+    def unwritable(self) -> str | None:
+        """Why the database cannot be written now, or None (blocking: call from a thread)."""
+        with self._lock:
+            if time.monotonic() - self._probed_at >= PROBE_EVERY_SECONDS:
+                self._probed = write_probe(self.engine)
+                self._probed_at = time.monotonic()
+            if self._probed is not None:
+                return self._probed
+        fault = self._fault
+        if fault is not None and time.monotonic() - fault[0] < RETRY_AFTER_SECONDS:
+            return fault[1]
+        return None
+
+
+_health: "weakref.WeakKeyDictionary[Engine, StorageHealth]" = weakref.WeakKeyDictionary()
+_health_lock = threading.Lock()
+
+
+def storage_health(engine: Engine) -> StorageHealth:
+    """This process's one StorageHealth of `engine`."""
+    with _health_lock:
+        health = _health.get(engine)
+        if health is None:
+            health = _health[engine] = StorageHealth(engine)
+        return health
+
+
+def require_writable(engine: Engine) -> None:
+    """Raises StorageUnavailable (in French) unless the database can be reached and written:
+    at start, before serving."""
+    try:
+        reason = write_probe(engine)
+    except DBAPIError as exc:  # not a storage fault: still not a traceback at start
+        raise StorageUnavailable(
+            f"La base de données refuse l'écriture ({type(exc).__name__})."
+        ) from exc
+    if reason is not None:
+        raise StorageUnavailable(reason)

@@ -1,5 +1,6 @@
 """RFC 9457 problem details: the one shape every error takes, with French details."""
 
+import inspect
 from typing import Any
 
 import orjson
@@ -7,7 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.db import RETRY_AFTER_SECONDS, StorageUnavailable, storage_fault, storage_health
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -112,6 +118,16 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers
         self.extra = extra
+
+
+def unavailable(reason: str) -> Problem:
+    """503: the database cannot be reached or written (app.db.storage_fault says why)."""
+    return Problem(
+        503,
+        f"{reason} Réessayez dans quelques instants.",
+        slug="base-indisponible",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> Problem:
@@ -225,6 +241,24 @@ def install(app: FastAPI) -> None:
             413: "Corps de requête trop volumineux.",
         }.get(exc.status_code, str(exc.detail))
         return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: Exception) -> Response:
+        # Wherever the database failed (a use case, the key cache, a page's session): a 503
+        # when the storage is at fault, answered as the app answers any Problem (a page for a
+        # page); anything else stays the 500 it is.
+        reason = storage_fault(exc)
+        if reason is None:
+            raise exc
+        storage_health(request.app.state.db.engine).fault_seen(reason)
+        problem = unavailable(reason)
+        try:
+            answer = request.app.exception_handlers[Problem](request, problem)
+            return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
+        except (DBAPIError, PoolTimeout):  # the page itself needed the database
+            return await _problem(request, problem)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,9 +1,9 @@
 """The request guard: what every request goes through before the application sees it, and every
 answer after. It refuses, as French problem details, bodies too large (413), of a type other
 than JSON (415; the web pages' url-encoded forms, outside /v1, excepted), malformed or not UTF-8
-or nested too deep (400), or carrying a NUL character (422); it adds the security headers; and
-it turns an unexpected error into a 500 that closes the connection cleanly, logged without the
-exception's message (which may hold personal data)."""
+or nested too deep (400), or carrying a NUL character (422); it adds the security headers (and
+Retry-After to a 503); and it turns an unexpected error into a 500 that closes the connection
+cleanly, logged without the exception's message (which may hold personal data)."""
 
 import logging
 import traceback
@@ -14,6 +14,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
+from app.db import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("passerelle")
 
@@ -28,6 +29,7 @@ _SECURITY_HEADERS = [
 # said otherwise (the documentation's own assets).
 _DOCS_ASSETS = ("/static-offline-docs/", "/static/")  # and the web pages' (app.web)
 _CACHE_DOCS = b"public, max-age=86400"
+_RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
 
 
 class BadBody(Exception):
@@ -119,6 +121,8 @@ class RequestGuard:
                     headers.append((b"cache-control", _CACHE_DOCS if docs else b"no-store"))
                 if message["status"] >= 500 and b"connection" not in names:
                     headers.append((b"connection", b"close"))
+                if message["status"] == 503 and b"retry-after" not in names:
+                    headers.append((b"retry-after", _RETRY_AFTER))  # pages' too: one rule
             await send(message)
 
         try:
