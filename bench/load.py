@@ -334,8 +334,7 @@ def web_pages(tmp: Path, table: "Table | None" = None) -> None:
     settings = Settings(secret_key="b" * 32, web_key_login=True)
     figures = []
     for role, pages, n in (
-        # The place's generated referrals are all waiting past their deadline: the inbox of
-        # open ones is empty (its look-up is what it measures); the expired fill a page of 50.
+        # The place's newest 1% of referrals are open (the inbox), the others final.
         (
             "mediateur",
             ["/v1/referrals/summary", "/mediateur", "/mediateur?statut=expiree",
@@ -377,7 +376,11 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
     """Bulk rows straight into SQLite: orientations and their referrals, newest last."""
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA foreign_keys=OFF")
-    statuses = ["en_attente", "acceptee", "contactee", "terminee", "refusee"]
+    # As the service leaves them: the old ones final (what was waiting past its deadline
+    # expired), the newest 1% still open, due in 2027.
+    finals = ["terminee", "refusee", "expiree", "non_venue", "annulee"]
+    opens = ["en_attente", "acceptee", "contactee"]
+    recent = total - max(1, total // 100)
     step = max(1, total // own)
 
     def rows(kind: str):  # type: ignore[no-untyped-def]
@@ -389,8 +392,11 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
                        "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]")
             else:
                 target = place if i % step == 0 else others[i % len(others)]
-                yield (f"orv_b{i:09d}", oid, None, f"B{i:06d}", statuses[i % 5], target, origin,
-                       1.0, "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, at, 1)
+                status, due = (
+                    (opens[i % 3], "2027" + at[4:]) if i >= recent else (finals[i % 5], at)
+                )
+                yield (f"orv_b{i:09d}", oid, None, f"B{i:06d}", status, target, origin,
+                       1.0, "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, due, 1)
 
     conn.executemany(
         "INSERT INTO orientation (id, created_at, day, api_key_id, origin_place_id, profile, "

@@ -43,6 +43,7 @@ MUTABLE_TABLES = (
     "handoff_event",
     "idempotency_record",
     "referral",
+    "referral_tally",  # after referral: deleting referrals (SQLite) moves its counts
     "contact",
     "orientation",
     "place_event",

@@ -5,7 +5,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_
+from sqlalchemy import ColumnElement, and_, case, column, false, func, or_, table
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -316,16 +316,34 @@ def list_referrals(
     )
 
 
+# Kept by triggers in every transaction that writes a referral (migration 0012).
+_tally = table(
+    "referral_tally", column("side"), column("place_id"), column("status"), column("urgent"),
+    column("count"),
+)
+
+
 def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     """Counts by status as shown, for the caller's place, and how many open ones are urgent:
-    what an inbox shows ("3 en attente, 1 urgente")."""
+    what an inbox shows ("3 en attente, 1 urgente"). Only the referrals that may still expire
+    are counted row by row (whether their deadline passed decides how they show: few, since
+    the service expires them every minute); the others come from the tally, so the cost does
+    not grow with the place's history."""
     now = utcnow()
     past = (col(Referral.expires_at) <= now).label("past")
-    rows = session.exec(
+    expirable = [s.value for s in EXPIRABLE]
+    rows = list(session.exec(
         select(Referral.status, Referral.urgent, past, func.count())  # type: ignore[call-overload]
-        .where(scope_filter(principal))
+        .where(scope_filter(principal), col(Referral.status).in_(expirable))
         .group_by(col(Referral.status), col(Referral.urgent), past)
-    ).all()
+    ).all())
+    if principal.role in (Role.MEDIATEUR, Role.AGENT):
+        side = "received" if principal.role is Role.MEDIATEUR else "sent"
+        rows += session.exec(
+            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"])  # type: ignore[call-overload]
+            .where(_tally.c.side == side, _tally.c.place_id == principal.place_id,
+                   _tally.c.status.not_in(expirable), _tally.c["count"] != 0)
+        ).all()
     by_status = dict.fromkeys((s.value for s in ReferralStatus), 0)
     urgent_open = 0
     for status, urgent, is_past, number in rows:
