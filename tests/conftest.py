@@ -102,7 +102,7 @@ def engine(migrated_engine: Engine) -> Engine:
             for table in MUTABLE_TABLES:
                 connection.execute(text(f"DELETE FROM {table}"))
     # Rows went behind the services' back; the communes, untouched, stay loaded.
-    invalidate(migrated_engine, "api_key", "place")
+    invalidate(migrated_engine, "api_key", "place", "webhook")
     return migrated_engine
 
 

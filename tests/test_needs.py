@@ -203,3 +203,12 @@ def test_an_operator_sets_a_capacity_and_a_pause_from_the_command_line(
     assert place_of(orient(client, world)) == tulle
     refused = CliRunner().invoke(cli, ["places", "set", "lieu_inconnu", "--no-pause"])
     assert refused.exit_code == 1 and "Lieu inconnu" in refused.output
+
+
+def test_the_coverage_page_takes_every_need_or_one(client: TestClient, world: World) -> None:
+    login(client, world, "coord")
+    every = client.get("/coordinateur/couverture?territoire=&km=30&besoin=")
+    assert every.status_code == 200 and "qui répond à ce besoin" not in every.text
+    wrong = client.get("/coordinateur/couverture?besoin=telepathie")
+    assert wrong.status_code == 422
+    assert "Besoin : choisissez une des valeurs proposées" in html.unescape(wrong.text)

@@ -8,6 +8,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BeforeValidator
 from starlette.responses import JSONResponse, Response
 
 from app.errors import Problem, invalid
@@ -252,7 +253,8 @@ class CoverageQuery:
 
     territoire: Annotated[str | None, TERRITORY] = None
     km: Annotated[float | None, Query(gt=0, le=500)] = None
-    besoin: Annotated[Specific | None, Query()] = None
+    # The select's « Tous les besoins » sends an empty value: no need.
+    besoin: Annotated[Specific | None, BeforeValidator(lambda v: v or None), Query()] = None
 
     def limit(self, request: Request) -> float:
         default: float = request.app.state.db.settings.max_referral_distance_km

@@ -123,6 +123,7 @@ PARAMETERS = {
     "par": "Regrouper par",
     "territoire": "Territoire",
     "km": "Distance",
+    "besoin": "Besoin",
     "suite": "Page suivante",
     "q": "Recherche",
     "fait": "Étape faite",
