@@ -304,3 +304,28 @@ def test_a_paused_place_is_skipped_and_the_orientation_says_why(
     # The pause lifted: the place receives again.
     client.post(place_path, data={"csrf": csrf, "paused_until": ""})
     assert orient(client, world)["referral"]["place"]["id"] == world.places["demo-med-tulle"]
+
+
+def test_a_place_declares_its_capacity_from_its_email(
+    client: TestClient, world: World, engine: Engine, settings: Settings, mailbox: Mailbox
+) -> None:
+    sent = orient(client, world)["referral"]
+    [mail] = mails_to_the_place(engine, settings, mailbox, sent["code"])
+    place_path = link_of(mail) + "/lieu"
+    client.cookies.clear()
+    csrf, _ = csrf_and_version(client.get(place_path).text)
+    refused = client.post(place_path, data={"csrf": csrf, "capacity": "beaucoup"})
+    assert refused.status_code == 422 and "Doit être un nombre entier" in refused.text
+    answer = client.post(place_path, data={"csrf": csrf, "capacity": "1"}, follow_redirects=False)
+    assert answer.status_code == 303
+    # The place already has one open referral: it is full, the next goes elsewhere.
+    again = orient(client, world)
+    assert again["referral"]["place"]["id"] != world.places["demo-med-tulle"]
+    assert "lieu_complet" in again["reasons"]
+    with engine.connect() as connection:
+        logged = connection.execute(
+            text("SELECT new_value FROM place_event WHERE field = 'capacity'")
+        ).scalar_one()
+    assert logged == "1"
+    client.post(place_path, data={"csrf": csrf, "capacity": ""})
+    assert orient(client, world)["referral"]["place"]["id"] == world.places["demo-med-tulle"]

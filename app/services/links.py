@@ -168,6 +168,7 @@ class PlaceContact(InputModel):
     email: EmailStr | None = None
     phone: str | None = PydField(default=None, max_length=30)
     hours: str | None = PydField(default=None, max_length=500)
+    capacity: int | None = PydField(default=None, ge=0, le=100_000)
 
 
 def update_place(

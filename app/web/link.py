@@ -319,7 +319,7 @@ async def place_update(request: Request, token: Token) -> Response:
                 changes["paused_until"] = until
     try:
         checked = links.PlaceContact.model_validate(
-            {f: form.get(f, "").strip() or None for f in ("email", "phone", "hours")}
+            {f: form.get(f, "").strip() or None for f in ("email", "phone", "hours", "capacity")}
         )
     except ValidationError as exc:
         for error in validation_errors(list(exc.errors())):
