@@ -153,6 +153,10 @@ def test_the_coordinators_figures_count_the_needs_stated(
     assert stated["specific"]["surdite"] == 1 and stated["specific"]["illettrisme"] == 1
     assert stated["free_only"] == 1 and stated["availability"] == 1
     assert totals["orientations"] == 4
+    login(client, world, "coord")
+    page = html.unescape(client.get("/coordinateur").text)
+    assert "Besoins indiqués par l'agent pour 3 orientations, dont 1 sans lieu" in page
+    assert "surdité 1" in page and "gratuit seulement 1" in page
 
 
 def test_coverage_per_need_and_the_places_that_receive_nothing_today(

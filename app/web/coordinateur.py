@@ -22,6 +22,7 @@ from app.services.territories import (
     territory_label,
 )
 from app.triage.needs import SPECIFIC, Specific
+from app.triage.words import NEED_LABELS
 from app.web import charts
 from app.web.render import number, page, percent
 from app.web.session import CoordinateurUser
@@ -221,6 +222,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
         desk=service.AT_THE_DESK,
         per_referral=bool(service.REFERRAL_KEYS & set(keys)),
         refusals=service.REFUSAL_LABELS,
+        need_labels=NEED_LABELS,
         key_label=service.key_label,
         volumes=volumes,
         rates=rates,
