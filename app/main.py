@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app import errors, web
+from app import docs, errors, web
 from app.auth import FailureThrottle, forget_old_failures
 from app.compression import Compression
 from app.config import Settings, get_settings
@@ -164,9 +164,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # app.docs: the same page, with a Content-Security-Policy
         redoc_url=None,
-        favicon_url="data:,",
     )
+    docs.install(app)
     app.state.db = db
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute, db)
     errors.install(app)

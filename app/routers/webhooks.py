@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import Require
@@ -40,15 +40,31 @@ async def create_webhook(data: WebhookIn, principal: Subscriber, db: DbDep) -> A
     return await db.write(lambda session: service.create_webhook(session, principal, data))
 
 
-@router.get("", response_model=list[WebhookOut], summary="Mes webhooks")
-async def list_webhooks(principal: Subscriber, db: DbDep) -> Any:
-    return await db.read(lambda session: service.list_webhooks(session, principal))
+@router.get(
+    "",
+    response_model=list[WebhookOut],
+    summary="Mes webhooks",
+    description=(
+        "Les webhooks de votre lieu. Un administrateur voit les siens (qui suivent tous les "
+        "lieux) ou, avec `place_id`, ceux d'un lieu, qu'il peut supprimer."
+    ),
+    responses=problem_responses(404),
+)
+async def list_webhooks(
+    principal: Subscriber,
+    db: DbDep,
+    place_id: Annotated[
+        str | None, Query(max_length=64, description="Les webhooks de ce lieu seulement.")
+    ] = None,
+) -> Any:
+    return await db.read(lambda session: service.list_webhooks(session, principal, place_id))
 
 
 @router.delete(
     "/{webhook_id}",
     status_code=204,
     summary="Ne plus suivre",
+    description="Un webhook de votre lieu ; un administrateur, celui de n'importe quel lieu.",
     responses=problem_responses(404),
 )
 async def delete_webhook(webhook_id: str, principal: Subscriber, db: DbDep) -> Response:

@@ -3,13 +3,13 @@
 import base64
 import secrets
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, true, update
 from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.db import writing
 from app.errors import invalid
-from app.models import OutboxMessage, Principal, Role, Webhook
+from app.models import OutboxMessage, Place, Principal, Role, Webhook
 from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
 from app.services.cache import bump
 from app.services.lookup import first_or_404
@@ -57,17 +57,31 @@ def create_webhook(session: Session, principal: Principal, data: WebhookIn) -> W
     return created
 
 
-def _mine(principal: Principal) -> ColumnElement[bool]:
-    """The one rule of whose webhooks a caller manages: its place's (an admin's: its own)."""
+def _managed(principal: Principal) -> ColumnElement[bool]:
+    """The one rule of whose webhooks a caller manages: its place's; an admin, everyone's."""
     if principal.role is Role.ADMIN:
-        return col(Webhook.place_id).is_(None)
+        return true()
     return col(Webhook.place_id) == principal.place_id
 
 
-def list_webhooks(session: Session, principal: Principal) -> list[WebhookOut]:
-    rows = session.exec(
-        select(Webhook).where(_mine(principal)).order_by(col(Webhook.created_at))
-    ).all()
+def list_webhooks(
+    session: Session, principal: Principal, place_id: str | None = None
+) -> list[WebhookOut]:
+    """The webhooks the caller manages (app.services.webhooks._managed); `place_id`: only
+    that place's (an unknown place: 404). Without it, an admin lists its own, which follow
+    every place."""
+    query = select(Webhook).where(_managed(principal))
+    if place_id is not None:
+        first_or_404(
+            session,
+            select(Place.id).where(Place.id == place_id),
+            place_id,
+            "Aucun lieu avec cet identifiant.",
+        )
+        query = query.where(col(Webhook.place_id) == place_id)
+    elif principal.role is Role.ADMIN:
+        query = query.where(col(Webhook.place_id).is_(None))
+    rows = session.exec(query.order_by(col(Webhook.created_at))).all()
     return [_out(w) for w in rows]
 
 
@@ -79,7 +93,7 @@ def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> N
         bump(session, "webhook")
         webhook = first_or_404(
             session,
-            select(Webhook).where(Webhook.id == webhook_id, _mine(principal)),
+            select(Webhook).where(Webhook.id == webhook_id, _managed(principal)),
             webhook_id,
             "Aucun webhook avec cet identifiant.",
         )
