@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.db import RETRY_AFTER_SECONDS, StorageUnavailable, storage_fault, storage_health
 
@@ -207,6 +208,20 @@ def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": _french(e)} for e in raw]
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request) -> str:
+    """Every method that some route answers at this path: Starlette's 405 names only the
+    methods of the first route that matched it (GET, where POST is there too)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -234,13 +249,17 @@ def install(app: FastAPI) -> None:
         return problem_response(422, detail, slug="donnees-invalides", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = {
             404: "Aucune ressource à cette adresse.",
             405: "Méthode non autorisée pour cette adresse.",
             413: "Corps de requête trop volumineux.",
         }.get(exc.status_code, str(exc.detail))
-        return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        allowed = _allowed(request) if exc.status_code == 405 else ""
+        if allowed:  # (a mounted app's own 405 has its own path: left as it said)
+            headers["Allow"] = allowed
+        return problem_response(exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 # Every id and referral code this service hands out matches this; nothing else names a resource.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -38,6 +38,20 @@ def rfc3339(value: datetime) -> str:
 
 
 UtcDatetime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _written_as_a_day(value: object) -> object:
+    # Pydantic would take 0 (or « 0 ») for 1970-01-01, a Unix time: the document says
+    # AAAA-MM-JJ, and so do we.
+    if isinstance(value, date) or (isinstance(value, str) and _DAY.fullmatch(value)):
+        return value
+    raise ValueError("Date invalide (attendu AAAA-MM-JJ).")
+
+
+# A day sent to the API (a body's field, a query's parameter): AAAA-MM-JJ only.
+Day = Annotated[date, BeforeValidator(_written_as_a_day)]
 
 
 class InputModel(BaseModel):

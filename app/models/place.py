@@ -4,12 +4,20 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, EmailStr, computed_field, field_validator
+from pydantic import (
+    BaseModel,
+    EmailStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    computed_field,
+    field_validator,
+)
 from pydantic import Field as PydField
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.common import InputModel, UtcDatetime, new_id, utcnow
+from app.models.common import Day, InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
 from app.models.hours import hours_in_french
 from app.triage.needs import Fees, Modality
@@ -91,20 +99,21 @@ class PlaceIn(InputModel):
     postal_code: str = PydField(default="", pattern=r"^(\d{5})?$")
     commune: str = PydField(pattern=COMMUNE_PATTERN)
     commune_name: str = PydField(default="", max_length=200)
-    latitude: float = PydField(ge=-90, le=90)
-    longitude: float = PydField(ge=-180, le=180)
+    # Strict (as accepts_referrals and capacity): false is not 0, nor « 45 » a number.
+    latitude: StrictFloat = PydField(ge=-90, le=90)
+    longitude: StrictFloat = PydField(ge=-180, le=180)
     services: list[str] = PydField(default_factory=list, max_length=30)
     phone: str | None = PydField(default=None, max_length=30)
     email: EmailStr | None = None
     website: str | None = PydField(default=None, max_length=300)
     hours: str | None = PydField(default=None, max_length=500)
-    accepts_referrals: bool = True
-    paused_until: date | None = PydField(
+    accepts_referrals: StrictBool = True
+    paused_until: Day | None = PydField(
         default=None,
         description="Aucune nouvelle orientation jusqu'à ce jour inclus (congés, pas de "
         "capacité d'accueil) ; null : le lieu reçoit.",
     )
-    capacity: int | None = PydField(
+    capacity: StrictInt | None = PydField(
         default=None,
         ge=0,
         le=100_000,

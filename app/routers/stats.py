@@ -1,6 +1,5 @@
 """HTTP layer of coordinators' statistics: referrals of a territory, and its coverage."""
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
@@ -9,6 +8,7 @@ from fastapi.responses import Response
 from app.auth import Coordinator
 from app.db import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
+from app.models.common import Day
 from app.models.stats import CoverageOut, ReferralStats
 from app.services import coverage as coverage_service
 from app.services import stats as service
@@ -91,9 +91,9 @@ async def referral_stats(
     principal: Coordinator,
     db: DbDep,
     from_: Annotated[
-        date | None, Query(alias="from", description="Premier jour (AAAA-MM-JJ).")
+        Day | None, Query(alias="from", description="Premier jour (AAAA-MM-JJ).")
     ] = None,
-    to: Annotated[date | None, Query(description="Dernier jour compris (AAAA-MM-JJ).")] = None,
+    to: Annotated[Day | None, Query(description="Dernier jour compris (AAAA-MM-JJ).")] = None,
     territory: Annotated[str | None, TERRITORY] = None,
     group_by: Annotated[
         str | None,
