@@ -24,13 +24,15 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import RETRY_AFTER_SECONDS, make_engine, migrate
 from app.main import create_app
-from app.models import Role
+from app.models import Role, User
+from app.services.accounts import open_session
 from app.services.commune_reference import Reference
 from app.services.communes import import_reference
 from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
 from app.services.place_import import import_places, place_ids_by_source_id
 from app.services.place_sources import read_source
+from app.web.session import COOKIE
 from tests.conftest import World, orientation_body, serving
 from tests.pgserver import postgres_server
 from tests.test_web import form, login
@@ -287,6 +289,17 @@ def test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers(
             assert client.post("/v1/orientations", headers=agent,
                                json=orientation_body()).status_code == 201
 
+            # A person signed in: her session is read from the database, so is her page.
+            person = User(email="marie@example.org", first_name="Marie")
+            with Session(engine, expire_on_commit=False) as session:
+                session.add(person)
+                session.commit()
+            with Session(engine) as session:
+                token = open_session(session, person.id, "lien", 10)
+            cookie = app.state.web_signer.dumps({"k": None, "c": "csrf", "s": token})
+            client.cookies.set(COOKIE, cookie)
+            assert client.get("/agent", follow_redirects=False).status_code in (200, 303)
+
             # Stopped: refused connections, a 503 (never a 500), a French reason.
             data = _data_directory(raw)
             _pg_ctl(data, "stop", "-m", "fast")
@@ -301,6 +314,14 @@ def test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers(
                 _is_503(client.get("/v1/referrals", headers=world.auth("med_tulle")))
                 ready = client.get("/readyz")
                 assert ready.status_code == 503 and "injoignable" in ready.json()["detail"]
+                page = client.get("/agent", follow_redirects=False)
+                assert page.status_code == 503 and page.headers["retry-after"]
+                assert page.headers["content-type"].startswith("text/html")
+                assert "Service momentanément indisponible" in page.text
+                assert "injoignable" in page.text and COOKIE not in page.headers.get(
+                    "set-cookie", ""
+                )
+                client.cookies.clear()
             finally:
                 _pg_ctl(data, "start")
             again = client.post(

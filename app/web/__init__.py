@@ -14,15 +14,18 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.errors import Problem, validation_errors
+from app.db import storage_fault
+from app.errors import Problem, unavailable, validation_errors
 from app.web import accounts, agent, coordinateur, home, link, mediateur, referrals
 from app.web.render import error_words, page
-from app.web.session import LoginRequired
+from app.web.session import LoginRequired, WebSession
 
 logger = logging.getLogger("passerelle")
 
@@ -70,9 +73,22 @@ def install(app: FastAPI, settings: Settings) -> None:
     async def _problem(request: Request, exc: Problem) -> Response:
         if not is_page(request):
             return await _answer(api_problem(request, exc))
-        return await page(
-            request, "error.html", status_code=exc.status, status=exc.status, detail=exc.detail
-        )
+        try:
+            return await page(
+                request, "error.html", status_code=exc.status, status=exc.status,
+                detail=exc.detail,
+            )
+        except (DBAPIError, PoolTimeout) as fault:
+            # A person's session is read from the database: when that is what failed, the
+            # page says so, shown signed out (the cookie is left as it is).
+            reason = storage_fault(fault)
+            if reason is None:
+                raise
+            request.state.web_session = WebSession(None, secrets.token_urlsafe(32))
+            shown = exc if exc.status == 503 else unavailable(reason)
+            return await page(
+                request, "error.html", status_code=503, status=503, detail=shown.detail
+            )
 
     api_invalid = app.exception_handlers[RequestValidationError]
 
