@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.db import insert_row
+from app.db import insert_row, writing
 from app.models import Orientation, Referral
 from app.models.common import new_id
 from app.services.referrals import new_referral
@@ -57,44 +57,48 @@ def test_summary_is_the_count_of_the_rows(
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     with Session(engine) as session:
-        key_id = session.execute(text("SELECT id FROM api_key LIMIT 1")).scalar_one()
-        session.execute(text("DELETE FROM referral"))
-        session.execute(text("DELETE FROM orientation"))
-        for place, desk, status, urgent, past in made:
-            oid = new_id("ori")
-            insert_row(session, Orientation, {
-                "id": oid, "created_at": now, "day": now.date(), "api_key_id": key_id,
-                "origin_place_id": desks[desk], "profile": "partiellement_autonome",
-                "profile_source": "declared", "route": "mediateur",
-                "do_now_at_france_services": False, "reasons": [], "rules_version": "test",
-                "theme": "caf", "urgent": urgent, "already_followed": False,
-                "commune": "19272", "consent": False, "alternatives": [],
-            })
-            row = new_referral(
-                orientation_id=oid, place_id=mediation[place], origin_place_id=desks[desk],
-                distance_km=1.0, profile="partiellement_autonome", theme="caf", urgent=urgent,
-                commune="19272", day=now.date(), now=now, ttl_days=14,
-            )
-            row["status"] = status
-            row["expires_at"] = now + timedelta(days=-1 if past else 14)
-            insert_row(session, Referral, row)
-            rows.append(row)
-        session.commit()
-        # Changes as any writer makes them (the lifecycle, expiry, a purge, an operator).
-        for index, status, urgent in changes:
-            if not rows:
-                break
-            row = rows[index % len(rows)]
-            if status is None:
-                session.execute(text("DELETE FROM referral WHERE id = :id"), {"id": row["id"]})
-                rows.remove(row)
-            else:
-                session.execute(
-                    text("UPDATE referral SET status = :s, urgent = :u WHERE id = :id"),
-                    {"s": status, "u": urgent, "id": row["id"]},
+        # As the service's writers do (app.db.writing): SQLite's write lock from the start,
+        # never a read upgraded to a write that another writer got in between (locked).
+        with writing(session):
+            key_id = session.execute(text("SELECT id FROM api_key LIMIT 1")).scalar_one()
+            session.execute(text("DELETE FROM referral"))
+            session.execute(text("DELETE FROM orientation"))
+            for place, desk, status, urgent, past in made:
+                oid = new_id("ori")
+                insert_row(session, Orientation, {
+                    "id": oid, "created_at": now, "day": now.date(), "api_key_id": key_id,
+                    "origin_place_id": desks[desk], "profile": "partiellement_autonome",
+                    "profile_source": "declared", "route": "mediateur",
+                    "do_now_at_france_services": False, "reasons": [], "rules_version": "test",
+                    "theme": "caf", "urgent": urgent, "already_followed": False,
+                    "commune": "19272", "consent": False, "alternatives": [],
+                })
+                row = new_referral(
+                    orientation_id=oid, place_id=mediation[place], origin_place_id=desks[desk],
+                    distance_km=1.0, profile="partiellement_autonome", theme="caf", urgent=urgent,
+                    commune="19272", day=now.date(), now=now, ttl_days=14,
                 )
-                row["status"], row["urgent"] = status, urgent
-        session.commit()
+                row["status"] = status
+                row["expires_at"] = now + timedelta(days=-1 if past else 14)
+                insert_row(session, Referral, row)
+                rows.append(row)
+            session.commit()
+        with writing(session):
+            # Changes as any writer makes them (the lifecycle, expiry, a purge, an operator).
+            for index, status, urgent in changes:
+                if not rows:
+                    break
+                row = rows[index % len(rows)]
+                if status is None:
+                    session.execute(text("DELETE FROM referral WHERE id = :id"), {"id": row["id"]})
+                    rows.remove(row)
+                else:
+                    session.execute(
+                        text("UPDATE referral SET status = :s, urgent = :u WHERE id = :id"),
+                        {"s": status, "u": urgent, "id": row["id"]},
+                    )
+                    row["status"], row["urgent"] = status, urgent
+            session.commit()
 
     for name, side, place in (
         ("med_tulle", "place_id", mediation[0]),
