@@ -36,33 +36,35 @@ from app.models import (
 )
 from app.models.common import InputModel, utcnow
 from app.services import notifications
-from app.services.cache import bump
+from app.services.cache import bump, cached
 from app.triage.lifecycle import FINAL, ReferralStatus, effective_status
 
 VIA = "lien_email"
 NEW_LINKS_PER_HOUR = 3
 _SALT = "passerelle-lien-email"
-_secrets: dict[int, str] = {}
+
+
+def _draw_secret(session: Session) -> str:
+    """The links' secret, drawn by the first instance to need it (its own transaction: the
+    cache's session only reads)."""
+    engine: Engine = engine_of(session)
+    table = ServerSecret.__table__  # type: ignore[attr-defined]
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with engine.begin() as connection:
+        connection.execute(
+            insert(table)
+            .values(name="links", value=secrets.token_urlsafe(48), created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        return str(
+            connection.execute(select(table.c.value).where(table.c.name == "links")).scalar_one()
+        )
 
 
 def link_secret(session: Session) -> str:
-    """The secret every instance signs links with: drawn by the first to need it."""
-    engine: Engine = engine_of(session)
-    found = _secrets.get(id(engine))
-    if found is None:
-        table = ServerSecret.__table__  # type: ignore[attr-defined]
-        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        with engine.begin() as connection:
-            connection.execute(
-                insert(table)
-                .values(name="links", value=secrets.token_urlsafe(48), created_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            found = connection.execute(
-                select(table.c.value).where(table.c.name == "links")
-            ).scalar_one()
-        _secrets[id(engine)] = found
-    return found
+    """The secret every instance signs links with (this process's copy: app.services.cache;
+    it never changes)."""
+    return cached(engine_of(session), "server_secret", _draw_secret).get()
 
 
 @dataclass(frozen=True, slots=True)
