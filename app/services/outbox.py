@@ -157,14 +157,6 @@ def render_email(
     return subject, text, page
 
 
-# --- where webhooks may go --------------------------------------------------------------
-
-
-def check_webhook_url(url: str, allow_private: bool, loc: list[str | int]) -> str:
-    """A new subscription's URL, normalised (app.services.webhook_address): 422 otherwise."""
-    return webhook_address.check(url, allow_private, loc)
-
-
 # --- delivery ---------------------------------------------------------------------------
 
 

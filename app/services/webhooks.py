@@ -9,11 +9,13 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.db import writing
 from app.errors import invalid
-from app.models import OutboxMessage, Place, Principal, Role, Webhook
+from app.models import OutboxMessage, Principal, Role, Webhook
 from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
+from app.services import webhook_address
 from app.services.cache import bump
 from app.services.lookup import first_or_404
-from app.services.outbox import check_webhook_url, lock_in_order
+from app.services.outbox import lock_in_order
+from app.services.places import get_place
 
 
 def _out(webhook: Webhook) -> WebhookOut:
@@ -35,7 +37,7 @@ def check_webhook(data: WebhookIn, settings: Settings) -> None:
             ["body", "events"],
             f"Événement inconnu : {', '.join(unknown)}. Possibles : {', '.join(WEBHOOK_EVENTS)}.",
         )
-    data.url = check_webhook_url(data.url, settings.webhook_allow_private, ["body", "url"])
+    data.url = webhook_address.check(data.url, settings.webhook_allow_private, ["body", "url"])
 
 
 def create_webhook(session: Session, principal: Principal, data: WebhookIn) -> WebhookCreated:
@@ -72,12 +74,7 @@ def list_webhooks(
     every place."""
     query = select(Webhook).where(_managed(principal))
     if place_id is not None:
-        first_or_404(
-            session,
-            select(Place.id).where(Place.id == place_id),
-            place_id,
-            "Aucun lieu avec cet identifiant.",
-        )
+        get_place(session, place_id)
         query = query.where(col(Webhook.place_id) == place_id)
     elif principal.role is Role.ADMIN:
         query = query.where(col(Webhook.place_id).is_(None))
