@@ -6,7 +6,6 @@ a person acting in one is a Principal with no key, naming the person and the mem
 that the handoff log and the access log say who acted or read. Sessions live in the database:
 logging out, removing a member or deactivating a person ends them at the next request."""
 
-import hashlib
 import html
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from app.auth import hash_token
 from app.db import insert_row, writing
 from app.models import (
     JoinRequest,
@@ -60,10 +60,6 @@ def normal_email(email: str) -> str:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def hash_of(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def display_name(user: User) -> str:
@@ -440,7 +436,7 @@ def open_session(
         session.add(user)
         session.add(
             WebSession(
-                id=hash_of(token),
+                id=hash_token(token),
                 user_id=user_id,
                 membership_id=memberships[0].id if memberships else None,
                 via=via,
@@ -463,7 +459,7 @@ def principal_of_session(
         select(WebSession, User)
         .join(User, col(User.id) == col(WebSession.user_id))
         .where(
-            WebSession.id == hash_of(token),
+            WebSession.id == hash_token(token),
             col(WebSession.ended_at).is_(None),
             col(WebSession.expires_at) > now,
             col(User.deactivated_at).is_(None),
@@ -502,7 +498,7 @@ def principal_of_session(
 
 def switch_membership(session: Session, token: str, membership_id: str) -> bool:
     with writing(session):
-        web_session = session.get(WebSession, hash_of(token))
+        web_session = session.get(WebSession, hash_token(token))
         if web_session is None or web_session.ended_at is not None:
             return False
         membership = session.get(Membership, membership_id)
@@ -522,7 +518,7 @@ def end_session(session: Session, token: str, now: datetime | None = None) -> No
     with writing(session):
         session.execute(
             update(WebSession)
-            .where(col(WebSession.id) == hash_of(token), col(WebSession.ended_at).is_(None))
+            .where(col(WebSession.id) == hash_token(token), col(WebSession.ended_at).is_(None))
             .values(ended_at=now or utcnow())
         )
         session.commit()
