@@ -544,7 +544,7 @@ def places_set(
 
     from app.db import get_engine
     from app.models import Place, Principal, Role
-    from app.services import links
+    from app.services.places import update_place
 
     changes: dict[str, Any] = {}
     if capacity is not None or no_capacity:
@@ -562,7 +562,7 @@ def places_set(
             errors.print(f"Lieu inconnu : {place_id}.")
             raise typer.Exit(1)
         session.rollback()  # the write takes its own transaction (app.db.writing)
-        changed = links.update_place(session, operator, place_id, changes)
+        changed = update_place(session, operator, place_id, changes)
     words = {"capacity": "capacité", "paused_until": "pause"}
     said = ", ".join(words.get(field, field) for field in changed)
     say(f"Lieu {place_id} modifié : {said}." if changed else "Rien n'a changé.")
@@ -1271,10 +1271,6 @@ def stats_coverage(
         _write(geojson_file, geojson)
 
 
-if __name__ == "__main__":
-    app()
-
-
 # --- people's accounts ---------------------------------------------------------------------
 
 
@@ -1408,3 +1404,7 @@ def users_deactivate(
         errors.print(f"Aucune personne à l'adresse {email}.")
         raise typer.Exit(1)
     say(f"{user.email} désactivé(e) : ses sessions sont terminées.")
+
+
+if __name__ == "__main__":
+    app()

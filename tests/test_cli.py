@@ -112,6 +112,16 @@ def test_the_installed_command_helps() -> None:
     assert "Commandes" in done.stdout and "Affiche cette aide et s'arrête." in done.stdout
 
 
+def test_python_m_app_cli_has_every_command() -> None:
+    """`python -m app.cli` (the benchmarks start `serve` so) knows the commands defined last."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "users", "list", "--help"],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **NARROW},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Liste les personnes et leurs rôles." in done.stdout
+
+
 def _commands(group: typer.core.TyperGroup, path: list[str]) -> list[tuple[list[str], object]]:
     found: list[tuple[list[str], object]] = [(path, group)]
     for name, command in group.commands.items():
