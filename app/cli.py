@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 from rich.console import Console
@@ -673,31 +673,35 @@ def _people(session: "Session", ids: Iterable[str | None]) -> dict[str, str]:
 
 # The roles of app.models.Role (tests check they agree), written here so that the help needs
 # no model.
-ROLES = ("agent", "mediateur", "coordinateur", "admin")
 RoleName = Literal["agent", "mediateur", "coordinateur", "admin"]
+ROLES = get_args(RoleName)
+# What a key or a membership is given: a role, and a place or a territory.
+RoleOption = Annotated[
+    RoleName,
+    typer.Option(
+        metavar="RÔLE", help="agent, mediateur (rattachés à un lieu), coordinateur, admin."
+    ),
+]
+PlaceOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LIEU", help="Lieu (agent, mediateur) : son id, ou son id dans la source."
+    ),
+]
+TerritoryOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TERRITOIRE",
+        help="Coordinateur : departement:19, epci:<SIREN>, region:<code> ou national.",
+    ),
+]
 
 
 @command(keys_app, "create")
 def keys_create(
-    role: Annotated[
-        RoleName,
-        typer.Option(
-            metavar="RÔLE", help="agent, mediateur (rattachés à un lieu), coordinateur, admin."
-        ),
-    ],
-    place: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LIEU", help="Lieu (agent, mediateur) : son id, ou son id dans la source."
-        ),
-    ] = None,
-    territory: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TERRITOIRE",
-            help="Coordinateur : departement:19, epci:<SIREN>, region:<code> ou national.",
-        ),
-    ] = None,
+    role: RoleOption,
+    place: PlaceOption = None,
+    territory: TerritoryOption = None,
     name: Annotated[str, typer.Option(metavar="NOM", help="Nom lisible de la clé.")] = "",
 ) -> None:
     """Crée une clé ; son jeton est affiché une seule fois, seul sur la dernière ligne."""
@@ -1277,25 +1281,9 @@ def stats_coverage(
 @command(users_app, "invite")
 def users_invite(
     email: Annotated[str, typer.Option(metavar="E-MAIL", help="Adresse de la personne invitée.")],
-    role: Annotated[
-        RoleName,
-        typer.Option(
-            metavar="RÔLE", help="agent, mediateur (rattachés à un lieu), coordinateur, admin."
-        ),
-    ],
-    place: Annotated[
-        str | None,
-        typer.Option(
-            metavar="LIEU", help="Lieu (agent, mediateur) : son id, ou son id dans la source."
-        ),
-    ] = None,
-    territory: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TERRITOIRE",
-            help="Coordinateur : departement:19, epci:<SIREN>, region:<code> ou national.",
-        ),
-    ] = None,
+    role: RoleOption,
+    place: PlaceOption = None,
+    territory: TerritoryOption = None,
     responsable: Annotated[
         bool,
         typer.Option(

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from app.models.place import PlaceIn
-from tests.conftest import World, orientation_body
+from tests.conftest import World, count, orientation_body
 from tests.test_web import login
 
 
@@ -109,7 +111,7 @@ def test_unknown_needs_are_refused_in_french_and_store_nothing(
 
 
 def test_a_full_place_and_a_paused_place_are_skipped_then_take_referrals_again(
-    client: TestClient, world: World
+    client: TestClient, world: World, engine: Engine
 ) -> None:
     tulle = world.places["demo-med-tulle"]
     set_place(client, world, "demo-med-tulle", capacity=1)
@@ -138,6 +140,22 @@ def test_a_full_place_and_a_paused_place_are_skipped_then_take_referrals_again(
     assert shown["modalities"] == ["individuel", "collectif"] and shown["fees"] == (
         "gratuit_sous_condition"
     )
+    # An admin's changes go to the place's history as the place's own do; one that changes
+    # nothing writes nothing.
+    with engine.connect() as connection:
+        history = connection.execute(
+            text("SELECT field, new_value, actor_role FROM place_event WHERE place_id = :id"
+                 " ORDER BY id"),
+            {"id": tulle},
+        ).all()
+    assert [tuple(row) for row in history] == [
+        ("capacity", "1", "admin"),
+        ("capacity", None, "admin"),
+        ("paused_until", tomorrow, "admin"),
+        ("paused_until", yesterday, "admin"),
+    ]
+    set_place(client, world, "demo-med-tulle")
+    assert count(engine, "place_event") == len(history)
 
 
 def test_the_coordinators_figures_count_the_needs_stated(

@@ -147,6 +147,15 @@ class PlaceIn(InputModel):
         return value
 
 
+class PlaceContact(InputModel):
+    """How a place is reached, as the place itself corrects it (the same bounds as PlaceIn)."""
+
+    email: EmailStr | None = None
+    phone: str | None = PydField(default=None, max_length=30)
+    hours: str | None = PydField(default=None, max_length=500)
+    capacity: int | None = PydField(default=None, ge=0, le=100_000)
+
+
 class _SaysHours(BaseModel):
     if TYPE_CHECKING:  # declared by each subclass, so that it keeps its place in the JSON
         hours: str | None

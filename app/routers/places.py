@@ -63,5 +63,7 @@ async def create_place(
 
 
 @router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")
-async def replace_place(place_id: str, data: PlaceIn, _: Admin, db: DbDep) -> PlaceOut:
-    return await db.write(lambda session: service.replace_place(session, place_id, data))
+async def replace_place(place_id: str, data: PlaceIn, principal: Admin, db: DbDep) -> PlaceOut:
+    return await db.write(
+        lambda session: service.replace_place(session, principal, place_id, data)
+    )

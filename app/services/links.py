@@ -10,12 +10,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from itsdangerous import BadData, URLSafeTimedSerializer
-from pydantic import EmailStr
-from pydantic import Field as PydField
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,19 +22,17 @@ from sqlmodel import Session, col
 
 from app.config import Settings
 from app.db import engine_of, writing
-from app.errors import Problem
 from app.models import (
     OutboxMessage,
     Place,
-    PlaceEvent,
     Principal,
     Referral,
     Role,
     ServerSecret,
 )
-from app.models.common import InputModel, utcnow
+from app.models.common import utcnow
 from app.services import notifications
-from app.services.cache import bump, cached
+from app.services.cache import cached
 from app.triage.lifecycle import FINAL, ReferralStatus, effective_status
 
 VIA = "lien_email"
@@ -157,70 +153,3 @@ def send_new_link(session: Session, link: Link, now: datetime | None = None) -> 
         notifications.queue(session, referral, None, now, event=notifications.NEW_LINK)
         session.commit()
     return True
-
-
-# --- the place's own page -----------------------------------------------------------------
-
-PLACE_FIELDS = ("paused_until", "email", "phone", "hours", "capacity")
-
-
-class PlaceContact(InputModel):
-    """How a place is reached, as the place itself corrects it (the same bounds as PlaceIn)."""
-
-    email: EmailStr | None = None
-    phone: str | None = PydField(default=None, max_length=30)
-    hours: str | None = PydField(default=None, max_length=500)
-    capacity: int | None = PydField(default=None, ge=0, le=100_000)
-
-
-def update_place(
-    session: Session,
-    principal: Principal,
-    place_id: str,
-    changes: dict[str, str | date | int | None],
-) -> list[str]:
-    """The place's pause, e-mail, phone and hours as the place itself corrects them (and its
-    capacity, by an operator), each change written to the place's history. Returns the
-    fields that changed."""
-    if set(changes) - set(PLACE_FIELDS):
-        raise Problem(422, "Champ non modifiable ici.", slug="donnees-invalides")
-    with writing(session):
-        place = session.get_one(Place, place_id)
-        changed = []
-        now = utcnow()
-        for field, value in changes.items():
-            before = getattr(place, field)
-            if before == value:
-                continue
-            setattr(place, field, value)
-            session.add(
-                PlaceEvent(
-                    place_id=place.id,
-                    at=now,
-                    actor_role=principal.role.value,
-                    actor_key_id=principal.key_id,
-                    actor_via=principal.via,
-                    field=field,
-                    old_value=None if before is None else str(before),
-                    new_value=None if value is None else str(value),
-                )
-            )
-            changed.append(field)
-        if changed:
-            place.updated_at = now
-            session.add(place)
-            bump(session, "place")
-        session.commit()
-    return changed
-
-
-def place_history(session: Session, place_id: str, limit: int = 20) -> list[PlaceEvent]:
-    return list(
-        session.execute(
-            select(PlaceEvent)
-            .where(col(PlaceEvent.place_id) == place_id)
-            .order_by(col(PlaceEvent.at).desc(), col(PlaceEvent.id).desc())
-            .limit(limit)
-        ).scalars()
-    )
-

@@ -10,8 +10,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.db import engine_of, writing
-from app.errors import invalid
-from app.models import Place, PlaceKind, Referral
+from app.errors import Problem, invalid
+from app.models import Place, PlaceEvent, PlaceKind, Principal, Referral
 from app.models.common import local_day, utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
 from app.services import idempotency
@@ -315,18 +315,86 @@ def create_place(
     )
 
 
-def replace_place(session: Session, place_id: str, data: PlaceIn) -> PlaceOut:
+# A place's own facts: every change to one of them goes to the place's history (place_event),
+# whoever makes it (the place from its e-mail's link, an admin through the API or the CLI).
+PLACE_FIELDS = ("paused_until", "email", "phone", "hours", "capacity")
+
+
+def _change(
+    session: Session, principal: Principal, place: Place, changes: dict[str, Any], now: datetime
+) -> list[str]:
+    """Sets the place's fields, each change of a PLACE_FIELDS one in its history; returns
+    the fields that changed."""
+    changed = []
+    for field, value in changes.items():
+        before = getattr(place, field)
+        if before == value:
+            continue
+        setattr(place, field, value)
+        changed.append(field)
+        if field in PLACE_FIELDS:
+            session.add(
+                PlaceEvent(
+                    place_id=place.id,
+                    at=now,
+                    actor_role=principal.role.value,
+                    actor_key_id=principal.key_id,
+                    actor_via=principal.via,
+                    field=field,
+                    old_value=None if before is None else str(before),
+                    new_value=None if value is None else str(value),
+                )
+            )
+    return changed
+
+
+def replace_place(
+    session: Session, principal: Principal, place_id: str, data: PlaceIn
+) -> PlaceOut:
     with writing(session):
         place = get_place(session, place_id)
-        for field, value in _columns(data).items():
-            setattr(place, field, value)
-        place.updated_at = utcnow()
+        now = utcnow()
+        _change(session, principal, place, _columns(data), now)
+        place.updated_at = now
         session.add(place)
         bump(session, "place")
         session.flush()
         answer = place_out(place)
         session.commit()
     return answer
+
+
+def update_place(
+    session: Session,
+    principal: Principal,
+    place_id: str,
+    changes: dict[str, str | date | int | None],
+) -> list[str]:
+    """The place's pause, e-mail, phone and hours as the place itself corrects them (and its
+    capacity, by an operator). Returns the fields that changed."""
+    if set(changes) - set(PLACE_FIELDS):
+        raise Problem(422, "Champ non modifiable ici.", slug="donnees-invalides")
+    with writing(session):
+        place = session.get_one(Place, place_id)
+        now = utcnow()
+        changed = _change(session, principal, place, changes, now)
+        if changed:
+            place.updated_at = now
+            session.add(place)
+            bump(session, "place")
+        session.commit()
+    return changed
+
+
+def place_history(session: Session, place_id: str, limit: int = 20) -> list[PlaceEvent]:
+    return list(
+        session.exec(
+            select(PlaceEvent)
+            .where(col(PlaceEvent.place_id) == place_id)
+            .order_by(col(PlaceEvent.at).desc(), col(PlaceEvent.id).desc())
+            .limit(limit)
+        ).all()
+    )
 
 
 def place_out(place: Place, distance: float | None = None) -> PlaceOut:

@@ -23,10 +23,11 @@ from app.db import Db
 from app.errors import Problem, validation_errors
 from app.models import Place, Referral
 from app.models.common import utcnow
+from app.models.place import PlaceContact
 from app.models.referral import TransitionIn
 from app.services import contact, lifecycle, links
 from app.services import referrals as service
-from app.services.places import place_by_id
+from app.services.places import place_by_id, place_history, update_place
 from app.triage.lifecycle import Actor, targets
 from app.web.referrals import DONE
 from app.web.render import error_words, page, problem_words
@@ -270,7 +271,7 @@ async def _place_page(
     place_id = opened.link.place_id
 
     def read(session: Session) -> tuple[Place, list[Any]]:
-        return session.get_one(Place, place_id), links.place_history(session, place_id)
+        return session.get_one(Place, place_id), place_history(session, place_id)
 
     place, history = await _db(request).read(read)
     return await _answer(
@@ -318,7 +319,7 @@ async def place_update(request: Request, token: Token) -> Response:
             else:
                 changes["paused_until"] = until
     try:
-        checked = links.PlaceContact.model_validate(
+        checked = PlaceContact.model_validate(
             {f: form.get(f, "").strip() or None for f in ("email", "phone", "hours", "capacity")}
         )
     except ValidationError as exc:
@@ -330,6 +331,6 @@ async def place_update(request: Request, token: Token) -> Response:
         return await _place_page(request, opened, values=form, errors=errors, status_code=422)
     principal = links.link_principal(opened.link)
     await _db(request).write(
-        lambda session: links.update_place(session, principal, opened.link.place_id, changes)
+        lambda session: update_place(session, principal, opened.link.place_id, changes)
     )
     return RedirectResponse(f"/lien/{token}/lieu?fait=lieu", status_code=303, headers=HEADERS)
