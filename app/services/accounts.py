@@ -17,12 +17,11 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from app.auth import hash_token
-from app.db import insert_row, writing
+from app.db import writing
 from app.models import (
     JoinRequest,
     LoginLink,
     Membership,
-    OutboxMessage,
     Place,
     PlaceKind,
     Principal,
@@ -31,6 +30,7 @@ from app.models import (
     WebSession,
 )
 from app.models.common import new_id, utcnow
+from app.services import notifications
 from app.services.keys import KeyError_, resolve_scope
 from app.services.links import link_secret
 
@@ -705,22 +705,8 @@ def decide_join(
 def _queue_email(
     session: Session, event: str, recipient: str, facts: dict[str, Any], now: datetime
 ) -> None:
-    insert_row(
-        session,
-        OutboxMessage,
-        {
-            "id": new_id("msg"),
-            "created_at": now,
-            "channel": "email",
-            "event": event,
-            "referral_id": None,
-            "recipient": recipient,
-            "webhook_id": None,
-            "content": {"event": event, **facts},
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-        },
+    notifications.enqueue(
+        session, "email", event, None, recipient, None, {"event": event, **facts}, now
     )
 
 

@@ -121,7 +121,7 @@ def queue(
         recipients.append(place.email if cancelled_by == "agent" else origin.email)
     for address in recipients:
         if address:
-            _insert(session, "email", event, referral_id, address, None, facts, at)
+            enqueue(session, "email", event, referral_id, address, None, facts, at)
     if event in (REMINDER, NEW_LINK):  # e-mails only
         return
     following = _webhooks(session)
@@ -142,19 +142,21 @@ def queue(
                         "reason": reason,
                     },
                 }
-                _insert(session, "webhook", event, referral_id, webhook.url, webhook.id, body, at)
+                enqueue(session, "webhook", event, referral_id, webhook.url, webhook.id, body, at)
 
 
-def _insert(
+def enqueue(
     session: Session,
     channel: str,
     event: str,
-    referral_id: str,
+    referral_id: str | None,
     recipient: str,
     webhook_id: str | None,
     content: dict[str, Any],
     at: datetime,
 ) -> None:
+    """One message in the outbox, in the caller's transaction (an account's e-mail has no
+    referral: app.services.accounts)."""
     insert_row(
         session,
         OutboxMessage,
