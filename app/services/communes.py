@@ -7,6 +7,7 @@ import unicodedata
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from math import cos, radians
 from pathlib import Path
 from typing import Any
@@ -195,12 +196,19 @@ def has_national_reference(engine: Engine) -> bool:
         return connection.execute(select(Region.code).limit(1)).first() is not None
 
 
-def _folded(text: str) -> str:
-    """Lower case, without accents, hyphens or apostrophes: « Saint-Étienne » = « st etienne »."""
+_SEPARATORS = re.compile(r"[-'’\s]+")
+_SAINTE = re.compile(r"\bste ")
+_SAINT = re.compile(r"^st ")
+
+
+@lru_cache(maxsize=65536)  # every name of the reference, and each territory label's qualifier
+def fold(text: str) -> str:
+    """Lower case, without accents, hyphens or apostrophes, as the searches of communes and
+    territories compare names: « Saint-Étienne » = « st etienne », « Corrèze » = « CORREZE »."""
     text = unicodedata.normalize("NFKD", text.casefold())
     text = "".join(c for c in text if not unicodedata.combining(c))
-    text = re.sub(r"[-'’\s]+", " ", text).strip()
-    return re.sub(r"^st ", "saint ", re.sub(r"\bste ", "sainte ", text))
+    text = _SEPARATORS.sub(" ", text).strip()
+    return _SAINT.sub("saint ", _SAINTE.sub("sainte ", text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +228,7 @@ def _search_index(every: dict[str, CommuneRef]) -> _SearchIndex:
     found = _indexes.get(id(every))
     if found is not None and found[0] is every:
         return found[1]
-    names = [(_folded(c.name), c) for c in every.values() if c.kind in ("COM", "ARM")]
+    names = [(fold(c.name), c) for c in every.values() if c.kind in ("COM", "ARM")]
     by_digits: dict[str, list[int]] = {}
     for i, (_, commune) in enumerate(names):
         for digits in {commune.departement, *commune.postal_codes.split()}:
@@ -249,7 +257,7 @@ def search_communes(
     text = text.strip()
     by_code = every.get(text.upper())
     digits = re.findall(r"\b\d[\dAB]\d{0,3}\b", text.upper())
-    name = _folded(re.sub(r"[\d()]+", " ", text))
+    name = fold(re.sub(r"[\d()]+", " ", text))
     if not name and not digits:
         return [by_code] if by_code else []
     if digits:

@@ -4,9 +4,7 @@ the same territories found by their name, as a person types it on the coordinato
 
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -16,7 +14,7 @@ from app.db import engine_of
 from app.errors import Problem, invalid
 from app.models import Departement, Epci, Principal, Region, Role
 from app.services.cache import cached
-from app.services.communes import CommuneRef, communes, load_communes
+from app.services.communes import CommuneRef, communes, fold, load_communes
 
 SYNTAX = {
     "region": re.compile(r"\d{2}"),
@@ -43,21 +41,6 @@ _LEGAL_FORM = re.compile(
     r"^(communaute (de communes|d agglomeration|urbaine)|metropole|eurometropole)"
     r"( (du|de la|des|de l|de|d))? "
 )
-
-
-_SEPARATORS = re.compile(r"[-'’\s]+")
-_SAINTE = re.compile(r"\bste ")
-_SAINT = re.compile(r"^st ")
-
-
-@lru_cache(maxsize=65536)  # every name of the reference, and each label's qualifier
-def fold(text: str) -> str:
-    """Lower case, without accents, hyphens or apostrophes, as the communes' suggestions
-    compare names: « Saint-Étienne » = « st etienne », « Corrèze » = « CORREZE »."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = _SEPARATORS.sub(" ", text).strip()
-    return _SAINT.sub("saint ", _SAINTE.sub("sainte ", text))
 
 
 @dataclass(frozen=True, slots=True)
