@@ -10,7 +10,7 @@ import html
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import func, update
@@ -368,17 +368,30 @@ def _pending_join(session: Session, user_id: str) -> bool:
     )
 
 
-def peek_login_link(session: Session, token: str, now: datetime | None = None) -> LoginLink | None:
-    """The link a token names, while it is unused and in time (the page with the button)."""
-    now = now or utcnow()
+def _login_link_id(session: Session, token: str) -> str | None:
+    """The link a token names, or None when it was not signed here (mistyped, altered)."""
     try:
         link_id = URLSafeTimedSerializer(link_secret(session), salt=_LOGIN_SALT).loads(token)
     except (BadData, ValueError, TypeError):
         return None
-    link = session.get(LoginLink, link_id) if isinstance(link_id, str) else None
-    if link is None or link.used_at is not None or _aware(link.expires_at) <= now:
+    return link_id if isinstance(link_id, str) else None
+
+
+def peek_login_link(session: Session, token: str, now: datetime | None = None) -> LoginLink | None:
+    """The link a token names, while it is unused and in time (the page with the button)."""
+    link_id = _login_link_id(session, token)
+    link = session.get(LoginLink, link_id) if link_id else None
+    if link is None or link.used_at is not None or _aware(link.expires_at) <= (now or utcnow()):
         return None
     return link
+
+
+def login_link_state(session: Session, token: str) -> Literal["forged", "gone", "usable"]:
+    """What a sign-in link's page says: not a link of ours, a link used or expired, or one
+    that signs in."""
+    if _login_link_id(session, token) is None:
+        return "forged"
+    return "usable" if peek_login_link(session, token) else "gone"
 
 
 def use_login_link(

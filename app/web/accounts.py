@@ -240,25 +240,16 @@ def _throttled(request: Request) -> None:
 async def _link_or_gone(request: Request, token: str) -> Response | None:
     """None when the link can sign in; else the page that says why not."""
     _throttled(request)
-    db = _db(request)
-
-    def read(session: DbSession) -> tuple[bool, bool]:
-        secret = link_secret(session)
-        signed = True
-        try:
-            URLSafeTimedSerializer(secret, salt="passerelle-connexion").loads(token)
-        except BadData:
-            signed = False
-        return signed, accounts.peek_login_link(session, token) is not None
-
-    signed, usable = await db.read(read)
-    if not signed:
+    state = await _db(request).read(lambda s: accounts.login_link_state(s, token))
+    if state == "forged":
         raise _bad_link(request)
-    if not usable:
-        response = await login_form(request, status_code=410, link_gone=True)
-        response.headers.update(HEADERS)
-        return response
-    return None
+    return await _link_gone(request) if state == "gone" else None
+
+
+async def _link_gone(request: Request) -> Response:
+    response = await login_form(request, status_code=410, link_gone=True)
+    response.headers.update(HEADERS)
+    return response
 
 
 @router.get("/connexion/lien/{token}")
@@ -279,9 +270,7 @@ async def link_sign_in(request: Request, token: Token, form: Form) -> Response:
         return gone
     link = await _db(request).write(lambda s: accounts.use_login_link(s, token))
     if link is None:  # used meanwhile, by another click
-        response = await login_form(request, status_code=410, link_gone=True)
-        response.headers.update(HEADERS)
-        return response
+        return await _link_gone(request)
     try:
         return await _signed_in(request, link[0], "email", link[1])
     except accounts.AccountError as refused:
