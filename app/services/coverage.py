@@ -17,7 +17,7 @@ from app.models import Commune, PlaceKind
 from app.models.common import local_day, utcnow
 from app.services.communes import CommuneRef, communes
 from app.services.places import full_places, paused, place_index
-from app.services.territories import NATIONAL, Territory, members
+from app.services.territories import NATIONAL, Territory, counted, members
 
 T = TypeVar("T")
 
@@ -43,15 +43,8 @@ class Coverage:
 
 
 def coverage_communes(every: dict[str, CommuneRef], territory: Territory) -> list[CommuneRef]:
-    """The communes of the territory as a map shows them: every commune, with Paris, Lyon and
-    Marseille as their arrondissements; former communes (déléguées, associées) are part of
-    their commune and not counted twice."""
-    inside = members(territory, every)
-    split = {c.parent for c in inside if c.kind == "ARM"}
-    return sorted(
-        (c for c in inside if c.kind == "ARM" or (c.kind == "COM" and c.code not in split)),
-        key=lambda c: c.code,
-    )
+    """The communes of the territory as a map shows them (territories.counted), by code."""
+    return sorted(counted(members(territory, every)), key=lambda c: c.code)
 
 
 def coverage(

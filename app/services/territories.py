@@ -160,9 +160,10 @@ def members(territory: Territory, every: dict[str, CommuneRef]) -> list[CommuneR
         return _grouped[1].get((territory.kind, territory.code), [])
 
 
-def _counted(inside: list[CommuneRef]) -> list[CommuneRef]:
-    """The communes as people count them: Paris, Lyon and Marseille by arrondissement,
-    former communes (déléguées, associées) within theirs."""
+def counted(inside: list[CommuneRef]) -> list[CommuneRef]:
+    """The communes as people count them (and a coverage map shows them): Paris, Lyon and
+    Marseille by arrondissement, former communes (déléguées, associées) within theirs, not
+    counted twice."""
     split = {c.parent for c in inside if c.kind == "ARM"}
     return [c for c in inside if c.kind == "ARM" or (c.kind == "COM" and c.code not in split)]
 
@@ -224,7 +225,7 @@ def _outside(
     by_name: bool,
 ) -> Problem:
     """403: the territory reaches outside the caller's; how much, when it straddles both."""
-    inside = _counted(members(territory, every))
+    inside = counted(members(territory, every))
     out = sum(not covers(scope, c) for c in inside)
     straddles = (
         f" : {out:,} de ses {len(inside):,} communes n'en font pas partie".replace(",", "\u202f")
@@ -313,9 +314,9 @@ def _build_index(session: Session, every: dict[str, CommuneRef]) -> _Index:
         for code in codes:
             by_code.setdefault(code, []).append(entry)
 
-    def counted(territory: Territory) -> tuple[list[CommuneRef], int]:
+    def with_population(territory: Territory) -> tuple[list[CommuneRef], int]:
         inside = members(territory, every)
-        return inside, sum(c.population or 0 for c in _counted(inside))
+        return inside, sum(c.population or 0 for c in counted(inside))
 
     add(_Entry(NATIONAL, (" france entiere", " france", " national"), 0), "national")
     tables: list[tuple[str, Any, Any]] = [
@@ -326,7 +327,7 @@ def _build_index(session: Session, every: dict[str, CommuneRef]) -> _Index:
     for kind, code_column, name_column in tables:
         for code, name in session.execute(select(code_column, name_column)).all():
             territory = placed(Territory(kind, code, name), every)
-            inside, population = counted(territory)
+            inside, population = with_population(territory)
             if not inside:  # nothing to show for it
                 continue
             folded = fold(name)
