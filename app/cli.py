@@ -960,15 +960,14 @@ def outbox_list(
             )
         console.print(table)
     if show:
+        from app.services.links import link_secret
+
         link = url or public_url()
+        # As delivery renders them: the links a place or a person acts with, signed.
+        with Session(get_engine()) as session:
+            secret = link_secret(session)
         for m in messages:
             if m.channel == "email":
-                secret = None
-                if m.event.startswith("account."):  # its sign-in link is signed when shown
-                    from app.services.links import link_secret
-
-                    with Session(get_engine()) as session:
-                        secret = link_secret(session)
                 subject, text, _ = outbox.render_email(m.content, link, secret)
                 console.print()
                 for paragraph in (f"À : {m.recipient}", f"Objet : {subject}", *text.splitlines()):

@@ -10,12 +10,15 @@ import pytest
 import typer
 from fastapi.testclient import TestClient
 from rich.cells import cell_len
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 import app.cli as cli_module
 from app.cli import THIN, number, percent, plural
 from app.cli import app as cli
 from app.config import get_settings
+from app.db import get_engine
+from app.services.links import link_secret, read_link
 from tests.conftest import World, orientation_body
 
 NARROW = {"COLUMNS": "80"}
@@ -300,12 +303,19 @@ def test_outbox_links_follow_the_port_or_the_public_address(
     referral = client.post(
         "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
     ).json()["referral"]
-    page = f"/orientations/{referral['id']}"
+    # The receiving place's e-mail: the link it acts with, as delivery sends it.
+    page = "/lien/"
     runner = CliRunner()
     monkeypatch.delenv("PASSERELLE_PUBLIC_URL", raising=False)
     monkeypatch.delenv("PORT", raising=False)
     get_settings.cache_clear()
-    assert f"http://127.0.0.1:8000{page}" in runner.invoke(cli, ["outbox", "list", "--show"]).output
+    shown = runner.invoke(cli, ["outbox", "list", "--show"]).output
+    assert f"http://127.0.0.1:8000{page}" in shown
+    token = re.search(r"/lien/([A-Za-z0-9_\-.]+)", shown)
+    assert token is not None
+    with Session(get_engine()) as session:
+        secret = link_secret(session)
+    assert read_link(secret, token.group(1)).referral_id == referral["id"]  # type: ignore[union-attr]
     on_8080 = runner.invoke(cli, ["outbox", "list", "--show"], env={"PORT": "8080"})
     assert f"http://127.0.0.1:8080{page}" in on_8080.output and ":8000" not in on_8080.output
     monkeypatch.setenv("PASSERELLE_PUBLIC_URL", "https://passerelle.example.fr")
