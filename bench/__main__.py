@@ -1,5 +1,5 @@
 """make bench: every figure of issue 22 in one table, Passerelle beside the reference app (same
-load generator, alternating rounds) or beside its target. `--quick` for a shorter run.
+load generator, alternating rounds) or beside its target. `--seconds` and `--rounds` shorten it.
 
 `--check` (make bench-check): exits 1 when an orientation ratio falls below 0.7 or national
 statistics take more than 1 s.

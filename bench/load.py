@@ -1,33 +1,27 @@
-"""make bench: Passerelle against a reference app, under the same load generator, in one run.
+"""make bench-more: the narrower measures in process (ASGI test client), each on a SQLite file.
 
-1. Throughput of POST /v1/orientations: wrk, 2 threads, 32 connections, 10 s, against the
-   reference app (bench/reference_app.py) and Passerelle in turn, three rounds, each one
-   uvicorn process on its own SQLite file, access logs off for both. Prints the medians of
-   requests/s, p50/p99, CPU time per request, and the ratio of throughputs.
-2. Passerelle at 256 connections: every answer must be a 201.
-3. In process: GET /v1/places?near= among 20,000 places; a page of GET /v1/referrals with
-   1,000 and with 1,000,000 referrals in the table.
-4. Peak resident memory of each server process.
+1. GET /v1/places?near= among 20,000 places, and the search itself (PlaceIndex.near).
+2. A page of GET /v1/referrals with 1,000 and with 1,000,000 referrals in the table.
 
-Usage: python -m bench.load [--seconds 10]"""
+Also the helpers of `python -m bench` (wrk, CPU time and memory of a server, the demo database
+filled with referrals) and its web pages (`web_pages`). The orientation's throughput against
+the reference app is `python -m bench` (bench/orientations.py).
+
+Usage: python -m bench.load [--only places|referrals]"""
 
 import argparse
 import os
 import random
 import re
-import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
@@ -45,7 +39,6 @@ from app.services.place_import import place_ids_by_source_id
 from app.services.places import place_index
 from bench.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
 COMMUNES = ["19272", "19275", "19031", "19121", "19269", "19028", "19255", "19153"]
 
 
@@ -73,36 +66,14 @@ end
     )
 
 
-def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", *args, "--port", str(port), "--no-access-log"],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code < 500:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"server on port {port} did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
-
-
-def _pid(process: "subprocess.Popen[bytes] | int") -> int:
-    return process if isinstance(process, int) else process.pid
-
-
-def cpu_seconds(process: "subprocess.Popen[bytes] | int") -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time of the process so far (all its threads)."""
-    fields = Path(f"/proc/{_pid(process)}/stat").read_text().rpartition(")")[2].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(process: "subprocess.Popen[bytes] | int") -> float:
-    status = Path(f"/proc/{_pid(process)}/status").read_text()
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
     return int(match.group(1)) / 1024 if match else float("nan")
 
@@ -146,89 +117,14 @@ def national_reference() -> Reference:
     return read_reference()
 
 
-def demo_database(db: Path) -> Engine:
-    """A migrated database with every commune of France and the demo places."""
-    engine = make_engine(f"sqlite:///{db}")
+def demo_database(url: str) -> Engine:
+    """A migrated database (SQLAlchemy URL) with every commune of France and the demo places."""
+    engine = make_engine(url)
     migrate(engine)
     with Session(engine) as session:
         import_reference(session, national_reference())
         load_demo(session)  # finds the reference there: only the places are imported
     return engine
-
-
-def prepare_passerelle(db: Path) -> str:
-    engine = demo_database(db)
-    with Session(engine) as session:
-        token = demo_keys(session)["agent"]
-    engine.dispose()
-    return token
-
-
-def throughput(tmp: Path, seconds: int, rounds: int) -> None:
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is missing: apt-get install wrk (make bench installs it)")
-    token = prepare_passerelle(tmp / "passerelle.db")
-    script = tmp / "orientation.lua"
-    lua_script(script, token)
-    reference = start(
-        ["bench.reference_app:app", "--no-server-header"],
-        {"REFERENCE_DB": str(tmp / "reference.db")},
-        8101,
-    )
-    passerelle = start(
-        [
-            "app.main:create_app",
-            "--factory",
-            "--http",
-            "app.server:GuardedProtocol",
-            "--no-server-header",
-        ],
-        {"DATABASE_URL": f"sqlite:///{tmp / 'passerelle.db'}"},
-        8102,
-    )
-    try:
-        for port in (8101, 8102):  # warm-up
-            wrk(f"http://127.0.0.1:{port}", script, 32, 2)
-        # Rounds in turn, so that both see the same machine (a shared machine's speed drifts).
-        runs: dict[str, list[dict[str, float]]] = {"reference": [], "passerelle": []}
-        for _ in range(rounds):
-            for name, process, port in (
-                ("reference", reference, 8101),
-                ("passerelle", passerelle, 8102),
-            ):
-                cpu = cpu_seconds(process)
-                result = wrk(f"http://127.0.0.1:{port}", script, 32, seconds)
-                result["cpu_ms"] = (cpu_seconds(process) - cpu) * 1000 / max(1, result["requests"])
-                runs[name].append(result)
-        ref, ours = (
-            {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
-            for name in ("reference", "passerelle")
-        )
-        burst = wrk("http://127.0.0.1:8102", script, 256, seconds)
-        print(
-            f"POST /v1/orientations, wrk -t2 -c32 -d{seconds}s, {rounds} rounds in turn "
-            "(medians), one uvicorn process each, SQLite"
-        )
-        for name, r in (("reference", ref), ("passerelle", ours)):
-            print(
-                f"  {name:<11} {r['rps']:8.0f} req/s   p50 {r['p50']:6.1f} ms   "
-                f"p99 {r['p99']:6.1f} ms   CPU {r['cpu_ms']:.2f} ms/request   "
-                f"errors {r['non_2xx'] + r['socket_errors']:.0f}"
-            )
-        print(f"  ratio passerelle / reference (throughput): {ours['rps'] / ref['rps']:.2f}")
-        print(
-            f"  passerelle at 256 connections: {burst['rps']:.0f} req/s, "
-            f"{burst['requests']:.0f} requests, p99 {burst['p99']:.0f} ms, "
-            f"non-2xx {burst['non_2xx']:.0f}, socket errors {burst['socket_errors']:.0f}"
-        )
-        print(
-            f"  peak resident memory: reference {peak_rss_mib(reference):.0f} MiB, "
-            f"passerelle {peak_rss_mib(passerelle):.0f} MiB"
-        )
-    finally:
-        for process in (reference, passerelle):
-            process.send_signal(signal.SIGINT)
-            process.wait(10)
 
 
 def p50_ms(call: Callable[[], object], n: int = 300) -> float:
@@ -243,7 +139,7 @@ def p50_ms(call: Callable[[], object], n: int = 300) -> float:
 
 
 def places_near(tmp: Path) -> None:
-    engine = demo_database(tmp / "places.db")
+    engine = demo_database(f"sqlite:///{tmp / 'places.db'}")
     rng = random.Random(1)
     services = ["Aide aux démarches administratives", "Prendre en main un ordinateur",
                 "Accompagnement CAF", "Utiliser un smartphone", "Naviguer sur internet"]
@@ -290,7 +186,7 @@ def places_near(tmp: Path) -> None:
 def filled_demo(db: Path, total: int, own: int) -> tuple[Engine, dict[str, str]]:
     """The demo database with `total` referrals sent from Tulle's France Services, `own` of
     them to the demo médiation place; its keys by role."""
-    engine = demo_database(db)
+    engine = demo_database(f"sqlite:///{db}")
     with Session(engine) as session:
         tokens = demo_keys(session)
         place_ids = place_ids_by_source_id(session)
@@ -324,15 +220,13 @@ def referral_pages(tmp: Path) -> None:
         engine.dispose()
 
 
-def web_pages(tmp: Path, table: "Table | None" = None) -> None:
+def web_pages(tmp: Path, table: Table) -> None:
     """The web pages in process (ASGI test client), logged in as a person would be: the
     médiateur's summary and inbox for a place with 100,000 referrals (200,000 in the table), a
     referral's page, the coordinator's figures and coverage map of Corrèze, and the national
-    map (admin)."""
-    print("Web pages, in process (ASGI test client), p50")
+    map (admin). One row of `table` each (p50)."""
     engine, tokens = filled_demo(tmp / "web.db", 200_000, 100_000)
     settings = Settings(secret_key="b" * 32, web_key_login=True)
-    figures = []
     for role, pages, n in (
         # The place's newest 1% of referrals are open (the inbox), the others final.
         (
@@ -348,9 +242,9 @@ def web_pages(tmp: Path, table: "Table | None" = None) -> None:
             form = client.get("/connexion").text
             csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
             assert client.post("/connexion", data={"csrf": csrf, "cle": tokens[role]}).is_success
-            headers = {"Authorization": f"Bearer {tokens[role]}"} if url_is_api(pages) else {}
             for url in pages:
-                h = headers if url.startswith("/v1/") else {}
+                # The API answers to the key; the pages, to the session just opened.
+                h = {"Authorization": f"Bearer {tokens[role]}"} if url.startswith("/v1/") else {}
                 size = len(client.get(url, headers=h).content)
 
                 def get(url: str = url, client: TestClient = client,
@@ -358,18 +252,11 @@ def web_pages(tmp: Path, table: "Table | None" = None) -> None:
                     assert client.get(url, headers=h).status_code == 200
 
                 took = p50_ms(get, n)
-                figures.append(f"  {role:<12} {url:<42} {took:7.1f} ms  {size / 1e3:,.0f} kB")
-                if table is not None:
-                    target = 50 if role == "mediateur" and "orientations/" not in url else None
-                    table.timed(f"{url} ({role}, place with 100,000 referrals, SQLite)"
-                                if role == "mediateur" else f"{url} ({role}, SQLite)",
-                                took, target, f"{size / 1e3:,.0f} kB")
-    print("\n".join(figures))
+                target = 50 if role == "mediateur" and "orientations/" not in url else None
+                table.timed(f"{url} ({role}, place with 100,000 referrals, SQLite)"
+                            if role == "mediateur" else f"{url} ({role}, SQLite)",
+                            took, target, f"{size / 1e3:,.0f} kB")
     engine.dispose()
-
-
-def url_is_api(pages: list[str]) -> bool:
-    return any(p.startswith("/v1/") for p in pages)
 
 
 def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: str) -> None:
@@ -418,19 +305,13 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["throughput", "places", "referrals", "web"])
+    parser.add_argument("--only", choices=["places", "referrals"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp:
-        if args.only in (None, "throughput"):
-            throughput(Path(tmp), args.seconds, args.rounds)
         if args.only in (None, "places"):
             places_near(Path(tmp))
         if args.only in (None, "referrals"):
             referral_pages(Path(tmp))
-        if args.only in (None, "web"):
-            web_pages(Path(tmp))
 
 
 if __name__ == "__main__":

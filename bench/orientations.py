@@ -22,7 +22,8 @@ import httpx
 import psycopg
 from sqlmodel import Session
 
-from bench.load import cpu_seconds, lua_script, national_reference, peak_rss_mib, wrk
+from app.services.demo import demo_keys
+from bench.load import cpu_seconds, demo_database, lua_script, peak_rss_mib, wrk
 from bench.table import Table
 from tests.pgserver import free_port
 
@@ -31,15 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def prepare(url: str) -> str:
     """A migrated database (SQLAlchemy URL) with every commune and the demo; the agent's token."""
-    from app.db import make_engine, migrate
-    from app.services.communes import import_reference
-    from app.services.demo import demo_keys, load_demo
-
-    engine = make_engine(url)
-    migrate(engine)
-    with Session(engine) as session:
-        import_reference(session, national_reference())
-        load_demo(session)
+    engine = demo_database(url)
     with Session(engine) as session:
         token = demo_keys(session)["agent"]
     engine.dispose()
@@ -231,9 +224,9 @@ def sqlite(table: Table, tmp: Path, seconds: int, rounds: int) -> None:
 
 def postgresql(table: Table, tmp: Path, host: str, port: int, seconds: int, rounds: int) -> None:
     admin = f"postgresql://postgres@{host}:{port}/postgres"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute("CREATE DATABASE orientations")
-        c.execute("CREATE DATABASE reference")
+    with psycopg.connect(admin, autocommit=True) as server:
+        server.execute("CREATE DATABASE orientations")
+        server.execute("CREATE DATABASE reference")
     url = f"postgresql+psycopg://postgres@{host}:{port}/orientations"
     token = prepare(url)
     script = tmp / "orientation-pg.lua"

@@ -61,7 +61,7 @@ def main() -> None:
     n = args.messages
     with tempfile.TemporaryDirectory(prefix="passerelle-bench-") as tmp:
         db_file = Path(tmp) / "outbox.db"
-        engine = demo_database(db_file)
+        engine = demo_database(f"sqlite:///{db_file}")
         with Session(engine) as session:
             places = place_ids_by_source_id(session)
             key = ApiKey(role="admin", token_hash="bench", prefix="bench")
