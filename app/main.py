@@ -35,15 +35,6 @@ Les erreurs sont des *problem details* (RFC 9457, `application/problem+json`) do
 """
 
 
-async def _poll_caches(engine: Engine, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await anyio.to_thread.run_sync(cache.poll, engine)
-        except Exception as exc:  # the database may be down for a while: keep serving
-            logger.warning("Vérification des caches impossible : %s", type(exc).__name__)
-
-
 async def _repeat(
     every: float, what: str, job: Callable[[], Awaitable[str | None]], stop: asyncio.Event
 ) -> None:
@@ -144,9 +135,18 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             await anyio.to_thread.run_sync(communes, engine)
         except Exception as exc:  # not migrated yet, or down: /readyz says so; loaded later
             logger.warning("Référentiel des communes non chargé : %s", type(exc).__name__)
-        poller = asyncio.create_task(_poll_caches(engine, settings.cache_check_seconds))
         stop = asyncio.Event()
-        jobs = [asyncio.create_task(job) for job in _background_jobs(db, stop)]
+
+        async def poll() -> None:
+            await anyio.to_thread.run_sync(cache.poll, engine)
+
+        jobs = [
+            asyncio.create_task(job)
+            for job in (
+                _repeat(settings.cache_check_seconds, "Vérification des caches", poll, stop),
+                *_background_jobs(db, stop),
+            )
+        ]
         try:
             yield
         finally:
@@ -154,7 +154,6 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             # (the outbox marks what it sent and gives back what it did not try), then end;
             # past shutdown_seconds they are cut, and leases give back what they held.
             stop.set()
-            poller.cancel()
             _done, late = await asyncio.wait(jobs, timeout=settings.shutdown_seconds)
             for task in late:
                 task.cancel()
