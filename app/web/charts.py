@@ -11,6 +11,8 @@ from html import escape
 import numpy as np
 import shapely
 
+from app.web.render import number
+
 # DSFR colours: blue France for the data, red Marianne for what is missing.
 BLUE = "#000091"
 BLUE_LIGHT = "#8585f6"
@@ -74,11 +76,10 @@ def bar_chart(
                 )
                 continue
             h = plot_h * value / top_value
-            shown_value = f"{value:,.0f}".replace(",", "\u202f")  # French: 12 345
             body.append(
                 f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" '
                 f'height="{h:.1f}" fill="{colour}"><title>{escape(name)}, {escape(label)} : '
-                f"{shown_value}</title></rect>"
+                f"{number(value)}</title></rect>"
             )
         if _labelled(g, len(labels)):
             body.append(
@@ -280,7 +281,7 @@ def coverage_map(shapes: Outlines, rows: list[dict[str, object]], max_km: float,
     names = {band.colour: band.label for band in classes} | {GREY: "aucun lieu"}
     for colour in [band.colour for band in classes] + [GREY]:
         if grouped.get(colour):
-            tip = f"{names[colour]} : {counted[colour]:,} communes".replace(",", "\u202f")
+            tip = f"{names[colour]} : {number(counted[colour])} communes"
             # Its own colour for the stroke (the stylesheet's white one draws each commune's
             # border, a white mesh at this scale), a pixel wide whatever the map's size.
             body.append(
