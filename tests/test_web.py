@@ -221,6 +221,15 @@ def test_an_agent_cancels_a_referral_from_its_page(
         data={"csrf": token, "status": "acceptee", "version": "1"},
     )
     assert answer.status_code == 403 and "Action impossible" in answer.text
+    # A step the page never offers: said at its field, in the page's words.
+    answer = client.post(
+        f"/agent/orientations/{sent['id']}/statut",
+        data={"csrf": token, "status": "telepathie", "version": "1"},
+    )
+    assert answer.status_code == 422
+    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(
+        answer.text
+    )
     answer = client.post(
         f"/agent/orientations/{sent['id']}/statut",
         data={"csrf": token, "status": "annulee", "version": "1"},

@@ -24,13 +24,12 @@ from app.errors import Problem, validation_errors
 from app.models import Place, Referral
 from app.models.common import utcnow
 from app.models.place import PlaceContact
-from app.models.referral import TransitionIn
 from app.services import contact, lifecycle, links
 from app.services import referrals as service
 from app.services.places import place_by_id, place_history, update_place
 from app.triage.lifecycle import Actor, targets
-from app.web.referrals import DONE
-from app.web.render import error_words, page, problem_words
+from app.web.referrals import DONE, step_of
+from app.web.render import page, problem_words
 
 router = APIRouter(prefix="/lien", include_in_schema=False)
 
@@ -212,21 +211,11 @@ async def move(request: Request, token: Token) -> Response:
     _checked(opened, form)
     if opened.state is not links.LinkState.OPEN:
         return await _closed(request, opened)
-    try:
-        change = TransitionIn(
-            status=form.get("status", ""),  # type: ignore[arg-type]
-            reason=form.get("reason") or None,
-            note=form.get("note") or None,
-        )
-    except ValidationError as exc:
-        said = error_words(validation_errors(list(exc.errors())))
-        return await _show(request, opened, error=said, status_code=422)
-    version = form.get("version", "")
     referral_id = opened.link.referral_id
-    if_match = service.etag_of(referral_id, int(version)) if version.isdigit() else None
     principal = links.link_principal(opened.link)
     db = _db(request)
     try:
+        change, if_match = step_of(form, referral_id)
         await db.write(
             lambda session: lifecycle.move_referral(
                 session, principal, referral_id, change, if_match, None,

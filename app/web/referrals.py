@@ -18,7 +18,7 @@ from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
 from app.triage.lifecycle import Actor, targets
 from app.triage.words import what_to_bring
-from app.web.render import error_words, page, problem_words
+from app.web.render import page, problem_words
 from app.web.session import AgentOrMediateurUser, Form
 
 router = APIRouter(include_in_schema=False)
@@ -156,11 +156,10 @@ async def act(
     return RedirectResponse(then(done), status_code=303)
 
 
-async def move(
-    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
-) -> Response:
-    """A transition from the page's buttons; the version read guards against a change made
-    meanwhile (the API's If-Match), and a button pressed twice."""
+def step_of(form: dict[str, str], referral_id: str) -> tuple[TransitionIn, str | None]:
+    """A step's form as the API takes it: the transition, and the version the page was read
+    at as If-Match (it guards against a change made meanwhile, and a button pressed twice).
+    A wrong form: the 422 problem the pages say in words (problem_words)."""
     try:
         change = TransitionIn(
             status=form.get("status", ""),  # type: ignore[arg-type]
@@ -168,21 +167,34 @@ async def move(
             note=form.get("note") or None,
         )
     except ValidationError as exc:
-        detail = error_words(validation_errors(list(exc.errors())))
-        return await referral_page(
-            request, principal, referral_id, error=detail, status_code=422
-        )
+        raise Problem(
+            422,
+            "Données invalides.",
+            slug="donnees-invalides",
+            errors=validation_errors(list(exc.errors())),
+        ) from None
     version = form.get("version", "")
-    if_match = service.etag_of(referral_id, int(version)) if version.isdigit() else None
+    return change, service.etag_of(referral_id, int(version)) if version.isdigit() else None
+
+
+async def move(
+    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
+) -> Response:
+    """A transition from the page's buttons (step_of)."""
     ttl = _db(request).settings.referral_ttl_days
+
+    def use_case(session: Session) -> Any:
+        change, if_match = step_of(form, referral_id)
+        return lifecycle.move_referral(
+            session, principal, referral_id, change, if_match, None, ttl, answered=False
+        )
+
     return await act(
         request,
         principal,
         referral_id,
-        lambda session: lifecycle.move_referral(
-            session, principal, referral_id, change, if_match, None, ttl, answered=False
-        ),
-        lambda _: f"{_prefix(principal)}/{referral_id}?fait={change.status.value}",
+        use_case,
+        lambda moved: f"{_prefix(principal)}/{referral_id}?fait={moved['status']}",
     )
 
 
