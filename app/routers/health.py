@@ -4,9 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from app.db import DbDep, migrations_current, storage_fault, storage_health
+from app.db import DbDep, not_ready
 from app.errors import problem_response
 
 router = APIRouter(tags=["santé"])
@@ -22,24 +21,8 @@ async def healthz() -> dict[str, str]:
     "/readyz", response_model=None, summary="La base répond, est à jour et peut être écrite"
 )
 def readyz(db: DbDep) -> Any:
-    engine = db.engine
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        current = migrations_current(engine)
-    except Exception as exc:
-        why = storage_fault(exc) or "La base de données est injoignable."
-        return problem_response(503, why, slug="indisponible")
-    if not current:
-        return problem_response(
-            503, "Migrations non appliquées : lancez « passerelle migrate ».", slug="indisponible"
-        )
-    # A write that rolls back, at most once a second, and the faults requests met just now:
-    # a full disk answers reads and refuses writes, and then this is not ready.
-    try:
-        reason = storage_health(engine).unwritable()
-    except Exception:
-        reason = "La base de données refuse l'écriture."
+    # A full disk answers reads and refuses writes: then this is not ready either.
+    reason = not_ready(db.engine)
     if reason is not None:
         return problem_response(503, reason, slug="indisponible")
     return JSONResponse({"status": "ok"})
