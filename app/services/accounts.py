@@ -521,22 +521,25 @@ def principal_of_session(
     return principal, account
 
 
-def switch_membership(session: Session, token: str, membership_id: str) -> bool:
+def switch_membership(session: Session, token: str, membership_id: str) -> Role | None:
+    """The session acts in another of its person's memberships: its role, or None when that
+    membership is not (or no longer) theirs."""
     with writing(session):
         web_session = session.get(WebSession, hash_token(token))
         if web_session is None or web_session.ended_at is not None:
-            return False
+            return None
         membership = session.get(Membership, membership_id)
         if (
             membership is None
             or membership.user_id != web_session.user_id
             or membership.removed_at is not None
         ):
-            return False
+            return None
         web_session.membership_id = membership.id
         session.add(web_session)
+        role = Role(membership.role)
         session.commit()
-    return True
+    return role
 
 
 def end_session(session: Session, token: str, now: datetime | None = None) -> None:

@@ -73,10 +73,12 @@ async def _signed_in(
     rather than a redirect: after a provider's redirect, a browser sends no SameSite=Strict
     cookie on the redirects that follow."""
     db = _db(request)
-    token = await db.write(
-        lambda s: accounts.open_session(s, user_id, via, db.settings.web_session_hours)
-    )
-    found = await db.read(lambda s: accounts.principal_of_session(s, token))
+
+    def sign_in(s: DbSession) -> tuple[str, tuple[Principal | None, accounts.Account] | None]:
+        token = accounts.open_session(s, user_id, via, db.settings.web_session_hours)
+        return token, accounts.principal_of_session(s, token)
+
+    token, found = await db.write(sign_in)
     principal = found[0] if found else None
     target = _safe_next(next_path, principal) if principal else "/espace"
     # A new CSRF token with the new session: one taken before sign-in is worth nothing after.
@@ -309,14 +311,12 @@ async def switch(request: Request, form: Form, session: Session) -> Response:
     if session.person is None:
         return RedirectResponse("/connexion", status_code=303)
     token, membership_id = session.person, form.get("membership", "")
-    if not await _db(request).write(lambda s: accounts.switch_membership(s, token, membership_id)):
+    role = await _db(request).write(lambda s: accounts.switch_membership(s, token, membership_id))
+    if role is None:
         raise Problem(
             404, "Ce rôle n'est plus le vôtre : choisissez-en un autre.", slug="role-inconnu"
         )
-    request.state.web_session = None
-    found = await _db(request).read(lambda s: accounts.principal_of_session(s, token))
-    principal = found[0] if found else None
-    return RedirectResponse(HOME[principal.role] if principal else "/espace", status_code=303)
+    return RedirectResponse(HOME[role], status_code=303)
 
 
 def _join_proof(request: Request, user_id: str, place_id: str) -> str:
