@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from app.db import RETRY_AFTER_SECONDS, StorageUnavailable, storage_fault, storage_health
+from app.db import StorageUnavailable, storage_fault, storage_health
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -122,13 +122,9 @@ class Problem(Exception):
 
 
 def unavailable(reason: str) -> Problem:
-    """503: the database cannot be reached or written (app.db.storage_fault says why)."""
-    return Problem(
-        503,
-        f"{reason} Réessayez dans quelques instants.",
-        slug="base-indisponible",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    """503: the database cannot be reached or written (app.db.storage_fault says why). Its
+    Retry-After is the guard's, as on every 503 (app.guard)."""
+    return Problem(503, f"{reason} Réessayez dans quelques instants.", slug="base-indisponible")
 
 
 def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> Problem:
