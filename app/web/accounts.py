@@ -8,6 +8,7 @@ page with a button, the POST acts (signs in, accepts a request)."""
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from app.auth import FailureThrottle, client_address
 from app.db import Db
 from app.errors import Problem
-from app.models import Place, Principal, Role
+from app.models import JoinRequest, Place, Principal, Role, User
 from app.services import accounts, oidc
 from app.services.links import link_secret
 from app.web.home import HOME, _safe_next, login_form
@@ -463,48 +464,55 @@ def _join_csrf(secret: str, token: str) -> str:
     return hmac.new(secret.encode(), b"rejoindre:" + token.encode(), hashlib.sha256).hexdigest()
 
 
-async def _join_request(request: Request, token: str) -> tuple[Any, str, Any, Any]:
+@dataclass(frozen=True)
+class _JoinLink:
+    request: JoinRequest
+    user: User
+    place: Place
+    csrf: str  # what the page's form carries (bound to the link: no session behind it)
+
+
+async def _join_link(request: Request, token: str) -> _JoinLink:
     _throttled(request)
 
-    def read(s: DbSession) -> tuple[Any, str, Any, Any]:
+    def read(s: DbSession) -> _JoinLink | None:
         found = accounts.read_join(s, token)
         if found is None:
-            return None, link_secret(s), None, None
-        return (
-            found,
-            link_secret(s),
-            s.get(accounts.User, found.user_id),
-            s.get(Place, found.place_id),
-        )
+            return None
+        user, place = s.get_one(User, found.user_id), s.get_one(Place, found.place_id)
+        return _JoinLink(found, user, place, _join_csrf(link_secret(s), token))
 
-    found, secret, user, place = await _db(request).read(read)
-    if found is None:
+    link = await _db(request).read(read)
+    if link is None:
         raise _bad_link(request)
-    return found, secret, user, place
+    return link
 
 
-@router.get("/equipe/demandes/{token}")
-async def join_page(request: Request, token: Token) -> Response:
-    found, secret, user, place = await _join_request(request, token)
+async def _join_page(request: Request, token: str, link: _JoinLink) -> Response:
     response = await page(
         request,
         "account/request.html",
-        request_=found,
-        who=accounts.display_name(user),
-        email=user.email,
-        place=place,
+        request_=link.request,
+        who=accounts.display_name(link.user),
+        email=link.user.email,
+        place=link.place,
         base=f"/equipe/demandes/{token}",
-        link_csrf=_join_csrf(secret, token),
+        link_csrf=link.csrf,
     )
     response.headers.update(HEADERS)
     return response
 
 
+@router.get("/equipe/demandes/{token}")
+async def join_page(request: Request, token: Token) -> Response:
+    return await _join_page(request, token, await _join_link(request, token))
+
+
 @router.post("/equipe/demandes/{token}")
 async def join_decide(request: Request, token: Token) -> Response:
-    found, secret, user, place = await _join_request(request, token)
+    link = await _join_link(request, token)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    if not hmac.compare_digest(form.get("csrf", "").encode(), _join_csrf(secret, token).encode()):
+    if not hmac.compare_digest(form.get("csrf", "").encode(), link.csrf.encode()):
         raise Problem(
             403,
             "Formulaire refusé : il ne vient pas de cette page. Rouvrez le lien de l'e-mail.",
@@ -512,15 +520,4 @@ async def join_decide(request: Request, token: Token) -> Response:
         )
     accept = form.get("decision") == "accepter"
     decided = await _db(request).write(lambda s: accounts.decide_join(s, token, accept))
-    response = await page(
-        request,
-        "account/request.html",
-        request_=decided,
-        who=accounts.display_name(user),
-        email=user.email,
-        place=place,
-        base=f"/equipe/demandes/{token}",
-        link_csrf=_join_csrf(secret, token),
-    )
-    response.headers.update(HEADERS)
-    return response
+    return await _join_page(request, token, replace(link, request=decided or link.request))
