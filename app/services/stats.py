@@ -546,23 +546,22 @@ def _needs_stated(session: Session, scope: _Scope) -> dict[str, Any]:
     return counted
 
 
-def referral_stats(
-    session: Session, territory: Territory, period: Period, keys: Sequence[str]
-) -> dict[str, Any]:
-    """GET /v1/stats/referrals: the groups, small ones withheld, and the exact totals.
+def _scope(session: Session, territory: Territory, period: Period) -> _Scope:
+    if territory.kind == "national":
+        return _Scope(territory, period, None)
+    inside = members(territory, communes(engine_of(session)))
+    return _Scope(territory, period, tuple(c.code for c in inside))
+
+
+def _tally(
+    session: Session, scope: _Scope, keys: Sequence[str]
+) -> tuple[dict[tuple[Any, ...], _Cell], _Cell, dict[str, int]]:
+    """The counts of each group and of the whole, and the refusals by reason.
 
     Two grouped scans, one per table, with no join between them (referrals carry what their
     orientation is grouped by): a national year of a million referrals stays within the
     second. Statuses, acceptance, re-orientations, refusal reasons and first contacts come
     from the referrals query, grouped by its keys and those few values, and are pivoted here."""
-    engine = engine_of(session)
-    scope = _Scope(
-        territory,
-        period,
-        None
-        if territory.kind == "national"
-        else tuple(c.code for c in members(territory, communes(engine))),
-    )
     per_referral = bool(REFERRAL_KEYS & set(keys))
     cells: defaultdict[tuple[Any, ...], _Cell] = defaultdict(_Cell)
     total = _Cell()
@@ -626,6 +625,13 @@ def referral_stats(
             cell = cells[key]
             cell.orientations = cell.sent = cell.routes[Route.MEDIATEUR.value] = n
 
+    return cells, total, refusals
+
+
+def _groups(
+    session: Session, keys: Sequence[str], cells: dict[tuple[Any, ...], _Cell]
+) -> list[dict[str, Any]]:
+    """The groups in order, each with its figures, or withheld (`masked`) when small."""
     groups = []
     order = sorted(cells.items(), key=lambda kv: [(v is not None, v or "") for v in kv[0]])
     for key, cell in order if keys else ():
@@ -635,7 +641,15 @@ def referral_stats(
         group.update(dict.fromkeys(figures) if masked else figures)
         groups.append(group)
     _names(session, keys, groups)
+    return groups
 
+
+def referral_stats(
+    session: Session, territory: Territory, period: Period, keys: Sequence[str]
+) -> dict[str, Any]:
+    """GET /v1/stats/referrals: the groups, small ones withheld, and the exact totals."""
+    scope = _scope(session, territory, period)
+    cells, total, refusals = _tally(session, scope, keys)
     figures = total.figures()
     totals = {
         **{f.key: figures[f.key] for f in FIGURES},
@@ -653,9 +667,33 @@ def referral_stats(
             "territory_name": territory.name,
             "group_by": list(keys),
         },
-        "groups": groups,
+        "groups": _groups(session, keys, cells),
         "totals": totals,
     }
+
+
+def months(period: Period) -> list[str]:
+    """Every month of the period (`2026-01`), in order."""
+    found, year, month = [], period.start.year, period.start.month
+    while (year, month) <= (period.end.year, period.end.month):
+        found.append(f"{year}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return found
+
+
+def every_month(period: Period, groups: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Groups by month as a series over every month of the period, a month without any
+    orientation at zero (a chart's axis)."""
+    by_month = {g["month"]: g for g in groups}
+    empty = {**dict.fromkeys(COUNTS, 0), **dict.fromkeys(RATES), "masked": False}
+    return [by_month.get(m, empty) for m in months(period)]
+
+
+def month_groups(session: Session, territory: Territory, period: Period) -> list[dict[str, Any]]:
+    """The groups of referral_stats by month alone, without its totals' extra reads (the
+    median, the needs): what the figures page's charts show beside another grouping."""
+    cells, _, _ = _tally(session, _scope(session, territory, period), ("month",))
+    return _groups(session, ("month",), cells)
 
 
 # --- CSV ---------------------------------------------------------------------------------

@@ -7,14 +7,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app.db import engine_of
 from app.errors import Problem, invalid
 from app.models import Departement, Epci, Principal, Region, Role
-from app.services.cache import cached
-from app.services.communes import CommuneRef, communes, fold, load_communes
+from app.services.communes import CommuneRef, communes, fold
 
 SYNTAX = {
     "region": re.compile(r"\d{2}"),
@@ -439,11 +437,3 @@ def _by_name(session: Session, scope: Territory, text: str, loc: list[str | int]
         "videz-le pour voir tout votre territoire.",
     )
 
-
-def territory_label(engine: Engine, filters: dict[str, Any]) -> str:
-    """The label of the territory of a statistics document's `filters`; safe on the event
-    loop (an EPCI's départements from the reference's copy only if it is up to date)."""
-    kind, _, code = str(filters["territory"]).partition(":")
-    territory = Territory(kind, code, str(filters["territory_name"]))
-    every = cached(engine, "commune", load_communes).fresh()
-    return (placed(territory, every) if every is not None else territory).label

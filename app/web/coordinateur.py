@@ -16,11 +16,7 @@ from app.models import Principal
 from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
 from app.services import stats as service
-from app.services.territories import (
-    readable_territory,
-    suggest_territories,
-    territory_label,
-)
+from app.services.territories import Territory, readable_territory, suggest_territories
 from app.triage.needs import SPECIFIC, Specific
 from app.triage.words import NEED_LABELS
 from app.web import charts
@@ -40,14 +36,6 @@ FIELDS = service.Asked(
 LOC: list[str | int] = ["query", "territoire"]
 # A territory's name as a person types it, or its label (the longest is 92 characters).
 TERRITORY = Query(max_length=200)
-
-
-def _months(period: service.Period) -> list[str]:
-    months, year, month = [], period.start.year, period.start.month
-    while (year, month) <= (period.end.year, period.end.month):
-        months.append(f"{year}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
 
 
 @dataclass
@@ -70,11 +58,13 @@ class StatsQuery:
         period = service.parse_period(start, end, FIELDS)
         return period, service.parse_group_by(",".join(self.chosen), FIELDS)
 
+    def territory(self, session: Any, principal: Principal) -> Territory:
+        return readable_territory(session, principal, self.territoire, LOC, by_name=True)
+
     def read(
         self, session: Any, principal: Principal, period: service.Period, keys: tuple[str, ...]
     ) -> dict[str, Any]:
-        place = readable_territory(session, principal, self.territoire, LOC, by_name=True)
-        return service.referral_stats(session, place, period, keys)
+        return service.referral_stats(session, self.territory(session, principal), period, keys)
 
 
 Asked = Annotated[StatsQuery, Depends()]
@@ -150,15 +140,19 @@ def _tiles(totals: dict[str, Any]) -> list[dict[str, str]]:
 @router.get("")
 async def statistics(request: Request, principal: CoordinateurUser, asked: Asked) -> Response:
     db = request.app.state.db
+
+    def read(session: Any) -> tuple[Territory, dict[str, Any], list[dict[str, Any]]]:
+        """The groups asked for, and the groups by month for the charts (the same ones when
+        grouped by month alone)."""
+        place = asked.territory(session, principal)
+        document = service.referral_stats(session, place, period, keys)
+        if keys == ("month",):
+            return place, document, document["groups"]
+        return place, document, service.month_groups(session, place, period)
+
     try:
         period, keys = asked.parsed()
-        # The groups asked for, and the months of the period for the charts.
-        document, months = await db.read(
-            lambda session: (
-                asked.read(session, principal, period, keys),
-                asked.read(session, principal, period, ("month",)) if keys != ("month",) else None,
-            )
-        )
+        place, document, by_month = await db.read(read)
     except Problem as problem:
         # A field of the page's own is marked where it is; the others in the alert.
         at = {"du", "au", "par", "territoire"}
@@ -179,11 +173,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
             },
             labels=GROUP_LABELS,
         )
-    # Every month of the period on the axis, those without any orientation at zero.
-    by_month = {g["month"]: g for g in (months or document)["groups"]}
-    labels = _months(period)
-    empty = {**dict.fromkeys(service.COUNTS, 0), **dict.fromkeys(service.RATES), "masked": False}
-    groups = [by_month.get(m, empty) for m in labels]
+    labels, groups = service.months(period), service.every_month(period, by_month)
     figure = service.FIGURE
     volumes = charts.bar_chart(
         labels,
@@ -229,7 +219,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
         form={
             "du": period.start,
             "au": period.end,
-            "territoire": territory_label(db.engine, document["filters"]),
+            "territoire": place.label,
             "par": list(keys),
         },
         labels=GROUP_LABELS,
