@@ -1,5 +1,7 @@
 """Fixtures: a real SQLite file and a real PostgreSQL server started by the suite itself."""
 
+import email
+import email.policy
 import os
 import subprocess
 import sys
@@ -7,10 +9,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy import text
@@ -128,6 +133,55 @@ def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) 
     get_engine().dispose()
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+class Mailbox:
+    """An SMTP server (aiosmtpd) on the loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[tuple[list[str], Message]] = []
+        self.controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        # A long subject is folded on the wire; a mail client shows it on one line.
+        subject = " ".join(str(parsed["Subject"]).split())
+        del parsed["Subject"]
+        parsed["Subject"] = subject
+        self.messages.append((list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted"
+
+    def start(self) -> None:
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
+
+
+PUBLIC_URL = "https://passerelle.example.org"
+
+
+def mail_settings(mailbox: Mailbox, **changes: Any) -> Settings:
+    """Settings that send e-mails to `mailbox`, their links to PUBLIC_URL, the app's own
+    delivery left asleep: each test delivers when it means to."""
+    return Settings(
+        smtp_url=f"smtp://127.0.0.1:{mailbox.port}",
+        public_url=PUBLIC_URL,
+        outbox_check_seconds=3600,
+        **changes,
+    )
 
 
 @dataclass

@@ -23,10 +23,9 @@ from sqlalchemy import Engine, text
 import tests.test_accounts as accounts_tests
 from app.models import Role
 from app.services.oidc import CALLBACK
-from tests.conftest import Server, World, serving
+from tests.conftest import Mailbox, Server, World, serving
 from tests.pgserver import free_port
 from tests.test_accounts import ACCOUNTS, CLIENT_ID, CLIENT_SECRET, invite, needs_provider
-from tests.test_notifications import Mailbox
 from tests.test_web_browser import (  # noqa: F401 (fixtures)
     AXE,
     CHROMIUM,
@@ -47,14 +46,6 @@ pytestmark = [
 
 MARIE = "marie.curie@mediatheque-tulle.fr"
 assert MARIE in ACCOUNTS  # the provider gives her given_name and usual_name: Marie Curie
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from select import select as readable
 
-import pytest
 from click.testing import Result
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -23,20 +21,12 @@ from app.cli import app as cli
 from app.models import Place, Role
 from app.services.keys import create_key
 from app.services.place_sources import MAX_FILE_BYTES
-from tests.conftest import World, count, orientation_body
-from tests.test_notifications import Mailbox, parts
+from tests.conftest import Mailbox, World, count, orientation_body
+from tests.test_notifications import parts
 from tests.test_web import login
 
 PROBLEM = "application/problem+json"
 FORMULA = '=HYPERLINK("http://127.0.0.1:9/x";"Cliquez")'
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 def _csv(raw: bytes) -> list[dict[str, str]]:

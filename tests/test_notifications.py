@@ -4,8 +4,6 @@ lost while a server is down or after a crash, signatures that verify, private ad
 refused."""
 
 import asyncio
-import email
-import email.policy
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -26,35 +23,7 @@ from app.db import Db
 from app.services import outbox
 from app.services.lifecycle import expire_due
 from app.services.notifications import remind_due
-from tests.conftest import World, orientation_body
-from tests.pgserver import free_port
-
-
-class Mailbox:
-    """An SMTP server that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[tuple[list[str], Message]] = []
-        self.controller: Controller | None = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        # A long subject is folded on the wire; a mail client shows it on one line.
-        subject = " ".join(str(parsed["Subject"]).split())
-        del parsed["Subject"]
-        parsed["Subject"] = subject
-        self.messages.append((list(envelope.rcpt_tos), parsed))
-        return "250 Message accepted"
-
-    def start(self) -> None:
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller:
-            self.controller.stop()
-            self.controller = None
+from tests.conftest import Mailbox, World, mail_settings, orientation_body
 
 
 class Receiver:
@@ -81,14 +50,6 @@ class Receiver:
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     found = Receiver()
     yield found
@@ -97,12 +58,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def settings(mailbox: Mailbox) -> Settings:
-    # The worker of the app is left asleep: each test delivers when it means to.
-    return Settings(
-        smtp_url=f"smtp://127.0.0.1:{mailbox.port}",
+    return mail_settings(
+        mailbox,
         mail_from="Passerelle <passerelle@example.org>",
-        public_url="https://passerelle.example.org",
-        outbox_check_seconds=3600,
         outbox_max_attempts=3,
         webhook_allow_private=True,
     )

@@ -20,18 +20,10 @@ from app.config import Settings
 from app.db import Db
 from app.main import create_app
 from app.services import outbox, webhook_address
-from tests.conftest import World, count, orientation_body
-from tests.test_notifications import Mailbox
+from tests.conftest import Mailbox, World, count, orientation_body
 
 PROBLEM = "application/problem+json"
 
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 # --- 1, 2, 3, 8, 10. webhooks: the URL, the address connected to, the delivery's bounds -----
 
