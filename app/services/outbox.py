@@ -9,7 +9,6 @@ import contextlib
 import html
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -211,9 +210,8 @@ def _claim(
     channels: list[str],
     now: datetime,
     lease: timedelta = LEASE,
-    limit: int = BATCH,
 ) -> list[Claimed]:
-    """Takes up to `limit` due messages for a lease under a token of its own, counting the
+    """Takes up to BATCH due messages for a lease under a token of its own, counting the
     attempt. On PostgreSQL, rows another process is claiming are skipped (FOR UPDATE SKIP
     LOCKED), so processes claim disjoint batches instead of waiting on each other."""
     token = secrets.token_hex(12)
@@ -223,7 +221,7 @@ def _claim(
             .outerjoin(Webhook, col(Webhook.id) == col(OutboxMessage.webhook_id))
             .where(*_due(channels, now))
             .order_by(col(OutboxMessage.next_attempt_at))
-            .limit(limit)
+            .limit(BATCH)
         )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=OutboxMessage, skip_locked=True)  # type: ignore[arg-type]
@@ -348,6 +346,7 @@ class _Batch:
     def __init__(self, db: Db, claimed: list[Claimed], stop: asyncio.Event | None) -> None:
         settings = db.settings
         self.db, self.claimed, self.stop = db, claimed, stop
+        self.token = claimed[0].claim  # one claim, one token
         self.lease = timedelta(seconds=settings.outbox_lease_seconds)
         self.deadline = asyncio.get_running_loop().time() + settings.outbox_batch_seconds
         self.max_attempts = settings.outbox_max_attempts
@@ -407,14 +406,20 @@ class _Batch:
             if ids:
                 with contextlib.suppress(Exception):  # the next renewal tries again
                     await self.db.write(
-                        partial(_renew, token=self.claimed[0].claim, ids=ids, lease=self.lease)
+                        partial(_renew, token=self.token, ids=ids, lease=self.lease)
                     )
 
-    async def run(self, send: Callable[["_Batch"], Awaitable[None]]) -> DeliveryReport:
+    async def run(self, secret: str) -> DeliveryReport:
+        """Sends the batch's e-mails (their links signed with `secret`) and webhooks."""
+        emails = [c for c in self.claimed if c.channel == "email"]
+        hooks = [c for c in self.claimed if c.channel == "webhook"]
         marker = asyncio.create_task(self.marking())
         renewer = asyncio.create_task(self.renewing())
         try:
-            await send(self)
+            await asyncio.gather(
+                *([_send_emails(emails, self, secret)] if emails else []),
+                *([_send_webhooks(hooks, self)] if hooks else []),
+            )
         finally:
             renewer.cancel()
             self.closing = True
@@ -424,7 +429,7 @@ class _Batch:
             if untried:
                 with contextlib.suppress(Exception):  # else their lease ends
                     self.report.released += await self.db.write(
-                        partial(_release, token=self.claimed[0].claim, ids=untried)
+                        partial(_release, token=self.token, ids=untried)
                     )
         return self.report
 
@@ -539,6 +544,7 @@ async def deliver_due(
     channels = [c for c in channels if only in (None, c)]
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     total = DeliveryReport()
+    secret = None  # the links' (app.services.links), read once the first e-mail needs it
     while stop is None or not stop.is_set():
         now = utcnow()
         if not await db.read(partial(_any_due, channels=channels, now=now)):
@@ -546,17 +552,9 @@ async def deliver_due(
         claimed = await db.write(partial(_claim, channels=channels, now=now, lease=lease))
         if not claimed:
             break
-        emails = [c for c in claimed if c.channel == "email"]
-        hooks = [c for c in claimed if c.channel == "webhook"]
-        secret = await db.read(link_secret) if emails else ""
-
-        async def send(batch: _Batch) -> None:
-            await asyncio.gather(
-                *([_send_emails(emails, batch, secret)] if emails else []),  # noqa: B023
-                *([_send_webhooks(hooks, batch)] if hooks else []),  # noqa: B023
-            )
-
-        total.add(await _Batch(db, claimed, stop).run(send))
+        if secret is None and any(c.channel == "email" for c in claimed):
+            secret = await db.read(link_secret)
+        total.add(await _Batch(db, claimed, stop).run(secret or ""))
         if len(claimed) < BATCH:
             break
     if total.lost:
