@@ -17,6 +17,7 @@ from app.triage.matching import (
     PLACE_PAUSED,
     Candidate,
     match,
+    settled,
     unmet,
 )
 from app.triage.needs import Day, Fees, Half, Modality, Needs, Specific, slot
@@ -61,7 +62,9 @@ def test_matching_keeps_every_hard_constraint_and_says_why_it_passed_over(
         assert not (asked.free_only and chosen.fees is Fees.PAYANT)
     assert len(result.chosen) == min(limit, len(allowed))
     if not result.chosen:
-        assert not allowed and result.passed_over == [] or len(result.passed_over) == len(found)
+        # None allowed: every place is passed over, each with its reasons.
+        assert not allowed
+        assert [p.candidate for p in result.passed_over] == found
         if asked.any and found:
             assert NO_SUITABLE_PLACE in result.reasons
         return
@@ -82,6 +85,23 @@ def test_matching_keeps_every_hard_constraint_and_says_why_it_passed_over(
             )
     if asked.availability and best.open_slots and best.open_slots & asked.availability:
         assert OPEN_AT_AVAILABILITY in result.meets
+
+
+@settings(max_examples=300)
+@given(st.lists(places, max_size=12), needs, st.integers(1, 4), st.integers(0, 12))
+def test_a_settled_match_of_the_nearest_is_the_match_of_them_all(
+    found: list[Candidate], asked: Needs, limit: int, nearest: int
+) -> None:
+    """The service looks at the nearest places first, and farther only while the match is
+    not settled: a settled match of the nearest changes with no farther place."""
+    found = sorted(found, key=lambda c: c.distance_km)
+    first = match(found[:nearest], asked, TODAY, limit)
+    if settled(first, asked, limit):
+        assert first == match(found, asked, TODAY, limit)
+    if not asked.any and len(found[:nearest]) >= limit + sum(
+        1 for c in found[:nearest] if c.full or (c.paused_until and c.paused_until >= TODAY)
+    ):
+        assert settled(first, asked, limit)  # without needs, the service's first look
 
 
 def test_unknown_facts_are_not_held_against_a_place() -> None:

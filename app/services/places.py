@@ -20,7 +20,7 @@ from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
 from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points, chord_km, unit_vectors
-from app.triage.matching import Candidate, Match, match
+from app.triage.matching import Candidate, Match, match, settled
 from app.triage.needs import Fees, Modality, Needs
 from app.triage.opening import open_slots
 
@@ -60,6 +60,26 @@ class PlaceIndex:
         # The same few filters come back at every orientation (one per procedure theme).
         self._candidates: dict[tuple[Any, ...], NDArray[np.intp]] = {}
         self._trees: dict[tuple[Any, ...], tuple[Any, NDArray[np.intp]]] = {}
+        # Each place as matching sees it, read once (its hours parsed once): by id.
+        self._matching: dict[str, Candidate] = {}
+
+    def candidate(self, place: PlaceOut, distance_km: float, full: bool) -> Candidate:
+        """The place as the matching rules see it, at this distance (app.triage.matching)."""
+        facts = self._matching.get(place.id)
+        if facts is None:
+            facts = self._matching[place.id] = candidate(place, 0.0, False)
+        # Built field by field: dataclasses.replace takes three times as long.
+        return Candidate(
+            facts.id,
+            distance_km,
+            facts.paused_until,
+            full,
+            facts.specific,
+            facts.public,
+            facts.fees,
+            facts.modalities,
+            facts.open_slots,
+        )
 
     def candidates(
         self,
@@ -223,24 +243,33 @@ def match_places(
 ) -> PlaceMatch:
     """Where a referral may go, by the matching rules (app.triage.matching), over the médiation
     places that accept referrals and offer a service of the procedure's theme within `max_km`
-    of the person's commune, nearest first. Without needs, only the few nearest are looked at
-    (enough to pass over every paused or full one)."""
+    of the person's commune, nearest first."""
     index = place_index(session)
     now = utcnow()
     today = local_day(now)
-    extra = sum(1 for until in index.paused if until >= today) + index.limited
-    found = index.near(
-        commune,
-        kind=PlaceKind.MEDIATION,
-        services_any=PROCEDURE_THEMES[theme].services,
-        accepting_referrals=True,
-        max_km=max_km,
-        limit=None if needs.any else limit + extra,
-    )
-    full = full_places(session, [f.place for f in found], now)
-    rules = match(
-        [candidate(f.place, f.distance_km, f.place.id in full) for f in found], needs, today, limit
-    )
+    # The nearest first, then eight times as many while farther ones could change the match
+    # (app.triage.matching.settled): without needs, the first look, enough to pass over every
+    # paused or full place, always settles it.
+    window = limit + sum(1 for until in index.paused if until >= today) + index.limited
+    while True:
+        found = index.near(
+            commune,
+            kind=PlaceKind.MEDIATION,
+            services_any=PROCEDURE_THEMES[theme].services,
+            accepting_referrals=True,
+            max_km=max_km,
+            limit=window,
+        )
+        full = full_places(session, [f.place for f in found], now)
+        rules = match(
+            [index.candidate(f.place, f.distance_km, f.place.id in full) for f in found],
+            needs,
+            today,
+            limit,
+        )
+        if len(found) < window or settled(rules, needs, limit):
+            break
+        window *= 8
     by_id = {f.place.id: f for f in found}
     return PlaceMatch(
         [by_id[c.id] for c in rules.chosen],

@@ -81,6 +81,15 @@ def open_when_asked(place: Candidate, needs: Needs) -> bool | None:
     return bool(place.open_slots & needs.availability)
 
 
+def settled(result: Match, needs: Needs, limit: int) -> bool:
+    """Whether the match of the nearest candidates is the match of them all: once `limit`
+    places are chosen that no farther one ranks before (open at the person's times, when
+    those are known), farther candidates change nothing, not even the passed over."""
+    if len(result.chosen) < limit:
+        return False
+    return not needs.availability or all(open_when_asked(c, needs) for c in result.chosen)
+
+
 def match(candidates: Sequence[Candidate], needs: Needs, today: date, limit: int) -> Match:
     """The places a referral may go to, ranked, and why every nearer one was passed over.
     `candidates` come nearest first."""
