@@ -68,11 +68,6 @@ def _listed(text: str) -> str:
     return re.sub(r"'([^']*)'", r"\1", text).replace(" or ", " ou ")
 
 
-def _n(number: str) -> str:
-    """A bound of a range (Pydantic's 0.1) with a decimal comma."""
-    return number.replace(".", ",")
-
-
 def _dates(text: str) -> str:
     for code, words in _DATE_FORMAT_WORDS:
         text = text.replace(code, words)
@@ -102,10 +97,10 @@ _ERROR_WORDS: tuple[tuple[str, str | Callable[[re.Match[str]], str]], ...] = (
     (r"Input should be a valid integer.*", "un nombre entier est attendu."),
     (r"Input should be a valid number.*", "un nombre est attendu."),
     (r"Input should be a valid boolean.*", "oui ou non (true, false) est attendu."),
-    (r"Input should be greater than or equal to (\S+)", lambda m: f"au moins {_n(m[1])}."),
-    (r"Input should be less than or equal to (\S+)", lambda m: f"au plus {_n(m[1])}."),
-    (r"Input should be greater than (\S+)", lambda m: f"plus de {_n(m[1])}."),
-    (r"Input should be less than (\S+)", lambda m: f"moins de {_n(m[1])}."),
+    (r"Input should be greater than or equal to (\S+)", lambda m: f"au moins {_french(m[1])}."),
+    (r"Input should be less than or equal to (\S+)", lambda m: f"au plus {_french(m[1])}."),
+    (r"Input should be greater than (\S+)", lambda m: f"plus de {_french(m[1])}."),
+    (r"Input should be less than (\S+)", lambda m: f"moins de {_french(m[1])}."),
     (r"Input should be (.+)", lambda m: f"valeurs possibles : {_listed(m[1])}."),
     (r"(?:file|path|directory) '(.+?)' does not exist\.", r"« \1 » n'existe pas."),
     (r"(?:file|path) '(.+?)' is a directory\.", r"« \1 » est un dossier, pas un fichier."),
@@ -257,20 +252,23 @@ errors = Console(stderr=True, soft_wrap=True, markup=False)  # one line in a log
 THIN = "\u202f"  # narrow no-break space, between thousands (the French way, CLDR's too)
 
 
+# The web pages' app.web.render.number writes figures the same way, but importing it would load
+# FastAPI and Jinja2 for every command (and the help).
+def _french(figures: str) -> str:
+    """Python's « 1,234.5 » (format spec `,`) as France writes it: « 1 234,5 »."""
+    return figures.replace(",", THIN).replace(".", ",")
+
+
 def number(value: float, decimals: int = 0) -> str:
     """One number in French: 241464 -> « 241 464 », 12.5 -> « 12,5 » (decimals: at most that
     many, trailing zeros dropped)."""
     text = f"{value:,.{decimals}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text.replace(",", THIN).replace(".", ",")
+    return _french(text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 def percent(value: float | None) -> str:
     """0.571 -> « 57,1 % » (one decimal kept); None -> « — »."""
-    if value is None:
-        return "—"
-    return f"{value * 100:,.1f}".replace(",", THIN).replace(".", ",") + " %"
+    return "—" if value is None else _french(f"{value * 100:,.1f}") + " %"
 
 
 # A space that say() never breaks: between a number and its unit.
