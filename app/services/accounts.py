@@ -181,16 +181,17 @@ def invite(
     return membership
 
 
-def may_manage(principal: Principal, place_id: str | None) -> bool:
-    """The admin manages every team; a responsable, the team of their own place."""
+def manages_team(principal: Principal, responsable: bool, place_id: str | None) -> bool:
+    """The admin manages every team; a place's responsable (`responsable`: the principal's
+    membership says so), the team of their own place."""
     if principal.role is Role.ADMIN:
         return True
-    return bool(place_id) and principal.place_id == place_id and principal.membership_id is not None
+    return responsable and bool(place_id) and principal.place_id == place_id
 
 
 def is_responsable(session: Session, principal: Principal) -> bool:
     if principal.membership_id is None:
-        return principal.role is Role.ADMIN
+        return False
     membership = session.get(Membership, principal.membership_id)
     return membership is not None and membership.responsable and membership.removed_at is None
 
@@ -233,9 +234,7 @@ def remove_member(
             or (place_id is not None and membership.place_id != place_id)
         ):
             raise AccountError("Ce membre ne fait plus partie de l'équipe.")
-        if by.role is not Role.ADMIN and not (
-            is_responsable(session, by) and may_manage(by, membership.place_id)
-        ):
+        if not manages_team(by, is_responsable(session, by), membership.place_id):
             raise AccountError("Seul le responsable du lieu ou l'administrateur retire un membre.")
         membership.removed_at = now
         session.add(membership)

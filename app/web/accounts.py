@@ -349,18 +349,17 @@ async def ask_to_join(request: Request, form: Form, session: Session) -> Respons
 # --- the team of a place -------------------------------------------------------------------
 
 
-async def _team_place(
-    request: Request, session: Any, place_id: str | None
+def _team_place(
+    request: Request, session: WebSession, place_id: str | None
 ) -> tuple[Principal, str]:
     """The place whose team the reader manages: their own as responsable, any as admin."""
-    principal: Principal | None = session.principal
+    principal = session.principal
     if principal is None:
         raise LoginRequired(request.url.path, session.expired)
     target = place_id if principal.role is Role.ADMIN and place_id else principal.place_id
-    allowed = await _db(request).read(
-        lambda s: accounts.is_responsable(s, principal) and accounts.may_manage(principal, target)
-    )
-    if not allowed or not target:
+    # Whether they are its responsable was read with their session, this request.
+    responsable = session.account is not None and session.account.responsable
+    if not target or not accounts.manages_team(principal, responsable, target):
         raise Problem(
             403,
             "La page « Équipe » est réservée au responsable du lieu et à l'administrateur"
@@ -410,13 +409,13 @@ async def _team_page(
 async def team_page(
     request: Request, session: Session, lieu: Annotated[str | None, Query(max_length=64)] = None
 ) -> Response:
-    principal, place_id = await _team_place(request, session, lieu)
+    principal, place_id = _team_place(request, session, lieu)
     return await _team_page(request, principal, place_id)
 
 
 @router.post("/equipe/inviter")
 async def team_invite(request: Request, form: Form, session: Session) -> Response:
-    principal, place_id = await _team_place(request, session, form.get("lieu"))
+    principal, place_id = _team_place(request, session, form.get("lieu"))
     email = form.get("email", "").strip()
     db = _db(request)
 
@@ -444,7 +443,7 @@ async def team_invite(request: Request, form: Form, session: Session) -> Respons
 
 @router.post("/equipe/retirer")
 async def team_remove(request: Request, form: Form, session: Session) -> Response:
-    principal, place_id = await _team_place(request, session, form.get("lieu"))
+    principal, place_id = _team_place(request, session, form.get("lieu"))
     membership_id = form.get("membre", "")
 
     def write(s: DbSession) -> str:
