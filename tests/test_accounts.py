@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from app.cli import app as cli
@@ -162,7 +162,7 @@ def emails(engine: Engine, event: str) -> list[tuple[str, str]]:
     """(recipient, text) of the e-mails of that kind, as they are delivered."""
     with Session(engine) as session:
         secret = link_secret(session)
-        rows = session.query(OutboxMessage).filter(OutboxMessage.event == event).all()
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.event == event)).all()
         found = []
         for row in sorted(rows, key=lambda r: r.created_at):
             _, body, _ = outbox.render_email(row.content, "http://testserver", secret)
@@ -174,6 +174,18 @@ def link_in(body: str, prefix: str) -> str:
     found = re.search(rf"http://testserver({re.escape(prefix)}\S+)", body)
     assert found, body
     return found.group(1)
+
+
+def signed_in(app: Any, engine: Engine, email: str) -> TestClient:
+    """A browser of its own, signed in with the last sign-in link sent to `email`."""
+    browser = TestClient(app)
+    page = browser.get("/connexion")
+    browser.post("/connexion/lien", data={"csrf": csrf_of(page.text), "email": email})
+    path = link_in(
+        [b for r, b in emails(engine, accounts.LOGIN_LINK) if r == email][-1], "/connexion/lien/"
+    )
+    browser.post(path, data={"csrf": csrf_of(browser.get(path).text)})
+    return browser
 
 
 @needs_provider
@@ -345,21 +357,8 @@ def test_a_removed_member_and_a_logged_out_session_end_at_once(
     invite(engine, "chef@mediatheque-tulle.fr", Role.MEDIATEUR, place_id=place, responsable=True)
     invite(engine, "marie.curie@mediatheque-tulle.fr", Role.MEDIATEUR, place_id=place)
 
-    def signed_in(email: str) -> TestClient:
-        browser = TestClient(client.app)
-        page = browser.get("/connexion")
-        browser.post("/connexion/lien", data={"csrf": csrf_of(page.text), "email": email})
-        path = link_in(
-            [b for r, b in emails(engine, accounts.LOGIN_LINK) if r == email][-1],
-            "/connexion/lien/",
-        )
-        browser.post(path, data={"csrf": csrf_of(browser.get(path).text)})
-        return browser
-
-    chief, marie = (
-        signed_in("chef@mediatheque-tulle.fr"),
-        signed_in("marie.curie@mediatheque-tulle.fr"),
-    )
+    chief = signed_in(client.app, engine, "chef@mediatheque-tulle.fr")
+    marie = signed_in(client.app, engine, "marie.curie@mediatheque-tulle.fr")
     assert marie.get("/mediateur").status_code == 200
     assert marie.get("/equipe").status_code == 403  # not the responsable
     team = chief.get("/equipe")
@@ -369,7 +368,7 @@ def test_a_removed_member_and_a_logged_out_session_end_at_once(
     removed = chief.post(
         "/equipe/retirer", data={"csrf": csrf_of(team.text), "membre": member.group(1)}
     )
-    assert removed.status_code == 200 and "ne fait plus partie" in removed.text
+    assert removed.status_code == 200 and "ses sessions sont terminées" in removed.text
     assert marie.get("/mediateur", follow_redirects=False).status_code == 303  # at once
 
     invited = chief.post(
@@ -389,16 +388,33 @@ def test_a_removed_member_and_a_logged_out_session_end_at_once(
     assert copy.get("/mediateur", follow_redirects=False).status_code == 303
 
 
+def test_an_admin_signed_in_as_a_person_manages_the_team_of_any_place(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    place = world.places["demo-med-tulle"]
+    invite(engine, "marie.curie@mediatheque-tulle.fr", Role.MEDIATEUR, place_id=place)
+    invite(engine, "admin@correze.fr", Role.ADMIN)
+    admin = signed_in(client.app, engine, "admin@correze.fr")
+    assert admin.get("/equipe").status_code == 403  # which place: the page asks for one
+    team = admin.get(f"/equipe?lieu={place}")
+    assert team.status_code == 200 and "marie.curie@mediatheque-tulle.fr" in team.text
+    member = re.search(r'name="membre" value="([^"]+)"', team.text)
+    assert member
+    removed = admin.post(
+        "/equipe/retirer",
+        data={"csrf": csrf_of(team.text), "membre": member.group(1), "lieu": place},
+    )
+    assert removed.status_code == 200 and "ses sessions sont terminées" in removed.text
+    assert "marie.curie@mediatheque-tulle.fr" not in admin.get(f"/equipe?lieu={place}").text
+
+
 def test_a_person_with_two_memberships_switches_between_them(
     client: TestClient, world: World, engine: Engine
 ) -> None:
     email = "double@correze.fr"
     invite(engine, email, Role.MEDIATEUR, place_id=world.places["demo-med-tulle"])
     invite(engine, email, Role.COORDINATEUR, territory="departement:19")
-    page = client.get("/connexion")
-    client.post("/connexion/lien", data={"csrf": csrf_of(page.text), "email": email})
-    path = link_in(emails(engine, accounts.LOGIN_LINK)[-1][1], "/connexion/lien/")
-    client.post(path, data={"csrf": csrf_of(client.get(path).text)})
+    client = signed_in(client.app, engine, email)
     assert client.get("/mediateur").status_code == 200
     assert client.get("/coordinateur").status_code == 403
     choices = client.get("/espace")
@@ -471,7 +487,7 @@ def test_without_a_provider_or_the_key_setting_the_login_page_offers_the_email_l
 
 
 def test_users_invite_list_and_deactivate_on_the_command_line(
-    cli_env: None, world: World, engine: Engine
+    cli_env: None, world: World, engine: Engine, client: TestClient
 ) -> None:
     runner = CliRunner()
     made = runner.invoke(
@@ -504,12 +520,19 @@ def test_users_invite_list_and_deactivate_on_the_command_line(
     )
     assert wrong.exit_code == 2 and "france_services" in wrong.output
     listed = runner.invoke(cli, ["users", "list"])
-    assert listed.exit_code == 0 and "anne@correze.fr" in listed.output
-    assert "coordinateur\tdepartement" not in listed.output  # piped: tab-separated lines
+    assert listed.exit_code == 0
+    # Piped: one tab-separated line per role (e-mail, name, role, place, territory, responsable).
+    lines = [line.split("\t") for line in listed.output.splitlines()]
+    assert lines[0][:3] == ["e-mail", "nom", "rôle"]
+    anne = ["anne@correze.fr", "anne@correze.fr", "coordinateur", "", "departement:19", "non"]
+    assert anne in [line[:6] for line in lines], listed.output
     shown = runner.invoke(cli, ["outbox", "list", "--show", "--url", "https://passerelle.example"])
     assert "https://passerelle.example/connexion/lien/" in shown.output
+    anne_browser = signed_in(client.app, engine, "anne@correze.fr")
+    assert anne_browser.get("/coordinateur").status_code == 200
     gone = runner.invoke(cli, ["users", "deactivate", "anne@correze.fr"])
     assert gone.exit_code == 0 and "sessions sont terminées" in gone.output
+    assert anne_browser.get("/coordinateur", follow_redirects=False).status_code == 303  # at once
     assert runner.invoke(cli, ["users", "deactivate", "nobody@x.fr"]).exit_code == 1
     with Session(engine) as session:
         assert not accounts.request_login_link(session, "anne@correze.fr", None, 15)
