@@ -77,23 +77,23 @@ def commit_once(
     person's contact data is stored without it and completed again on replay."""
     # Without a key's id (a place acting from its e-mail's link), no record: the pages guard
     # with the version read instead.
-    key = key if api_key_id else None
-    digest = request_hash(path, payload.model_dump(mode="json")) if key else ""
+    keyed = (api_key_id, key) if api_key_id and key else None
+    digest = request_hash(path, payload.model_dump(mode="json")) if keyed else ""
     for _ in range(ATTEMPTS):
         with writing(session):
-            if key and api_key_id:
-                record = replay(session, api_key_id, key, digest)
+            if keyed:
+                record = replay(session, *keyed, digest)
                 if record is not None:
                     return _replayed(session, record, personal)
             try:
                 reserved = None
-                if key and api_key_id:
+                if keyed:
                     # Reserved before the work runs: a concurrent request with the same key
                     # (another process) waits here for this one's commit, then replays it,
                     # instead of doing the work again and meeting its effects (a 409).
                     reserved = IdempotencyRecord(
-                        api_key_id=api_key_id,
-                        key=key,
+                        api_key_id=keyed[0],
+                        key=keyed[1],
                         request_hash=digest,
                         status_code=status,
                         response={},
@@ -112,7 +112,7 @@ def commit_once(
                 if is_redraw(exc):
                     continue
                 # A concurrent retry with the same key (another process) won the race.
-                record = replay(session, api_key_id, key, digest) if key and api_key_id else None
+                record = replay(session, *keyed, digest) if keyed else None
                 if record is None:
                     raise
                 return _replayed(session, record, personal)
