@@ -368,6 +368,10 @@ def test_every_figure_adds_up(
     assert page.status_code == 200
     tiles = Tables(page.text).tiles
     rows_total = page_total_rows(page.text)
+    # The three tables share the figures out: each figure in one table, once.
+    labels = [figure.label for figure in stats.FIGURES]
+    headers = [h for table in Tables(page.text).tables for h in table[0] if h in labels]
+    assert sorted(headers) == sorted(labels)
     for figure in stats.FIGURES:
         value = shown(totals[figure.key], bool(figure.of))
         assert rows_total[figure.label] == value, figure.label

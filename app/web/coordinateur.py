@@ -33,6 +33,18 @@ FIELDS = service.Asked(
     group_by=("par", "« Regrouper par »"),
     choices=GROUP_LABELS,
 )
+# The detail in three tables, each narrow enough for a desktop: what happened at the desk,
+# the places' answers, the ends of the accompaniments accepted.
+_CLOSING = ("accepted_closed", "completed", "no_show", "completion_rate", "no_show_rate")
+TABLES = (
+    ("desk", "À l'accueil de France Services", [service.FIGURE[k] for k in service.AT_THE_DESK]),
+    (
+        "sent",
+        "Envois aux lieux de médiation et leurs réponses",
+        [f for f in service.FIGURES if f.key not in (*service.AT_THE_DESK, *_CLOSING)],
+    ),
+    ("closed", "Suites des accompagnements acceptés", [service.FIGURE[k] for k in _CLOSING]),
+)
 LOC: list[str | int] = ["query", "territoire"]
 # A territory's name as a person types it, or its label (the longest is 92 characters).
 TERRITORY = Query(max_length=200)
@@ -209,7 +221,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
         keys=keys,
         tiles=_tiles(document["totals"]),
         figures=service.FIGURES,
-        desk=service.AT_THE_DESK,
+        tables=TABLES,
         per_referral=bool(service.REFERRAL_KEYS & set(keys)),
         refusals=service.REFUSAL_LABELS,
         need_labels=NEED_LABELS,
