@@ -179,9 +179,9 @@ def fleet(database_url: str, logs: Path, n: int = 3, **settings: str) -> Iterato
 def _orient_everywhere(
     instances: list[Instance], world: World, n: int, concurrency: int = 8
 ) -> list[dict[str, Any]]:
-    prefix = secrets.token_hex(4)
     """`n` orientations sent round-robin to the instances still up, each with an
     Idempotency-Key: one that meets a stopping or killed instance is sent again to the next."""
+    prefix = secrets.token_hex(4)
 
     async def run() -> list[dict[str, Any]]:
         created: list[dict[str, Any]] = []
