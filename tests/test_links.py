@@ -1,9 +1,9 @@
 """A place acts on its referrals from the e-mail, with no account and no key: the e-mail from a
 real SMTP server (aiosmtpd), its link opened through the real app, on both databases."""
 
+import html
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,27 +16,14 @@ from sqlmodel import Session
 from app.config import Settings
 from app.services import links
 from app.triage.rules import REASON_PLACE_PAUSED
-from tests.conftest import World, count, orientation_body
-from tests.test_notifications import Mailbox, deliver
-
-PUBLIC = "https://passerelle.example.org"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
+from tests.conftest import PUBLIC_URL as PUBLIC
+from tests.conftest import Mailbox, World, count, mail_settings, orientation_body
+from tests.test_notifications import deliver
 
 
 @pytest.fixture
 def settings(mailbox: Mailbox) -> Settings:
-    return Settings(
-        smtp_url=f"smtp://127.0.0.1:{mailbox.port}",
-        public_url=PUBLIC,
-        outbox_check_seconds=3600,
-    )
+    return mail_settings(mailbox)
 
 
 def orient(client: TestClient, world: World, **changes: Any) -> dict[str, Any]:
@@ -111,6 +98,16 @@ def test_a_place_without_a_key_accepts_contacts_and_completes_from_its_email(
         ).one()
     assert read == (None, "mediateur", world.places["demo-med-tulle"], "POST /lien/{id}")
 
+    # A step the page never offers: said in the page's words, nothing moves.
+    before = snapshot(engine)
+    wrong = client.post(
+        path + "/statut", data={"csrf": csrf, "status": "telepathie", "version": version}
+    )
+    assert wrong.status_code == 422
+    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(
+        wrong.text
+    )
+    assert snapshot(engine) == before
     for status in ("acceptee", "contactee", "terminee"):
         answer = client.post(
             path + "/statut",
