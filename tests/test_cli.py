@@ -10,6 +10,8 @@ import pytest
 import typer
 from fastapi.testclient import TestClient
 from rich.cells import cell_len
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
@@ -279,7 +281,8 @@ def test_outbox_and_stats_tables_hold_at_80_columns(
 ) -> None:
     for commune in ("19272", "19272", "19031"):
         body = orientation_body(person={"commune": commune, "consent": False})
-        assert client.post("/v1/orientations", json=body, headers=world.auth("agent_tulle"))
+        sent = client.post("/v1/orientations", json=body, headers=world.auth("agent_tulle"))
+        assert sent.status_code == 201, sent.text
     runner = CliRunner()
     listed = runner.invoke(cli, ["outbox", "list"], env=NARROW)
     assert listed.exit_code == 0 and widest(listed.output) <= 80, listed.output
@@ -292,6 +295,38 @@ def test_outbox_and_stats_tables_hold_at_80_columns(
     assert grouped.exit_code == 0 and widest(grouped.output) <= 80, grouped.output
     assert "Brive-la-Gaillarde" in grouped.output and "masqué" in grouped.output
     assert "En attente" in grouped.output  # the status in words
+
+
+# --- people's accounts ---------------------------------------------------------------------
+
+
+def test_users_invite_queues_the_e_mail_and_lists_the_invitation(
+    world: World, cli_env: None, engine: Engine
+) -> None:
+    runner = CliRunner()
+    args = ["users", "invite", "--email", "Marie.Curie@Mediatheque-Tulle.fr", "--role",
+            "mediateur", "--place", "demo-med-tulle", "--responsable"]
+    invited = runner.invoke(cli, args, env=WIDE)
+    assert invited.exit_code == 0, invited.output
+    said = flat(invited.output)
+    assert "Invitation envoyée à marie.curie@mediatheque-tulle.fr : " in said
+    assert "Espace numérique de la médiathèque de Tulle" in said and "(responsable)" in said
+    with engine.connect() as connection:
+        queued = connection.execute(text("SELECT recipient, event FROM outbox")).all()
+    assert [tuple(row) for row in queued] == [
+        ("marie.curie@mediatheque-tulle.fr", "account.invitation")
+    ]
+
+    # Not a terminal: a line per role, tab-separated (its last fields empty: never signed in).
+    header, *rows = runner.invoke(cli, ["users", "list"]).output.splitlines()
+    fields = [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
+    assert [(f["e-mail"], f["rôle"], f["lieu"], f["responsable"]) for f in fields] == [
+        ("marie.curie@mediatheque-tulle.fr", "mediateur", world.places["demo-med-tulle"], "oui")
+    ]
+
+    refused = runner.invoke(cli, ["users", "invite", "--email", "x@exemple.fr", "--role", "agent"])
+    assert refused.exit_code == 2, refused.output
+    assert "Le rôle agent exige --place" in refused.output, refused.output
 
 
 # --- links of the e-mails ------------------------------------------------------------------
