@@ -175,6 +175,44 @@ def test_the_address_checked_is_the_address_connected_to(
         receiver.close()
 
 
+def test_a_name_that_changes_its_address_after_the_check_is_not_followed(
+    hooks: TestClient,
+    world: World,
+    engine: Engine,
+    hook_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: the name answers the receiver's address to the subscription's check and
+    to the delivery's, then another one. The delivery connects to the address it checked,
+    looking the name up once; a second look-up would have gone elsewhere (and been refused)."""
+    receiver = RawReceiver(_healthy)
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    name = "rebind.passerelle.test"
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) <= 2 else "127.0.0.2"  # nothing listens there
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        assert _subscribe(hooks, world, f"http://{name}:{port}/crochet").status_code == 201
+        assert len(lookups) == 1
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
+                   json=orientation_body())
+        report = _deliver(engine, hook_settings.model_copy(update={"smtp_url": None}))
+        assert (report.sent, report.failed) == (1, 0), report
+        assert len(lookups) == 2  # the delivery's check; the connection used its answer
+        (head,) = receiver.requests
+        assert f"host: {name}:{port}\r\n".encode() in head.lower()
+    finally:
+        receiver.close()
+
+
 def test_a_url_that_can_never_be_sent_is_dead_and_holds_nothing_back(
     hooks: TestClient, world: World, engine: Engine, hook_settings: Settings, mailbox: Mailbox
 ) -> None:
