@@ -21,6 +21,7 @@ from app.services.lookup import first_or_404
 from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points, chord_km, unit_vectors
 from app.triage.matching import Candidate, Match, match, settled
+from app.triage.matching import paused as is_paused
 from app.triage.needs import Fees, Modality, Needs
 from app.triage.opening import open_slots
 
@@ -182,8 +183,8 @@ def place_by_id(session: Session, place_id: str) -> PlaceOut:
 
 
 def paused(place: PlaceOut, today: date) -> bool:
-    """A place paused until a day receives no new referral up to that day included."""
-    return place.paused_until is not None and place.paused_until >= today
+    """Whether the place receives no new referral today (app.triage.matching.paused)."""
+    return is_paused(place.paused_until, today)
 
 
 def candidate(place: PlaceOut, distance_km: float, full: bool) -> Candidate:
@@ -250,7 +251,7 @@ def match_places(
     # The nearest first, then eight times as many while farther ones could change the match
     # (app.triage.matching.settled): without needs, the first look, enough to pass over every
     # paused or full place, always settles it.
-    window = limit + sum(1 for until in index.paused if until >= today) + index.limited
+    window = limit + sum(1 for until in index.paused if is_paused(until, today)) + index.limited
     while True:
         found = index.near(
             commune,

@@ -57,12 +57,17 @@ class Match:
     reasons: tuple[str, ...] = field(default=())  # the orientation's: distinct, in order
 
 
+def paused(paused_until: date | None, today: date) -> bool:
+    """A place paused until a day receives no new referral up to that day included."""
+    return paused_until is not None and paused_until >= today
+
+
 def unmet(place: Candidate, needs: Needs, today: date) -> tuple[str, ...]:
     """The hard constraints the place fails (none: it may receive the referral). What a place
     does not say (no modality, no fees given) is not held against it; a specific need must be
     one the place says it takes care of."""
     failed: list[str] = []
-    if place.paused_until is not None and place.paused_until >= today:
+    if paused(place.paused_until, today):
         failed.append(PLACE_PAUSED)
     if place.full:
         failed.append(PLACE_FULL)
