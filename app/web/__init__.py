@@ -74,10 +74,12 @@ def install(app: FastAPI, settings: Settings) -> None:
         if not is_page(request):
             return await _answer(api_problem(request, exc))
         try:
-            return await page(
+            answer = await page(
                 request, "error.html", status_code=exc.status, status=exc.status,
                 detail=exc.detail,
             )
+            answer.headers.update(exc.headers or {})  # a 429's Retry-After, as the API's
+            return answer
         except (DBAPIError, PoolTimeout) as fault:
             # A person's session is read from the database: when that is what failed, the
             # page says so, shown signed out (the cookie is left as it is).
