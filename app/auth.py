@@ -161,13 +161,22 @@ class FailureThrottle:
                 task.add_done_callback(self._counting.discard)
 
 
-def _throttled(wait: int) -> Problem:
+def throttled(wait: int, refused: str = "jetons d'accès refusés") -> Problem:
+    """429 for an address past its limit of wrong tokens (or keys, or links: `refused`)."""
     return Problem(
         429,
-        f"Trop de jetons d'accès refusés depuis cette adresse : réessayez dans {wait} s.",
+        f"Trop de {refused} depuis cette adresse : réessayez dans {wait} s.",
         slug="trop-de-tentatives",
         headers={"Retry-After": str(wait)},
     )
+
+
+def check_throttle(request: Request, refused: str) -> None:
+    """Refuses (429) an address past its limit before anything is looked up (the pages)."""
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    wait = throttle.retry_after(client_address(request))
+    if wait:
+        raise throttled(wait, refused)
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -190,7 +199,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
     address = client_address(request)
     wait = throttle.retry_after(address)
     if wait:
-        raise _throttled(wait)
+        raise throttled(wait)
     if not token:
         hint = (
             " Le jeton ne se met jamais dans l'adresse (access_token) : elle finit dans les "
@@ -205,7 +214,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
     if principal is None:
         # Counted for the whole fleet: past the limit, 429 whichever process counted before.
         if await throttle.count(address) > throttle.limit:
-            raise _throttled(max(throttle.retry_after(address), 1))
+            raise throttled(max(throttle.retry_after(address), 1))
         raise _unauthorized("Jeton d'accès inconnu ou révoqué.")
     return principal
 

@@ -350,6 +350,17 @@ def test_an_email_link_signs_in_once_and_never_twice(
     assert forged.status_code == 404 and "pas valide" in forged.text
 
 
+def test_wrong_sign_in_links_from_one_address_are_slowed_down(
+    client: TestClient, settings: Settings
+) -> None:
+    for _ in range(settings.auth_failures_per_minute):
+        assert client.get("/connexion/lien/pas-un-lien").status_code == 404
+    refused = client.get("/connexion/lien/pas-un-lien")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "Trop de liens erronés depuis cette adresse" in unescape(refused.text)
+    assert 'lang="fr"' in refused.text  # the page, not the API's problem
+
+
 def test_a_removed_member_and_a_logged_out_session_end_at_once(
     client: TestClient, world: World, engine: Engine
 ) -> None:

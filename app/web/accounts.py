@@ -17,7 +17,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlmodel import Session as DbSession
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth import FailureThrottle, client_address
+from app.auth import FailureThrottle, check_throttle, client_address
 from app.db import Db
 from app.errors import Problem
 from app.models import JoinRequest, Place, Principal, Role, User
@@ -228,21 +228,9 @@ def _bad_link(request: Request) -> Problem:
     )
 
 
-def _throttled(request: Request) -> None:
-    throttle: FailureThrottle = request.app.state.auth_throttle
-    wait = throttle.retry_after(client_address(request))
-    if wait:
-        raise Problem(
-            429,
-            f"Trop de liens erronés depuis cette adresse : réessayez dans {wait} secondes.",
-            slug="trop-de-tentatives",
-            headers={"Retry-After": str(wait)},
-        )
-
-
 async def _link_or_gone(request: Request, token: str) -> Response | None:
     """None when the link can sign in; else the page that says why not."""
-    _throttled(request)
+    check_throttle(request, "liens erronés")
     state = await _db(request).read(lambda s: accounts.login_link_state(s, token))
     if state == "forged":
         raise _bad_link(request)
@@ -472,7 +460,7 @@ class _JoinLink:
 
 
 async def _join_link(request: Request, token: str) -> _JoinLink:
-    _throttled(request)
+    check_throttle(request, "liens erronés")
 
     def read(s: DbSession) -> _JoinLink | None:
         found = accounts.read_join(s, token)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.auth import hash_token
+from app.auth import client_address, hash_token
 from app.models import Principal, Role
 from app.services import accounts, oidc
 from app.web.render import page
@@ -77,7 +77,7 @@ async def login(request: Request, form: Form) -> Response:
             "connectez-vous avec votre compte.",
         )
     throttle = request.app.state.auth_throttle  # the API's: wrong keys count the same here
-    address = request.client.host if request.client else "?"
+    address = client_address(request)
     wait = throttle.retry_after(address)
     token = form.get("cle", "").strip()
     principal = await principal_of_token(request, token) if token and not wait else None
