@@ -8,8 +8,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from app.models import Role
 from app.models.place import PlaceIn
+from app.services.keys import create_key
 from tests.conftest import World, count, orientation_body
 from tests.test_web import login
 
@@ -234,3 +237,24 @@ def test_the_coverage_page_takes_every_need_or_one(client: TestClient, world: Wo
     wrong = client.get("/coordinateur/couverture?besoin=telepathie")
     assert wrong.status_code == 422
     assert "Besoin : choisissez une des valeurs proposées" in html.unescape(wrong.text)
+
+
+def test_a_reorientation_keeps_the_persons_needs(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    """Refused by the one place within reach that takes care of deaf people, the orientation
+    goes to no place that does not (Tulle's is nearer, but does not): none is left."""
+    deaf = orient(client, world, {"specific": ["surdite"]})
+    assert place_of(deaf) == world.places["demo-med-brive"]
+    with Session(engine) as session:
+        _, brive = create_key(session, Role.MEDIATEUR, place_id=world.places["demo-med-brive"])
+    referral = deaf["referral"]["id"]
+    refused = client.post(
+        f"/v1/referrals/{referral}/events",
+        json={"status": "refusee", "reason": "pas_de_capacite"},
+        headers={"Authorization": f"Bearer {brive}"},
+    )
+    assert refused.status_code == 200, refused.text
+    again = client.post(f"/v1/referrals/{referral}/reorient", headers=world.auth("agent_tulle"))
+    assert again.status_code == 409, again.text
+    assert again.json()["type"].endswith("/aucun-lieu")

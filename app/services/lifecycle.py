@@ -9,13 +9,14 @@ from sqlmodel import Session, col, or_, select, update
 from app.config import Settings
 from app.db import insert_row, writing
 from app.errors import Problem, invalid
-from app.models import HandoffEvent, PlaceKind, Principal, Referral, Role
+from app.models import HandoffEvent, Orientation, PlaceKind, Principal, Referral, Role
 from app.models.common import utcnow
+from app.models.orientation import NeedsIn
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
 from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import ReferralAnswer, log_reads, reads_of
-from app.services.places import place_by_id, place_index, suitable_places
+from app.services.places import NO_NEEDS, place_by_id, place_index, suitable_places
 from app.services.referrals import (
     etag,
     get_referral,
@@ -350,12 +351,15 @@ def reorient(
                     "choisissez un lieu plus proche.",
                 )
         else:
+            # The person's needs, as the first referral was matched on them.
+            stated = session.get_one(Orientation, referral.orientation_id).needs
             candidates = suitable_places(
                 session,
                 commune,
                 referral.theme,
                 settings.max_referral_distance_km,
                 len(refused) + 1,
+                NeedsIn.model_validate(stated).as_needs() if stated else NO_NEEDS,
             )
             found = next((c for c in candidates if c.place.id not in refused), None)
             if found is None:
