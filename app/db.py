@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from fastapi import Depends, Request
 from sqlalchemy import Table, event, func, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, create_engine
 from starlette.concurrency import run_in_threadpool
@@ -209,10 +209,22 @@ def insert_row(session: Session, model: type[SQLModel], row: dict[str, Any]) -> 
         for (name, value), process in zip(row.items(), processors, strict=True)
     }
     params: Any = tuple(values[name] for name in order) if order is not None else values
+    raw_execute(connection, sql, params)
+
+
+def raw_execute(connection: Connection, sql: str, params: Any = None) -> Any:
+    """Runs `sql` on the driver's own cursor (the hot path's statements, compiled once) and
+    returns the cursor. Its errors are wrapped as SQLAlchemy wraps its own (IntegrityError,
+    OperationalError…), so that callers and storage_fault tell them apart the same way."""
+    dialect = connection.dialect
+    cursor = connection.connection.cursor()
     try:
-        connection.connection.cursor().execute(sql, params)
-    except dialect.loaded_dbapi.IntegrityError as exc:
-        raise IntegrityError(sql, None, exc, hide_parameters=True) from exc
+        cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from exc
+    return cursor
 
 
 @lru_cache

@@ -19,12 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import RETRY_AFTER_SECONDS, make_engine, migrate
+from app.db import RETRY_AFTER_SECONDS, insert_row, make_engine, migrate, storage_fault
 from app.main import create_app
-from app.models import Role, User
+from app.models import DataVersion, Role, User
 from app.services.accounts import open_session
 from app.services.commune_reference import Reference
 from app.services.communes import import_reference
@@ -67,6 +68,29 @@ def _run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def test_a_fault_on_the_drivers_own_cursor_is_classified_too(engine: Engine) -> None:
+    """The hot path's statements skip SQLAlchemy's execution (app.db.insert_row, the webhooks'
+    version): their driver errors still reach app.db.storage_fault wrapped as SQLAlchemy wraps
+    its own, so that a fault there is a 503 too, not a 500. Here a transaction that may not
+    write, on either database."""
+    sqlite = engine.dialect.name == "sqlite"
+    with Session(engine) as session:
+        connection = session.connection()
+        connection.exec_driver_sql(
+            "PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"
+        )
+        try:
+            with pytest.raises(DBAPIError) as caught:
+                insert_row(session, DataVersion, {"name": "essai", "version": 1})
+            reason = storage_fault(caught.value)
+            assert reason is not None and "lecture seule" in reason, caught.value
+        finally:
+            session.rollback()
+            if sqlite:
+                session.connection().exec_driver_sql("PRAGMA query_only = OFF")
+                session.commit()
 
 
 # --- a small disk, mounted by the test ---------------------------------------------------------

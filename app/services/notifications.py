@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col, select
 
-from app.db import engine_of, insert_row, writing
+from app.db import engine_of, insert_row, raw_execute, writing
 from app.models import DataVersion, OutboxMessage, Referral, Webhook
 from app.models.common import new_id, rfc3339, utcnow
 from app.services.cache import cached
@@ -58,8 +58,7 @@ def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
     connection = session.connection()
     # Every orientation reads it: straight on the driver's cursor, compiled once per dialect
     # (through the ORM, building and running this query was 15% of an orientation's CPU).
-    cursor = connection.connection.cursor()
-    cursor.execute(_version_sql(connection.dialect))
+    cursor = raw_execute(connection, _version_sql(connection.dialect))
     row = cursor.fetchone()
     cursor.close()
     version = row[0] if row else None
