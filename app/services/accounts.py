@@ -84,13 +84,9 @@ def active_memberships(session: Session, user_id: str) -> list[Membership]:
 
 def membership_label(session: Session, membership: Membership) -> str:
     """« médiateur numérique — Espace numérique de Tulle », as the pages and e-mails say it."""
-    place = session.get(Place, membership.place_id) if membership.place_id else None
-    return _label(membership, place)
-
-
-def _label(membership: Membership, place: Place | None) -> str:
     role = ROLE_LABELS[Role(membership.role)]
     if membership.place_id:
+        place = session.get(Place, membership.place_id)
         return f"{role} — {place.name if place else membership.place_id}"
     if membership.territory:
         return f"{role} — {membership.territory}"
@@ -427,7 +423,6 @@ class Account:
     user_id: str
     name: str
     email: str
-    membership_label: str | None
     memberships: int
     responsable: bool
 
@@ -471,15 +466,14 @@ def principal_of_session(
     or its person was deactivated. A person with no membership left (a request to join is
     waiting) has an account and no principal."""
     now = now or utcnow()
-    # One query a page: the session, its person and their memberships with their places.
+    # One query a page: the session, its person and their memberships.
     rows = session.exec(
-        select(WebSession, User, Membership, Place)
+        select(WebSession, User, Membership)
         .join(User, col(User.id) == col(WebSession.user_id))
         .outerjoin(
             Membership,
             and_(col(Membership.user_id) == col(User.id), col(Membership.removed_at).is_(None)),
         )
-        .outerjoin(Place, col(Place.id) == col(Membership.place_id))
         .where(
             WebSession.id == hash_token(token),
             col(WebSession.ended_at).is_(None),
@@ -491,24 +485,22 @@ def principal_of_session(
     if not rows:
         return None
     web_session, user = rows[0][0], rows[0][1]
-    memberships = [(m, p) for _, _, m, p in rows if m is not None]
+    memberships = [m for _, _, m in rows if m is not None]
     if web_session.membership_id is None:  # had none at sign-in (a request to join since)
-        current = memberships[0] if memberships else None
+        membership = memberships[0] if memberships else None
     else:
-        current = next((mp for mp in memberships if mp[0].id == web_session.membership_id), None)
-        if current is None:
+        membership = next((m for m in memberships if m.id == web_session.membership_id), None)
+        if membership is None:
             return None  # removed from that team: the session ends with it
     account = Account(
         user.id,
         display_name(user),
         user.email or "",
-        _label(*current) if current else None,
         len(memberships),
-        bool(current and current[0].responsable),
+        bool(membership and membership.responsable),
     )
-    if current is None:
+    if membership is None:
         return None, account
-    membership = current[0]
     principal = Principal(
         None,
         Role(membership.role),
