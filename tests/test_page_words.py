@@ -23,7 +23,7 @@ FRENCH = {
     # The days and the needs of app.triage.needs are plain French too.
     "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "matin",
     "public", "publics", "individuel", "collectif", "gratuit", "payant", "jeunes", "seniors",
-    "femmes",
+    "femmes", "illettrisme",
 }
 # Words a French page would never show but an untranslated one does.
 ENGLISH = {
@@ -133,6 +133,12 @@ def _world_of_referrals(client: TestClient, world: World) -> dict[str, Any]:
             person={"commune": "29019", "consent": False},  # Brest: no place in range
         ),
         "non_urgent": orient(procedure={"theme": "impots", "urgent": False}),
+        # Needs stated: the coordinator's figures then list them, in words.
+        "besoins": orient(needs={
+            "specific": ["surdite"], "public": ["jeunes"], "free_only": True,
+            "modality": "individuel", "availability": [{"day": "lundi", "half": "matin"}],
+        }),
+        "besoin_sans_lieu": orient(needs={"specific": ["illettrisme"]}),
     }
     done = orient()
     step(done["referral"], "acceptee")
@@ -178,6 +184,7 @@ def _pages(made: dict[str, Any]) -> dict[str, list[str]]:
             "/coordinateur?par=month&par=profile",
             "/coordinateur/couverture",
             "/coordinateur/couverture?km=5",
+            "/coordinateur/couverture?besoin=surdite",
         ],
         "admin": ["/coordinateur", "/coordinateur?par=departement", "/coordinateur/couverture"],
     }
@@ -204,6 +211,8 @@ def test_every_page_of_every_role_speaks_the_readers_words(
         for path in paths:
             answer = client.get(path)
             assert answer.status_code in (200, 404), (path, answer.status_code)
+            if path == "/coordinateur":  # the needs stated are among what is checked
+                assert "Besoins indiqués par l'agent pour 2 orientations" in answer.text
             assert answer.headers["content-type"].startswith("text/html"), path
             found = api_words_in(visible_text(answer.text), forbidden)
             if found:
