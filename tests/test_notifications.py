@@ -206,7 +206,8 @@ def test_a_crash_between_commit_and_delivery_loses_nothing(
 ) -> None:
     referral = orient(client, world)  # committed with its message; the process "dies" here
     with Session(engine) as session:
-        claimed = outbox._claim(session, ["email"], datetime.now(UTC))  # …or here, mid-send
+        lease = timedelta(seconds=settings.outbox_lease_seconds)
+        claimed = outbox._claim(session, ["email"], datetime.now(UTC), lease)  # …or mid-send
     assert [c.event for c in claimed] == ["referral.created"]
     assert deliver(engine, settings).sent == 0  # leased to the dead process for a while
     due_now(engine)  # the lease ends

@@ -34,10 +34,6 @@ from app.triage.lifecycle import REFUSAL_REASONS
 
 logger = logging.getLogger("passerelle")
 
-# A claimed message is due again after its lease, if never marked: a process that dies (or
-# loses the database) mid-batch gives its messages back this way. A live delivery renews the
-# lease of what it still holds (Settings.outbox_lease_seconds); this is the default.
-LEASE = timedelta(minutes=1)
 BACKOFF = timedelta(seconds=30)  # first retry; doubles each time, up to MAX_BACKOFF
 MAX_BACKOFF = timedelta(hours=6)
 BATCH = 200
@@ -209,11 +205,14 @@ def _claim(
     session: Session,
     channels: list[str],
     now: datetime,
-    lease: timedelta = LEASE,
+    lease: timedelta,
 ) -> list[Claimed]:
     """Takes up to BATCH due messages for a lease under a token of its own, counting the
-    attempt. On PostgreSQL, rows another process is claiming are skipped (FOR UPDATE SKIP
-    LOCKED), so processes claim disjoint batches instead of waiting on each other."""
+    attempt. A claimed message is due again when its lease ends, if never marked: a process
+    that dies (or loses the database) mid-batch gives its messages back this way; a live
+    delivery renews the lease of what it still holds (Settings.outbox_lease_seconds). On
+    PostgreSQL, rows another process is claiming are skipped (FOR UPDATE SKIP LOCKED), so
+    processes claim disjoint batches instead of waiting on each other."""
     token = secrets.token_hex(12)
     with writing(session):
         query = (
