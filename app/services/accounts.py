@@ -280,10 +280,22 @@ def _end_sessions_of(session: Session, user_id: str, now: datetime) -> None:
 
 
 def list_users(session: Session) -> list[tuple[User, list[Membership]]]:
-    users = session.exec(
-        select(User).where(col(User.erased_at).is_(None)).order_by(col(User.email))
+    """Every person not erased, with their memberships (one query, not one a person)."""
+    rows = session.exec(
+        select(User, Membership)
+        .outerjoin(
+            Membership,
+            and_(col(Membership.user_id) == col(User.id), col(Membership.removed_at).is_(None)),
+        )
+        .where(col(User.erased_at).is_(None))
+        .order_by(col(User.email), col(Membership.created_at), col(Membership.id))
     ).all()
-    return [(u, active_memberships(session, u.id)) for u in users]
+    people: dict[str, tuple[User, list[Membership]]] = {}
+    for user, membership in rows:
+        _, memberships = people.setdefault(user.id, (user, []))
+        if membership is not None:
+            memberships.append(membership)
+    return list(people.values())
 
 
 def erase_deactivated(session: Session, retention_days: int, now: datetime | None = None) -> int:
