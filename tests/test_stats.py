@@ -761,8 +761,13 @@ def test_the_page_says_what_the_api_and_the_csv_say(
     for figure in stats_service.FIGURES:
         assert f"<dt><strong>{escape(figure.label)}</strong></dt>" in page.text
         assert escape(figure.definition) in page.text
-    described = client.get("/openapi.json").json()["paths"]["/v1/stats/referrals"]["get"]
+    openapi = client.get("/openapi.json").json()
+    described = openapi["paths"]["/v1/stats/referrals"]["get"]
     assert stats_service.FIGURE["accepted"].definition in described["description"]
+    # Every total the API answers is declared (and described) in its schema.
+    declared = openapi["components"]["schemas"]["ReferralStatsTotals"]["properties"]
+    answered = client.get(f"/v1/stats/referrals?{PERIOD}", headers=stats_world.world.auth("coord"))
+    assert set(answered.json()["totals"]) == set(declared)
 
     download = client.get("/coordinateur/statistiques.csv?du=2025-12-01&au=2026-11-30&par=profile")
     api = client.get(

@@ -53,6 +53,13 @@ class ReferralStatsTotals(BaseModel):
     refusal_reasons: dict[str, int] = PydField(
         description="Les envois refusés par motif (`non_precise` sans motif)."
     )
+    needs: dict[str, Any] = PydField(
+        description="Les orientations faites avec des besoins indiqués (GET /v1/needs) : "
+        "`orientations`, `not_met` (sans lieu assez proche qui y réponde), le compte de "
+        "chaque besoin `specific` et `public`, `free_only`, chaque `modality`, "
+        "`availability` (disponibilités données). Une orientation compte une fois par "
+        "besoin indiqué."
+    )
 
 
 class ReferralStats(BaseModel):
