@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from app.db import engine_of
 from app.models import Commune, PlaceKind
 from app.models.common import local_day, utcnow
+from app.models.place import PlaceOut
 from app.services.communes import CommuneRef, communes
 from app.services.places import full_places, paused, place_index
 from app.services.territories import NATIONAL, Territory, counted, members
@@ -61,6 +62,7 @@ def coverage(
         accepting_referrals=True,
         need=need,
     )
+    receiving = index.candidates(PlaceKind.MEDIATION, (), True)
     rows: list[dict[str, Any]] = []
     population = population_beyond = communes_beyond = 0
     nearest = zip(chosen, positions.tolist(), distances.tolist(), strict=True)
@@ -91,23 +93,22 @@ def coverage(
         "communes_beyond": communes_beyond,
         "population_beyond": population_beyond,
         "share_beyond": round(population_beyond / population, 4) if population else None,
-        "places": len(index.candidates(PlaceKind.MEDIATION, (), True)),
-        **_receiving(session, index, chosen),
+        "places": len(receiving),
+        **_in_territory(session, [index.places[i] for i in receiving], chosen),
         "median_distance_km": round(float(np.median(reached)), 1) if reached else None,
         "max_distance_km": max(reached) if reached else None,
     }
     return Coverage(territory, max_km, rows, totals, need)
 
 
-def _receiving(session: Session, index: Any, chosen: list[CommuneRef]) -> dict[str, int]:
-    """The médiation places of the territory's communes that receive no new referral today:
-    paused, or full (as many open referrals as their capacity)."""
+def _in_territory(
+    session: Session, receiving: list[PlaceOut], chosen: list[CommuneRef]
+) -> dict[str, int]:
+    """Of the médiation places that receive referrals, those in the territory's communes, and
+    those that receive no new one today: paused, or full (as many open referrals as their
+    capacity)."""
     codes = {c.code for c in chosen} | {c.parent for c in chosen if c.parent}
-    inside = [
-        index.places[i]
-        for i in index.candidates(PlaceKind.MEDIATION, (), True)
-        if index.places[i].commune in codes
-    ]
+    inside = [p for p in receiving if p.commune in codes]
     now = utcnow()
     today = local_day(now)
     return {
