@@ -20,7 +20,7 @@ from app.services.territories import Territory, readable_territory, suggest_terr
 from app.triage.needs import SPECIFIC, Specific
 from app.triage.words import NEED_LABELS
 from app.web import charts
-from app.web.render import number, page, percent
+from app.web.render import field_errors, number, page, percent
 from app.web.session import CoordinateurUser
 
 router = APIRouter(prefix="/coordinateur", include_in_schema=False)
@@ -168,9 +168,7 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
     except Problem as problem:
         # A field of the page's own is marked where it is; the others in the alert.
         at = {"du", "au", "par", "territoire"}
-        marked = {
-            str(e["loc"][-1]): e["msg"] for e in problem.errors or [] if e["loc"][-1] in at
-        }
+        marked = {name: msg for name, msg in field_errors(problem).items() if name in at}
         return await page(
             request,
             "coordinateur/stats.html",
