@@ -76,21 +76,21 @@ def test_a_fault_on_the_drivers_own_cursor_is_classified_too(engine: Engine) -> 
     its own, so that a fault there is a 503 too, not a 500. Here a transaction that may not
     write, on either database."""
     sqlite = engine.dialect.name == "sqlite"
-    with Session(engine) as session:
-        connection = session.connection()
+    # One connection of its own, thrown away after: a read-only connection returned to the
+    # session-wide pool would make every later test's writes fail.
+    connection = engine.connect()
+    try:
         connection.exec_driver_sql(
             "PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"
         )
-        try:
+        with Session(bind=connection) as session:
             with pytest.raises(DBAPIError) as caught:
                 insert_row(session, DataVersion, {"name": "essai", "version": 1})
-            reason = storage_fault(caught.value)
-            assert reason is not None and "lecture seule" in reason, caught.value
-        finally:
-            session.rollback()
-            if sqlite:
-                session.connection().exec_driver_sql("PRAGMA query_only = OFF")
-                session.commit()
+        reason = storage_fault(caught.value)
+        assert reason is not None and "lecture seule" in reason, caught.value
+    finally:
+        connection.invalidate()
+        connection.close()
 
 
 # --- a small disk, mounted by the test ---------------------------------------------------------
