@@ -83,9 +83,8 @@ def test_a_fault_on_the_drivers_own_cursor_is_classified_too(engine: Engine) -> 
         connection.exec_driver_sql(
             "PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"
         )
-        with Session(bind=connection) as session:
-            with pytest.raises(DBAPIError) as caught:
-                insert_row(session, DataVersion, {"name": "essai", "version": 1})
+        with Session(bind=connection) as session, pytest.raises(DBAPIError) as caught:
+            insert_row(session, DataVersion, {"name": "essai", "version": 1})
         reason = storage_fault(caught.value)
         assert reason is not None and "lecture seule" in reason, caught.value
     finally:
