@@ -258,6 +258,13 @@ def status_filter(statuses: list[ReferralStatus]) -> ColumnElement[bool]:
                 col(Referral.expires_at) <= now,
             )
         )
+    if wanted <= {s.value for s in OPEN}:
+        # Open referrals are few (the service expires and closes them), so the stored
+        # statuses go first, implied by the clauses: the index on (place, status) then reads
+        # only those rows, where the OR alone made SQLite read every referral of the place
+        # and sort them (an inbox at 100,000: 60 -> 1.3 ms). Final ones are most of the
+        # history: newest first finds a page of them sooner.
+        return and_(col(Referral.status).in_(sorted(wanted)), or_(*clauses))
     return or_(*clauses)
 
 
