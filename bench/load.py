@@ -269,13 +269,15 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
     opens = ["en_attente", "acceptee", "contactee"]
     recent = total - max(1, total // 100)
     step = max(1, total // own)
+    # Made with the demo's agent key, as foreign keys want (a missing key broke `serve`).
+    (agent_key,) = conn.execute("SELECT id FROM api_key WHERE role = 'agent' LIMIT 1").fetchone()
 
     def rows(kind: str):  # type: ignore[no-untyped-def]
         for i in range(total):
             at = f"2026-{1 + i * 10 // total:02d}-01 00:00:{i % 60:02d}.{i:06d}"[:26]
             oid = f"ori_b{i:09d}"
             if kind == "orientation":
-                yield (oid, at, at[:10], "cle_bench", origin, "partiellement_autonome", "declared",
+                yield (oid, at, at[:10], agent_key, origin, "partiellement_autonome", "declared",
                        "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]")
             else:
                 target = place if i % step == 0 else others[i % len(others)]
