@@ -4,6 +4,7 @@ was computed by hand (see `stats_world`), on both databases."""
 import csv
 import io
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -614,34 +615,33 @@ def test_stats_command_line(
     assert mapped.read_bytes().startswith(b'{"type":"FeatureCollection"')
 
 
+def parent(db: sqlite3.Connection, table: str, key: str, value: str) -> None:
+    """A row with its key and placeholder values in its other required columns."""
+    columns = {key: value}
+    for _, name, kind, notnull, default, _pk in db.execute(f"PRAGMA table_info({table})"):
+        if notnull and default is None and name not in columns:
+            kind = kind.upper()
+            columns[name] = (
+                0 if kind.startswith(("INT", "FLOAT", "BOOL", "NUMERIC"))
+                else "[]" if kind == "JSON"
+                else "2026-01-01 00:00:00.000000" if kind.startswith(("DATE", "TIME"))
+                else ""
+            )
+    db.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        tuple(columns.values()),
+    )
+
+
 def test_migration_backfills_what_statistics_need(tmp_path: Path) -> None:
     """A database of the previous release keeps its history: 0005 derives the days and the
     referral's milestones from the stored rows and the handoff log."""
-    import sqlite3
-
     from alembic import command
 
     from app.db import alembic_config, make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     command.upgrade(alembic_config(engine), "0004")
-    def parent(db: sqlite3.Connection, table: str, key: str, value: str) -> None:
-        """A row with its key and placeholder values in its other required columns."""
-        columns = {key: value}
-        for _, name, kind, notnull, default, _pk in db.execute(f"PRAGMA table_info({table})"):
-            if notnull and default is None and name not in columns:
-                kind = kind.upper()
-                columns[name] = (
-                    0 if kind.startswith(("INT", "FLOAT", "BOOL", "NUMERIC"))
-                    else "[]" if kind == "JSON"
-                    else "2026-01-01 00:00:00.000000" if kind.startswith(("DATE", "TIME"))
-                    else ""
-                )
-        db.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            tuple(columns.values()),
-        )
-
     with sqlite3.connect(tmp_path / "old.db") as db:
         parent(db, "commune", "code", "19272")
         for place in ("p", "m"):
@@ -688,6 +688,36 @@ def test_migration_backfills_what_statistics_need(tmp_path: Path) -> None:
     assert rows[0][0] == "orv_1" and rows[0][1] == "2026-01-01"
     assert rows[0][2].startswith("2026-01-01 09:30") and rows[0][3] == 36.0 and rows[0][4] is None
     assert rows[1][1:] == ("2026-01-01", None, None, "pas_de_capacite")
+    engine.dispose()
+
+
+def test_orientations_without_needs_hold_no_json_null(tmp_path: Path) -> None:
+    """0013: an orientation made without needs stored JSON's null, which an index on the
+    orientations that state needs cannot leave out; it becomes SQL's NULL, the others stay."""
+    from alembic import command
+
+    from app.db import alembic_config, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0012")
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        parent(db, "commune", "code", "19272")
+        parent(db, "place", "id", "p")
+        parent(db, "api_key", "id", "k")
+        for oid, needs in (("ori_1", "null"), ("ori_2", '{"free_only": true}'), ("ori_3", None)):
+            db.execute(
+                "INSERT INTO orientation (id, created_at, day, api_key_id, origin_place_id, "
+                "profile, profile_source, route, do_now_at_france_services, reasons, "
+                "rules_version, theme, urgent, already_followed, commune, consent, "
+                "alternatives, needs) VALUES (?, '2026-01-01 10:00:00.000000', '2026-01-01', "
+                "'k', 'p', 'autonome', 'declared', 'aucune', 0, '[]', 'v', 'caf', 0, 0, "
+                "'19272', 0, '[]', ?)",
+                (oid, needs),
+            )
+    command.upgrade(alembic_config(engine), "head")
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT id, needs FROM orientation ORDER BY id")).all()
+    assert stored == [("ori_1", None), ("ori_2", '{"free_only": true}'), ("ori_3", None)]
     engine.dispose()
 
 

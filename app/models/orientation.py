@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic import Field as PydField
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
@@ -26,7 +26,14 @@ from app.triage.needs import Day, Half, Modality, Needs, slot
 
 class Orientation(SQLModel, table=True):
     # Statistics of a territory over a period (see migration 0005).
-    __table_args__ = (Index("ix_orientation_commune_day", "commune", "day"),)
+    __table_args__ = (
+        Index("ix_orientation_commune_day", "commune", "day"),
+        # The few orientations that state needs, for the coordinators' totals (migration 0013).
+        Index(
+            "ix_orientation_needs_day", "day",
+            sqlite_where=text("needs IS NOT NULL"), postgresql_where=text("needs IS NOT NULL"),
+        ),
+    )
 
     id: str = Field(default_factory=lambda: new_id("ori"), primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, index=True)
@@ -58,7 +65,8 @@ class Orientation(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     # What the agent said of the person's needs (NeedsIn), and the matching rules applied.
-    needs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # None is SQL's NULL (not JSON's null), so that an index leaves out the many without.
+    needs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
     matching_version: str | None = None
     # When no place within the distance met the needs: the nearest that does (id, name, km).
     nearest_suitable: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

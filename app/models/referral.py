@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydField
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
@@ -22,6 +22,12 @@ class Referral(SQLModel, table=True):
             for suffix, columns in (("_created", ()), ("_status_created", ("status",)))
         ),
         Index("ix_referral_commune_day", "commune", "day"),  # statistics (migration 0005)
+        # The median hours to first contact read in order (migration 0013).
+        Index(
+            "ix_referral_first_contact_day", "first_contact_hours", "day",
+            sqlite_where=text("first_contact_hours IS NOT NULL"),
+            postgresql_where=text("first_contact_hours IS NOT NULL"),
+        ),
     )
 
     id: str = Field(default_factory=lambda: new_id("orv"), primary_key=True)
