@@ -364,6 +364,15 @@ def test_outbox_links_follow_the_port_or_the_public_address(
 # --- the demo's start ----------------------------------------------------------------------
 
 
+def test_the_service_starts_without_a_warning_for_its_user() -> None:
+    """Whoever starts `passerelle serve` reads its steps, not a library's notice: loading the
+    app prints nothing (Authlib showed a deprecation of its own on every start)."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import app.main"], capture_output=True, text=True, check=True
+    )
+    assert loaded.stderr == "", loaded.stderr
+
+
 def test_serve_demo_says_each_step_and_prints_valid_keys_only(
     client: TestClient, cli_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
