@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test bench bench-check bench-more install install-test lint clean
+.PHONY: run test test-fast bench bench-check bench-more install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ test: install-test
 	  && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "Chromium absent (paquet Debian chromium) : les tests dans le navigateur seront sautés."
 	$(BIN)/pytest -q
+
+# Everything but the tests marked browser (Chromium through Playwright) and stress (bursts,
+# slow peers, the fleet of processes, a full disk, PostgreSQL out of connections): see the
+# markers in pyproject.toml and tests/conftest.py. Both databases still run.
+test-fast: install-test
+	$(BIN)/pytest -q -m "not browser and not stress"
 
 # wrk is Debian's load generator; as root, make installs it when missing.
 WRK := command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
