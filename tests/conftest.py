@@ -162,7 +162,11 @@ def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def cli_env(engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def cli_env(
+    engine: Engine,  # noqa: ARG001 (asked for its side effect: the tables emptied)
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[None]:
     """Points the command line at the test database."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     get_settings.cache_clear()
@@ -181,7 +185,7 @@ class Mailbox:
         self.messages: list[tuple[list[str], Message]] = []
         self.controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         # A long subject is folded on the wire; a mail client shows it on one line.
         subject = " ".join(str(parsed["Subject"]).split())
@@ -311,7 +315,11 @@ def serving(database_url: str, log: Path, *args: str) -> Iterator[Server]:
 
 
 @pytest.fixture
-def server(engine: Engine, database_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(
+    engine: Engine,  # noqa: ARG001 (asked for its side effect: the tables emptied)
+    database_url: str,
+    tmp_path: Path,
+) -> Iterator[Server]:
     with serving(database_url, tmp_path / "server.log") as running:
         yield running
 
