@@ -81,7 +81,8 @@ def start_provider(redirect_uris: list[str]) -> Iterator[Provider]:
                 time.sleep(0.1)
         else:
             process.kill()
-            pytest.fail("oidc-provider did not start: " + (process.stdout.read() or b"").decode())
+            said = process.stdout.read() if process.stdout else b""
+            pytest.fail("oidc-provider did not start: " + said.decode())
         yield Provider(issuer, redirect_uris)
     finally:
         process.terminate()
@@ -456,12 +457,10 @@ def test_a_siret_lets_a_stranger_ask_to_join_and_the_responsable_accepts_from_th
     invite(engine, "chef@mediatheque-tulle.fr", Role.MEDIATEUR, place_id=place, responsable=True)
     answer = sign_in_oidc(oidc_client, "paul.langevin@mediatheque-tulle.fr")
     assert answer.status_code == 200 and "Demander à rejoindre" in answer.text
+    proof = re.search(r'name="preuve" value="([^"]+)"', answer.text)
+    assert proof, answer.text[:300]
     asked = oidc_client.post(
-        "/espace/rejoindre",
-        data={
-            "csrf": csrf_of(answer.text),
-            "preuve": re.search(r'name="preuve" value="([^"]+)"', answer.text).group(1),
-        },  # type: ignore[union-attr]
+        "/espace/rejoindre", data={"csrf": csrf_of(answer.text), "preuve": proof.group(1)}
     )
     assert asked.status_code == 200 and "attend la réponse" in asked.text
     assert oidc_client.get("/mediateur", follow_redirects=False).headers["location"] == "/espace"

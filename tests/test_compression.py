@@ -5,6 +5,7 @@ ranges, small answers, the request guard's refusals and headers."""
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,9 +29,9 @@ def fetch(
     return answer, raw
 
 
-def gzipped(client: TestClient, url: str, **kwargs: object) -> tuple[httpx.Response, bytes]:
+def gzipped(client: TestClient, url: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
     """Asks with Accept-Encoding: gzip; checks the answer is gzip; returns it, decoded."""
-    headers = {**kwargs.pop("headers", {}), **GZIP}  # type: ignore[dict-item]
+    headers = {**kwargs.pop("headers", {}), **GZIP}
     answer, raw = fetch(client, url, headers=headers, **kwargs)
     assert answer.status_code == 200, raw[:300]
     assert answer.headers["content-encoding"] == "gzip", url
@@ -40,8 +41,8 @@ def gzipped(client: TestClient, url: str, **kwargs: object) -> tuple[httpx.Respo
     return answer, body
 
 
-def plain(client: TestClient, url: str, **kwargs: object) -> tuple[httpx.Response, bytes]:
-    headers = {**kwargs.pop("headers", {}), **IDENTITY}  # type: ignore[dict-item]
+def plain(client: TestClient, url: str, **kwargs: Any) -> tuple[httpx.Response, bytes]:
+    headers = {**kwargs.pop("headers", {}), **IDENTITY}
     answer, raw = fetch(client, url, headers=headers, **kwargs)
     assert answer.status_code == 200, raw[:300]
     assert "content-encoding" not in answer.headers, url

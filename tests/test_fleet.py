@@ -307,7 +307,7 @@ def test_a_thousand_referrals_through_three_instances_notify_exactly_once_each(
             # and its webhooks under way (16 at most), and outcomes not yet marked.
             assert duplicates["email"] <= 2 and duplicates["webhook"] <= 20, duplicates
             with engine.connect() as connection:
-                states = dict(
+                states: dict[str, int] = dict(
                     connection.execute(
                         text("SELECT status, COUNT(*) FROM outbox GROUP BY status")
                     ).all()

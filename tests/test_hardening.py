@@ -63,7 +63,8 @@ def test_a_burst_of_256_requests_never_stalls(server: Server, world: World) -> N
         ("GET", "/v1/referrals?limit=20", "med_tulle", None),
         ("GET", "/v1/places?near=19031&kind=mediation", "agent_ussel", None),
     ]
-    stop, during = threading.Event(), []
+    stop = threading.Event()
+    during: list[float] = []  # the probe's /healthz times, in ms
 
     async def burst() -> list[int]:
         # A client keeps idle connections for less time than the server (uvicorn closes them

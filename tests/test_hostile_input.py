@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from select import select as readable
 
-from click.testing import Result
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from app.cli import app as cli
 from app.models import Place, Role
@@ -242,12 +241,12 @@ def test_outbox_deliver_needs_the_public_address(
     nothing is sent, and the command says what to set; with it, the links lead there."""
     referral = client.post("/v1/orientations", headers=world.auth("agent_tulle"),
                            json=orientation_body()).json()["referral"]
-    smtp = {"PASSERELLE_SMTP_URL": f"smtp://127.0.0.1:{mailbox.port}"}
-    code, out = _run(database_url, "outbox", "deliver", **smtp)
+    smtp = f"smtp://127.0.0.1:{mailbox.port}"
+    code, out = _run(database_url, "outbox", "deliver", PASSERELLE_SMTP_URL=smtp)
     assert code == 1 and "Adresse publique inconnue : définissez PASSERELLE_PUBLIC_URL" in out
     assert mailbox.messages == [] and count(engine, "outbox") >= 1
-    code, out = _run(database_url, "outbox", "deliver",
-                     PASSERELLE_PUBLIC_URL="https://passerelle.exemple.fr", **smtp)
+    code, out = _run(database_url, "outbox", "deliver", PASSERELLE_SMTP_URL=smtp,
+                     PASSERELLE_PUBLIC_URL="https://passerelle.exemple.fr")
     assert code == 0 and "1 envoyées" in out, out
     (_, message), = mailbox.messages
     text, _ = parts(message)

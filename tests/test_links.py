@@ -60,7 +60,7 @@ def snapshot(engine: Engine) -> dict[str, Any]:
     """Everything a step would change."""
     with engine.connect() as connection:
         tables = ("handoff_event", "contact_read", "outbox", "place_event", "idempotency_record")
-        counts = {t: count(engine, t) for t in tables}
+        counts: dict[str, Any] = {t: count(engine, t) for t in tables}
         counts["referrals"] = sorted(
             connection.execute(text("SELECT id, status, version FROM referral")).all()
         )

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import HandoffEvent
@@ -134,7 +134,7 @@ def test_handoff_event_written_with_the_orientation(
     body = orient(client, world).json()
     orient(client, world, assessment={"profile": "non_autonome_sans_envie"})
     with Session(engine) as session:
-        events = session.exec(select(HandoffEvent).order_by(HandoffEvent.id)).all()
+        events = session.exec(select(HandoffEvent).order_by(col(HandoffEvent.id))).all()
     assert len(events) == 2
     first, second = events
     assert (first.orientation_id, first.referral_id) == (body["id"], body["referral"]["id"])
@@ -252,7 +252,7 @@ def test_crash_mid_request_leaves_nothing(
         assert count(engine, table) == 0, table
 
 
-BAD_INPUTS = [
+BAD_INPUTS: list[tuple[str, bytes | None, dict[str, object] | None]] = [
     ("malformed JSON", b'{"assessment": ', None),
     ("not an object", b"[1, 2]", None),
     ("unknown profile", None, {"assessment": {"profile": "expert"}}),

@@ -5,6 +5,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import httpx
 import pytest
@@ -46,9 +47,11 @@ def _move(
     )
 
 
+Step = tuple[str, str, str | None]  # who, status, reason
+
 # Paths through the table: (who, status, reason) steps from en_attente. Together they take
 # every row of the contract's table at least once.
-PATHS = {
+PATHS: dict[str, list[Step]] = {
     "accepted, contacted, done": [
         ("med_tulle", "acceptee", None),
         ("med_tulle", "contactee", None),
@@ -400,7 +403,7 @@ def test_a_refused_referral_is_reoriented_elsewhere(
 
 # --- every status × every target × both roles, through HTTP ---------------------------------
 
-REACH = {  # how a fresh referral gets to each status
+REACH: dict[str, list[Step] | Literal["aged"]] = {  # how a fresh referral gets to each status
     "en_attente": [],
     "acceptee": [("med_tulle", "acceptee", None)],
     "contactee": [("med_tulle", "acceptee", None), ("med_tulle", "contactee", None)],

@@ -232,7 +232,7 @@ def test_a_url_that_can_never_be_sent_is_dead_and_holds_nothing_back(
         report = _deliver(engine, hook_settings)
         assert (report.sent, report.dead) == (1, 1), report
         with engine.connect() as connection:
-            rows = dict(connection.execute(
+            rows: dict[str, str] = dict(connection.execute(
                 text("SELECT channel, status || ' ' || COALESCE(last_error, '') FROM outbox")
             ).all())
         assert rows["email"] == "sent " and rows["webhook"].startswith("dead adresse"), rows
