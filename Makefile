@@ -82,11 +82,10 @@ bench-more: install-test
 	$(BIN)/python -m bench.outbox
 	$(BIN)/python -m bench.matching
 
-# The same checks as .pre-commit-config.yaml. mypy does not check tests yet: mypy tests still
-# finds errors in test_referral_tally.py, test_stats.py and test_web_browser.py.
+# The same checks as .pre-commit-config.yaml.
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench
-	$(BIN)/mypy app
+	$(BIN)/mypy app tests
 
 clean:
 	rm -rf $(VENV) passerelle.db passerelle.db-wal passerelle.db-shm node_modules $(DSFR)

@@ -85,22 +85,22 @@ def test_summary_is_the_count_of_the_rows(
             session.commit()
         with writing(session):
             # Changes as any writer makes them (the lifecycle, expiry, a purge, an operator).
-            for index, status, urgent in changes:
+            for index, new_status, new_urgent in changes:
                 if not rows:
                     break
                 row = rows[index % len(rows)]
-                if status is None:
+                if new_status is None:
                     session.execute(text("DELETE FROM referral WHERE id = :id"), {"id": row["id"]})
                     rows.remove(row)
                 else:
                     session.execute(
                         text("UPDATE referral SET status = :s, urgent = :u WHERE id = :id"),
-                        {"s": status, "u": urgent, "id": row["id"]},
+                        {"s": new_status, "u": new_urgent, "id": row["id"]},
                     )
-                    row["status"], row["urgent"] = status, urgent
+                    row["status"], row["urgent"] = new_status, new_urgent
             session.commit()
 
-    for name, side, place in (
+    for name, side, place_id in (
         ("med_tulle", "place_id", mediation[0]),
         ("med_ussel", "place_id", mediation[1]),
         ("agent_tulle", "origin_place_id", desks[0]),
@@ -108,4 +108,4 @@ def test_summary_is_the_count_of_the_rows(
     ):
         answer = client.get("/v1/referrals/summary", headers=world.auth(name))
         assert answer.status_code == 200, answer.text
-        assert answer.json() == plain_summary(rows, side, place), name
+        assert answer.json() == plain_summary(rows, side, place_id), name

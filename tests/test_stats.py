@@ -617,7 +617,7 @@ def test_stats_command_line(
 
 def parent(db: sqlite3.Connection, table: str, key: str, value: str) -> None:
     """A row with its key and placeholder values in its other required columns."""
-    columns = {key: value}
+    columns: dict[str, object] = {key: value}
     for _, name, kind, notnull, default, _pk in db.execute(f"PRAGMA table_info({table})"):
         if notnull and default is None and name not in columns:
             kind = kind.upper()

@@ -61,7 +61,11 @@ def new_page(browser: Any, server: Server) -> Iterator[Any]:
         contexts.append(context)
         page = context.new_page()
         # Anything the Content-Security-Policy refused, or a script error, fails the test.
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        def console(message: Any) -> None:
+            if message.type == "error":
+                problems.append(message.text)
+
+        page.on("console", console)
         page.on("pageerror", lambda e: problems.append(str(e)))
         return page
 
