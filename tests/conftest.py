@@ -62,26 +62,11 @@ MUTABLE_TABLES = (
 )
 
 
-# Markers (declared in pyproject.toml; `make test-fast` leaves out browser and stress).
+# Markers (declared in pyproject.toml; `make test-fast` leaves out browser and stress). Stress
+# tests carry theirs beside them (@pytest.mark.stress, test_fleet's pytestmark).
 # Browser tests are found by the fixtures that launch Chromium (tests/test_web_browser.py's
 # `browser` and `new_page`, tests/test_webhooks_admin_and_docs.py's `chromium`).
 BROWSER_FIXTURES = {"browser", "new_page", "chromium"}
-# Stress tests, by module and name (None: the whole module): many clients or processes at
-# once, bursts, slow peers holding connections, a disk or a server's connections run out.
-STRESS: dict[str, set[str] | None] = {
-    "test_fleet": None,  # three `passerelle serve` processes and more on one PostgreSQL
-    "test_hardening": {
-        "test_a_burst_of_256_requests_never_stalls",
-        "test_slow_and_idle_connections_are_closed",  # 100 connections held 3.5 s
-    },
-    "test_storage_faults": {
-        "test_a_full_disk_answers_503_says_so_in_readyz_and_loses_nothing",  # a small tmpfs
-        "test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers",
-    },
-    "test_webhook_hostile": {
-        "test_a_slow_receiver_is_cut_at_the_deadline_and_delays_no_one",  # one byte per 2 s
-    },
-}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -90,11 +75,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if BROWSER_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.browser)
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
-        if module in STRESS:
-            names = STRESS[module]
-            if names is None or item.originalname in names:
-                item.add_marker(pytest.mark.stress)
 
 
 @pytest.fixture(scope="session")

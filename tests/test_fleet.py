@@ -36,6 +36,9 @@ from tests.conftest import World, count, orientation_body
 from tests.pgserver import free_port
 from tests.test_notifications import Mailbox
 
+# Three `passerelle serve` processes and more on one PostgreSQL.
+pytestmark = pytest.mark.stress
+
 
 @pytest.fixture
 def pg(database_url: str) -> str:

@@ -52,6 +52,7 @@ def _probe(url: str, stop: threading.Event, seen: list[float]) -> None:
 # --- 1. no stall under concurrency ---------------------------------------------------------
 
 
+@pytest.mark.stress
 def test_a_burst_of_256_requests_never_stalls(server: Server, world: World) -> None:
     """Above 56 authenticated connections the first version stopped answering for minutes.
     Here 256 clients arrive within half a second and each sends three requests back to back
@@ -219,6 +220,7 @@ def test_a_huge_head_is_refused(server: Server) -> None:
     assert answer.startswith(b"HTTP/1.1 431")
 
 
+@pytest.mark.stress
 def test_slow_and_idle_connections_are_closed(server: Server) -> None:
     """The server under test gives each request two seconds to arrive."""
     started = time.monotonic()

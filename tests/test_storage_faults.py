@@ -136,6 +136,7 @@ def _sqlite_copy(engine: Engine, disk: Path) -> str:
     return f"sqlite:///{disk / 'passerelle.db'}"
 
 
+@pytest.mark.stress
 def test_a_full_disk_answers_503_says_so_in_readyz_and_loses_nothing(
     engine: Engine, world: World, tmp_path: Path
 ) -> None:
@@ -284,6 +285,7 @@ def _pg_ctl(data: str, *args: str) -> None:
     )
 
 
+@pytest.mark.stress
 def test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers(
     reference: Reference,
 ) -> None:

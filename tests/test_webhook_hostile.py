@@ -243,6 +243,7 @@ def test_a_url_that_can_never_be_sent_is_dead_and_holds_nothing_back(
         receiver.close()
 
 
+@pytest.mark.stress
 def test_a_slow_receiver_is_cut_at_the_deadline_and_delays_no_one(
     hooks: TestClient, world: World, engine: Engine, hook_settings: Settings
 ) -> None:
