@@ -174,6 +174,14 @@ class Db:
                     await asyncio.sleep(0)
         return await run_in_threadpool(self._run, use_case)
 
+    async def in_background(self, use_case: Callable[[Session], T]) -> T:
+        """A background job's write (expiry, reminders, the purge): always in the thread pool,
+        SQLite included. A backlog (a service started after days down, ~400,000 past-due
+        referrals on the bench's national database) is thousands of batched rows: on the loop
+        it would hold every request for as long; in a thread it waits for the writer like any
+        thread, and the loop keeps answering between the interpreter's switches."""
+        return await run_in_threadpool(self._run, use_case)
+
 
 async def get_db(request: Request) -> Db:
     return request.app.state.db  # type: ignore[no-any-return]

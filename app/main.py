@@ -75,16 +75,16 @@ def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, No
     settings = db.settings
 
     async def expire() -> str | None:
-        expired = await db.write(lifecycle.expire_due)
+        expired = await db.in_background(lifecycle.expire_due)
         days = settings.reminder_days_before
-        reminded = await db.write(lambda session: notifications.remind_due(session, days))
-        await db.write(forget_old_failures)
+        reminded = await db.in_background(lambda s: notifications.remind_due(s, days))
+        await db.in_background(forget_old_failures)
         said = [f"{expired} orientations expirées."] if expired else []
         said += [f"{reminded} rappels avant expiration."] if reminded else []
         return " ".join(said)
 
     async def purge() -> str | None:
-        done = await db.write(lambda session: personal_data.purge(session, settings))
+        done = await db.in_background(lambda s: personal_data.purge(s, settings))
         if done.contacts_erased or done.records_stripped:
             return (
                 f"Données personnelles : {done.contacts_erased} coordonnées effacées, "

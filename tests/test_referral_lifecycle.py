@@ -1,6 +1,7 @@
 """The referral lifecycle through HTTP, on SQLite and PostgreSQL: every row of the contract's
 table, the refusals, If-Match and ETag, the log, idempotency and concurrent transitions."""
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,9 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import Settings
+from app.db import Db
 from app.main import create_app
+from app.services.lifecycle import expire_due
 from tests.conftest import World, count, orientation_body
 
 PROBLEM = "application/problem+json"
@@ -287,6 +290,29 @@ def test_the_running_service_expires_on_its_own(
                 break
             time.sleep(0.1)
     assert status == "expiree"
+
+
+def test_a_backlog_expires_off_the_event_loop(
+    engine: Engine, world: World, settings: Settings, client: TestClient
+) -> None:
+    """The service's jobs write in a worker thread, SQLite included (where a request's write
+    runs on the loop): a backlog of past-due referrals never holds the requests."""
+    backlog = [_referral(client, world) for _ in range(3)]
+    for referral in backlog:
+        _age(engine, referral, 2)
+    db = Db(engine, settings)
+
+    async def threads() -> tuple[int, int, int]:
+        loop = threading.get_ident()
+        on_write = await db.write(lambda _: threading.get_ident())
+        background = await db.in_background(lambda _: threading.get_ident())
+        return loop, on_write, background
+
+    loop, on_write, background = asyncio.run(threads())
+    assert background != loop
+    if engine.dialect.name == "sqlite":
+        assert on_write == loop  # what a job would have held
+    assert asyncio.run(db.in_background(expire_due)) == 3
 
 
 def test_acceptance_gives_the_place_its_time_again(
