@@ -7,8 +7,6 @@ every process of a fleet."""
 
 import asyncio
 import contextlib
-import hashlib
-import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,21 +24,10 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import Db, writing
 from app.errors import Problem
-from app.models import ApiKey, AuthFailure, Principal, Role
+from app.models import ApiKey, AuthFailure
 from app.models.common import utcnow
+from app.principal import Principal, Role, hash_token
 from app.services.cache import Cached, cached
-
-TOKEN_PREFIX = "psl_"
-
-__all__ = ["Principal", "Role", "hash_token", "new_token"]
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    # Tokens carry 256 random bits: a plain SHA-256 cannot be brute-forced, and lookups stay O(1).
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def load_principals(session: Session) -> dict[str, Principal]:

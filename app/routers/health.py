@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.db import DbDep, not_ready
+from app.db import not_ready
+from app.deps import DbDep
 from app.errors import problem_response
 
 router = APIRouter(tags=["santé"])

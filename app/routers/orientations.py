@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 
 from app.auth import Agent
-from app.db import DbDep
+from app.deps import DbDep
 from app.errors import (
     AUTH_PROBLEMS,
     COMMON_PROBLEMS,

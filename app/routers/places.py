@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 
 from app.auth import Admin, AnyRole
-from app.db import DbDep
+from app.deps import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import PlaceKind
 from app.models.commune import COMMUNE_PATTERN

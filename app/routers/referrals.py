@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.auth import Agent, AgentOrMediateur, Mediateur
-from app.db import Db, DbDep
+from app.db import Db
+from app.deps import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models import Principal, ReferralStatus
 from app.models.referral import (

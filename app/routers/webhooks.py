@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import Require
-from app.db import DbDep
+from app.deps import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
 from app.models import Principal, Role
 from app.models.outbox import WebhookCreated, WebhookIn, WebhookOut

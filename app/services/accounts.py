@@ -16,7 +16,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
-from app.auth import hash_token
+from app.principal import hash_token
 from app.db import writing
 from app.models import (
     JoinRequest,

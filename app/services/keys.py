@@ -4,7 +4,7 @@ from contextlib import AbstractContextManager
 
 from sqlmodel import Session, col, select
 
-from app.auth import hash_token, new_token
+from app.principal import hash_token, new_token
 from app.db import writing
 from app.errors import Problem
 from app.models import ApiKey, Place, PlaceKind, Role

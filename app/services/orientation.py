@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.auth import Principal
+from app.principal import Principal
 from app.config import Settings
 from app.db import insert_row
 from app.errors import Problem

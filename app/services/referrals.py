@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, and_, case, column, false, func, or_, tabl
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.auth import Principal
+from app.principal import Principal
 from app.db import insert_row
 from app.errors import Problem
 from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralStatus, Role

@@ -18,7 +18,7 @@ from sqlmodel import Session as DbSession
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import FailureThrottle, check_throttle, client_address
-from app.db import Db
+from app.deps import db_of as _db
 from app.errors import Problem
 from app.models import JoinRequest, Place, Principal, Role, User
 from app.services import accounts, oidc
@@ -33,10 +33,6 @@ Token = Annotated[str, Path(max_length=400)]
 FLOW_COOKIE = "passerelle_oidc"
 FLOW_SECONDS = 600
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-
-
-def _db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
 
 
 def _signer(request: Request, salt: str) -> URLSafeTimedSerializer:

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.auth import client_address, hash_token
+from app.auth import client_address
+from app.principal import hash_token
 from app.models import Principal, Role
 from app.services import accounts, oidc
 from app.web.render import page

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import FailureThrottle
-from app.db import Db
+from app.deps import db_of as _db
 from app.errors import Problem, validation_errors
 from app.models import Place, Referral
 from app.models.common import utcnow
@@ -48,10 +48,6 @@ class Opened:
     secret: str
     referral: Referral
     state: links.LinkState
-
-
-def _db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
 
 
 def _not_found(request: Request) -> Problem:

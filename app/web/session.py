@@ -18,7 +18,8 @@ from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
-from app.auth import hash_token, principal_by_hash
+from app.auth import principal_by_hash
+from app.principal import hash_token
 from app.errors import Problem
 from app.models import Principal, Role
 from app.services.accounts import Account, principal_of_session
