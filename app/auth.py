@@ -23,10 +23,10 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Db, writing
-from app.errors import Problem
 from app.models import ApiKey, AuthFailure
 from app.models.common import utcnow
 from app.principal import Principal, Role, hash_token
+from app.problems import AccessDenied, Problem, TooManyAttempts, Unauthenticated
 from app.services.cache import Cached, cached
 
 
@@ -150,10 +150,8 @@ class FailureThrottle:
 
 def throttled(wait: int, refused: str = "jetons d'accès refusés") -> Problem:
     """429 for an address past its limit of wrong tokens (or keys, or links: `refused`)."""
-    return Problem(
-        429,
+    return TooManyAttempts(
         f"Trop de {refused} depuis cette adresse : réessayez dans {wait} s.",
-        slug="trop-de-tentatives",
         headers={"Retry-After": str(wait)},
     )
 
@@ -167,7 +165,7 @@ def check_throttle(request: Request, refused: str) -> None:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, detail, slug="authentification", headers={"WWW-Authenticate": "Bearer"})
+    return Unauthenticated(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def principal_by_hash(engine: Engine, token_hash: str) -> Principal | None:
@@ -227,11 +225,9 @@ class Require(HTTPBearer):
         credentials = await super().__call__(request)  # the header, parsed by HTTPBearer
         principal = await authenticate(request, credentials.credentials if credentials else None)
         if principal.role not in self.roles:
-            raise Problem(
-                403,
+            raise AccessDenied(
                 f"Votre rôle « {principal.role.value} » ne permet pas cette action "
                 f"(rôles autorisés : {self.allowed}).",
-                slug="acces-refuse",
             )
         return principal
 

@@ -14,9 +14,10 @@ from sqlmodel import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.db import engine_of
-from app.errors import Problem, validation_errors
+from app.errors import validation_errors
 from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
+from app.problems import IdempotencyKeyReused, InvalidData, Problem
 from app.services import lifecycle
 from app.services import orientation as service
 from app.services.communes import CommuneRef, communes, search_communes
@@ -250,7 +251,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
     try:
         payload = OrientationIn.model_validate(_payload(form, found[0].code))
     except ValidationError as exc:
-        problem = Problem(422, "", errors=validation_errors(list(exc.errors())))
+        problem = InvalidData("", errors=validation_errors(list(exc.errors())))
         return await _form(request, principal, form, _on_form(problem), status_code=422)
     try:
         body = await db.write(
@@ -259,7 +260,8 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
             )
         )
     except Problem as problem:
-        if problem.slug == "idempotence":  # this page sent one already, then was changed
+        # This page sent one already, then was changed.
+        if isinstance(problem, IdempotencyKeyReused):
             said = {
                 "": "Ce formulaire a déjà envoyé une orientation, puis il a été modifié. "
                 "Vérifiez ce qui est ci-dessous : l'envoyer de nouveau fera une autre "

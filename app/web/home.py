@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import client_address
-from app.principal import hash_token
 from app.models import Principal, Role
+from app.principal import hash_token
 from app.services import accounts, oidc
 from app.web.render import page
 from app.web.session import COOKIE, Form, Session, principal_of_token, set_cookie

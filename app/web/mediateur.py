@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.errors import Problem
 from app.models import ReferralStatus
+from app.problems import Problem
 from app.services import referrals as service
 from app.triage.lifecycle import OPEN
 from app.web.referrals import list_page

@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from starlette.responses import HTMLResponse
 
-from app.errors import Problem
+from app.problems import NoPlaceNearby, Problem, TransitionRefused, VersionMismatch
 from app.services.communes import communes
 from app.triage import words
 from app.triage.lifecycle import ReferralStatus
@@ -157,18 +157,18 @@ def problem_words(problem: Problem) -> str:
     """A problem as the page's reader should read it. The API's details name its statuses
     and fields (`acceptee`, `place_id`, ETag), for the programs that call it."""
     status = _status_words(problem.extra.get("current_status"))
-    if problem.slug == "version-perimee":
+    if isinstance(problem, VersionMismatch):
         return (
             "Cette orientation a changé depuis que vous avez ouvert la page : elle est "
             f"maintenant « {status} ». Rien n'a été enregistré ; vérifiez-la ci-dessous "
             "avant d'agir."
         )
-    if problem.slug == "transition-refusee":
+    if isinstance(problem, TransitionRefused):
         return (
             f"Cette étape n'est pas possible : l'orientation est « {status} ». "
             "Les étapes encore possibles sont proposées ci-dessous."
         )
-    if problem.slug == "aucun-lieu":
+    if isinstance(problem, NoPlaceNearby):
         return (
             "Aucun autre lieu de médiation adapté n'est assez proche de la commune de la "
             "personne : France Services garde la main pour cette démarche."

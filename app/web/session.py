@@ -19,9 +19,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
 from app.auth import principal_by_hash
-from app.principal import hash_token
-from app.errors import Problem
 from app.models import Principal, Role
+from app.principal import hash_token
+from app.problems import AccessDenied, FormRefused
 from app.services.accounts import Account, principal_of_session
 
 COOKIE = "passerelle_session"
@@ -127,11 +127,9 @@ async def check_csrf(request: Request) -> dict[str, str]:
     if session.expired or not request.cookies.get(COOKIE) or not secrets.compare_digest(
         sent.encode(), session.csrf.encode()
     ):
-        raise Problem(
-            403,
+        raise FormRefused(
             "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "
             "absent ou périmé). Rechargez la page et recommencez.",
-            slug="formulaire-refuse",
         )
     return fields
 
@@ -145,8 +143,7 @@ def _user(*roles: Role) -> object:
             query = request.url.query
             raise LoginRequired(request.url.path + (f"?{query}" if query else ""), session.expired)
         if session.principal.role not in roles:
-            raise Problem(
-                403,
+            raise AccessDenied(
                 "Cette page est réservée aux "
                 + " et aux ".join(ROLE_WORDS[r][1] for r in roles)
                 + f" ; votre session est celle {ROLE_WORDS[session.principal.role][0]}. "
@@ -155,7 +152,6 @@ def _user(*roles: Role) -> object:
                     if session.account is not None
                     else "Déconnectez-vous pour changer de rôle."
                 ),
-                slug="acces-refuse",
             )
         return session.principal
 
