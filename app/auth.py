@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Db, writing
+from app.deps import db_of
 from app.models import ApiKey, AuthFailure
 from app.models.common import utcnow
 from app.principal import Principal, Role, hash_token
@@ -195,7 +196,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
         raise _unauthorized(
             "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »." + hint
         )
-    principal = await principal_by_hash(request.app.state.db.engine, hash_token(token))
+    principal = await principal_by_hash(db_of(request).engine, hash_token(token))
     if principal is None:
         # Counted for the whole fleet: past the limit, 429 whichever process counted before.
         if await throttle.count(address) > throttle.limit:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from app.db import StorageUnavailable, storage_fault, storage_health
+from app.deps import db_of
 from app.problems import (
     INTERNAL_ERROR,
     TYPE_BASE,
@@ -259,7 +260,7 @@ def install(app: FastAPI) -> None:
         reason = storage_fault(exc)
         if reason is None:
             raise exc
-        storage_health(request.app.state.db.engine).fault_seen(reason)
+        storage_health(db_of(request).engine).fault_seen(reason)
         problem = unavailable(reason)
         try:
             answer = request.app.exception_handlers[Problem](request, problem)

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.db import engine_of
+from app.deps import db_of
 from app.errors import validation_errors
 from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
@@ -231,7 +232,7 @@ def _commune(db: Any, form: dict[str, str], desk: CommuneRef | None) -> list[Com
 
 @router.post("")
 async def create(request: Request, principal: AgentUser, form: Form) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
     desk = await db.read(lambda session: _desk(session, principal))
     found = _commune(db, form, desk)
     errors = _checked(form)
@@ -276,7 +277,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
 
 @router.get("/resultat/{orientation_id}")
 async def result(request: Request, orientation_id: str, principal: AgentUser) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
 
     def read(session: Session) -> tuple[Any, Any, Any]:
         found = service.get_orientation(session, principal, orientation_id)
@@ -327,7 +328,7 @@ async def reorient(
     request: Request, referral_id: str, principal: AgentUser, form: Form
 ) -> Response:
     """To the next suitable place (a second press finds the referral no longer refused)."""
-    settings = request.app.state.db.settings
+    settings = db_of(request).settings
     return await act(
         request,
         principal,
@@ -344,7 +345,7 @@ async def commune_suggestions(
     request: Request, principal: AgentUser, q: Annotated[str, Query(max_length=80)] = ""
 ) -> Response:
     """Suggestions for the commune field, as the agent types: the desk's surroundings first."""
-    db = request.app.state.db
+    db = db_of(request)
     if len(q.strip()) < 2:
         return JSONResponse([])
     found = await db.read(

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from starlette.responses import HTMLResponse
 
+from app.deps import db_of
 from app.problems import NoPlaceNearby, Problem, TransitionRefused, VersionMismatch
 from app.services.communes import communes
 from app.triage import words
@@ -78,7 +79,7 @@ def qr_svg(text: str) -> str:
 
 @pass_context
 def commune_name(context: Any, code: str) -> str:
-    found = communes(context["request"].app.state.db.engine).get(code)
+    found = communes(db_of(context["request"]).engine).get(code)
     return f"{found.name} ({found.departement})" if found else code
 
 
@@ -102,7 +103,7 @@ async def page(
             "user": session.principal,
             "account": session.account,
             "csrf": session.csrf,
-            "public_url": request.app.state.db.settings.public_url.rstrip("/"),
+            "public_url": db_of(request).settings.public_url.rstrip("/"),
             **context,
         },
         status_code=status_code,
