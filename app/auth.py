@@ -7,8 +7,6 @@ every process of a fleet."""
 
 import asyncio
 import contextlib
-import hashlib
-import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,22 +23,12 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.db import Db, writing
-from app.errors import Problem
-from app.models import ApiKey, AuthFailure, Principal, Role
+from app.deps import db_of
+from app.models import ApiKey, AuthFailure
 from app.models.common import utcnow
+from app.principal import Principal, Role, hash_token
+from app.problems import AccessDenied, Problem, TooManyAttempts, Unauthenticated
 from app.services.cache import Cached, cached
-
-TOKEN_PREFIX = "psl_"
-
-__all__ = ["Principal", "Role", "hash_token", "new_token"]
-
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    # Tokens carry 256 random bits: a plain SHA-256 cannot be brute-forced, and lookups stay O(1).
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def load_principals(session: Session) -> dict[str, Principal]:
@@ -163,10 +151,8 @@ class FailureThrottle:
 
 def throttled(wait: int, refused: str = "jetons d'accès refusés") -> Problem:
     """429 for an address past its limit of wrong tokens (or keys, or links: `refused`)."""
-    return Problem(
-        429,
+    return TooManyAttempts(
         f"Trop de {refused} depuis cette adresse : réessayez dans {wait} s.",
-        slug="trop-de-tentatives",
         headers={"Retry-After": str(wait)},
     )
 
@@ -180,7 +166,7 @@ def check_throttle(request: Request, refused: str) -> None:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(401, detail, slug="authentification", headers={"WWW-Authenticate": "Bearer"})
+    return Unauthenticated(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def principal_by_hash(engine: Engine, token_hash: str) -> Principal | None:
@@ -210,7 +196,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
         raise _unauthorized(
             "Jeton d'accès manquant : ajoutez l'en-tête « Authorization: Bearer <jeton> »." + hint
         )
-    principal = await principal_by_hash(request.app.state.db.engine, hash_token(token))
+    principal = await principal_by_hash(db_of(request).engine, hash_token(token))
     if principal is None:
         # Counted for the whole fleet: past the limit, 429 whichever process counted before.
         if await throttle.count(address) > throttle.limit:
@@ -240,11 +226,9 @@ class Require(HTTPBearer):
         credentials = await super().__call__(request)  # the header, parsed by HTTPBearer
         principal = await authenticate(request, credentials.credentials if credentials else None)
         if principal.role not in self.roles:
-            raise Problem(
-                403,
+            raise AccessDenied(
                 f"Votre rôle « {principal.role.value} » ne permet pas cette action "
                 f"(rôles autorisés : {self.allowed}).",
-                slug="acces-refuse",
             )
         return principal
 

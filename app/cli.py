@@ -745,7 +745,7 @@ def _scopes(
 ) -> dict[tuple[str | None, str | None], str]:
     """(place id, territory) -> what a key belongs to, in words: the place's name and commune,
     or the territory's name and code."""
-    from app.errors import Problem
+    from app.problems import Problem
     from app.services.territories import parse_territory
 
     scopes = set(scopes)
@@ -1126,7 +1126,7 @@ def stats_referrals(
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.errors import Problem
+    from app.problems import Problem
     from app.services import stats
     from app.services.territories import readable_territory
     from app.triage import words
@@ -1224,7 +1224,7 @@ def stats_coverage(
 
     from app.config import get_settings
     from app.db import get_engine
-    from app.errors import Problem
+    from app.problems import Problem
     from app.services import coverage as coverage_service
     from app.services import stats
     from app.services.territories import readable_territory

@@ -14,19 +14,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
+import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from fastapi import Depends, Request
 from sqlalchemy import Table, event, func, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, SQLModel, create_engine
-from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings, get_settings
 
@@ -144,7 +143,7 @@ class Db:
 
     async def read(self, use_case: Callable[[Session], T]) -> T:
         """A use case that only reads, in the thread pool."""
-        return await run_in_threadpool(self._run, use_case)
+        return await anyio.to_thread.run_sync(self._run, use_case)
 
     async def write(self, use_case: Callable[[Session], T]) -> T:
         """A use case that writes (it starts with app.db.writing).
@@ -172,7 +171,7 @@ class Db:
                 finally:
                     _on_loop.reset(token)
                     await asyncio.sleep(0)
-        return await run_in_threadpool(self._run, use_case)
+        return await anyio.to_thread.run_sync(self._run, use_case)
 
     async def in_background(self, use_case: Callable[[Session], T]) -> T:
         """A background job's write (expiry, reminders, the purge): always in the thread pool,
@@ -180,14 +179,7 @@ class Db:
         referrals on the bench's national database) is thousands of batched rows: on the loop
         it would hold every request for as long; in a thread it waits for the writer like any
         thread, and the loop keeps answering between the interpreter's switches."""
-        return await run_in_threadpool(self._run, use_case)
-
-
-async def get_db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
-
-
-DbDep = Annotated[Db, Depends(get_db)]
+        return await anyio.to_thread.run_sync(self._run, use_case)
 
 
 _inserts: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[str] | None, list[Any]]] = {}

@@ -15,6 +15,23 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from app.db import StorageUnavailable, storage_fault, storage_health
+from app.deps import db_of
+from app.problems import (
+    INTERNAL_ERROR,
+    TYPE_BASE,
+    AccessDenied,
+    BodyTooLarge,
+    InternalError,
+    InvalidData,
+    InvalidJson,
+    Problem,
+    TooManyAttempts,
+    Unauthenticated,
+    UnreadableJson,
+    UnsupportedContentType,
+    title_of,
+    unavailable,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -24,28 +41,6 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-TYPE_BASE = "https://passerelle.inclusion-numerique.example/problemes/"
-
-TITLES = {
-    400: "Requête incorrecte",
-    401: "Authentification requise",
-    403: "Accès refusé",
-    404: "Ressource introuvable",
-    405: "Méthode non autorisée",
-    408: "Délai de requête dépassé",
-    409: "Conflit d'état",
-    412: "Précondition échouée",
-    413: "Requête trop volumineuse",
-    415: "Type de contenu non pris en charge",
-    422: "Données invalides",
-    429: "Trop de requêtes",
-    431: "En-têtes trop volumineux",
-    500: "Erreur interne",
-    503: "Service indisponible",
-}
-INTERNAL_ERROR = "Erreur interne du service ; réessayez plus tard."
 
 
 class ProblemError(BaseModel):
@@ -61,7 +56,7 @@ class ProblemOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "type": TYPE_BASE + "donnees-invalides",
+                    "type": InvalidData.type_uri(),
                     "title": "Données invalides",
                     "status": 422,
                     "detail": "Données invalides : corrigez person.commune.",
@@ -82,53 +77,58 @@ class ProblemOut(BaseModel):
     )
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route: each status as problem+json, for the OpenAPI document."""
+def problem_responses(*problems: type[Problem]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route or router: the problems it may answer, grouped by status,
+    as problem+json; each status's description names their types (slugs), in French."""
+    by_status: dict[int, list[type[Problem]]] = {}
+    for problem in problems:
+        listed = by_status.setdefault(problem.status, [])
+        if problem not in listed:
+            listed.append(problem)
     return {
         status: {
             "model": ProblemOut,
-            "description": TITLES.get(status, "Erreur"),
+            "description": _described(status, listed),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
         }
-        for status in statuses
+        for status, listed in sorted(by_status.items())
     }
 
 
-# Every route may answer these; routes add their own (404, 409, …).
-COMMON_PROBLEMS = (400, 413, 415, 422, 500)
-AUTH_PROBLEMS = (401, 403, 429)
+def _described(status: int, problems: list[type[Problem]]) -> str:
+    slugs = list(dict.fromkeys(f"`{p.slug}`" for p in problems if p.slug))
+    return title_of(status) + (" ; type : " + ", ".join(slugs) + "." if slugs else "")
 
 
-class Problem(Exception):
-    """An error the service means to return; raised by services and dependencies."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        slug: str | None = None,
-        errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.slug = slug
-        self.errors = errors
-        self.headers = headers
-        self.extra = extra
+# Every route may answer these; routes add their own (NotFound, TransitionRefused, …).
+COMMON_PROBLEMS: tuple[type[Problem], ...] = (
+    InvalidJson,
+    BodyTooLarge,
+    UnsupportedContentType,
+    InvalidData,
+    UnreadableJson,
+    InternalError,
+)
+AUTH_PROBLEMS: tuple[type[Problem], ...] = (Unauthenticated, AccessDenied, TooManyAttempts)
 
 
-def unavailable(reason: str) -> Problem:
-    """503: the database cannot be reached or written (app.db.storage_fault says why). Its
-    Retry-After is the guard's, as on every 503 (app.guard)."""
-    return Problem(503, f"{reason} Réessayez dans quelques instants.", slug="base-indisponible")
+def api_problems(*problems: type[Problem]) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of an API route that needs a key: the common problems and its own.
+    FastAPI merges a route's responses over its router's status by status: a route lists
+    its router's own problems again, so that a status it shares says all of its types."""
+    return problem_responses(*COMMON_PROBLEMS, *AUTH_PROBLEMS, *problems)
 
 
-def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> Problem:
-    return Problem(422, detail or msg, slug="donnees-invalides", errors=[{"loc": loc, "msg": msg}])
+def problem_answer(problem: Problem) -> JSONResponse:
+    """The response of a Problem the service raised or built."""
+    return problem_response(
+        problem.status,
+        problem.detail,
+        slug=problem.slug,
+        errors=problem.errors,
+        headers=problem.headers,
+        **problem.extra,
+    )
 
 
 def problem_response(
@@ -142,7 +142,7 @@ def problem_response(
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + (slug or str(status)),
-        "title": TITLES.get(status, "Erreur"),
+        "title": title_of(status),
         "status": status,
         "detail": detail,
     }
@@ -221,28 +221,21 @@ def _allowed(request: Request) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
-            exc.status,
-            exc.detail,
-            slug=exc.slug,
-            errors=exc.errors,
-            headers=exc.headers,
-            **exc.extra,
-        )
+        return problem_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(list(exc.errors()))
         if any(e.get("type") in ("json_invalid", "json_type") for e in exc.errors()):
-            return problem_response(
-                422,
-                "Le corps de la requête n'est pas un JSON valide.",
-                slug="json-invalide",
-                errors=[{"loc": ["body"], "msg": "JSON mal formé."}],
+            return problem_answer(
+                UnreadableJson(
+                    "Le corps de la requête n'est pas un JSON valide.",
+                    errors=[{"loc": ["body"], "msg": "JSON mal formé."}],
+                )
             )
         fields = ", ".join(".".join(str(p) for p in e["loc"][1:] or e["loc"]) for e in errors)
         detail = f"Données invalides : corrigez {fields}." if fields else "Données invalides."
-        return problem_response(422, detail, slug="donnees-invalides", errors=errors)
+        return problem_answer(InvalidData(detail, errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -267,7 +260,7 @@ def install(app: FastAPI) -> None:
         reason = storage_fault(exc)
         if reason is None:
             raise exc
-        storage_health(request.app.state.db.engine).fault_seen(reason)
+        storage_health(db_of(request).engine).fault_seen(reason)
         problem = unavailable(reason)
         try:
             answer = request.app.exception_handlers[Problem](request, problem)

@@ -15,6 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
 from app.db import RETRY_AFTER_SECONDS
+from app.problems import (
+    BodyTooLarge,
+    InvalidData,
+    InvalidJson,
+    Problem,
+    UnsupportedContentType,
+)
 
 logger = logging.getLogger("passerelle")
 
@@ -33,9 +40,19 @@ _RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
 
 
 class BadBody(Exception):
+    """A body refused before the application reads it; its status says which Problem."""
+
     def __init__(self, status: int, detail: str, loc: list[Any] | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.loc = status, detail, loc
+
+
+_BAD_BODY: dict[int, type[Problem]] = {
+    400: InvalidJson,
+    413: BodyTooLarge,
+    415: UnsupportedContentType,
+    422: InvalidData,
+}
 
 
 def _json_error(message: str) -> str:
@@ -142,12 +159,12 @@ class RequestGuard:
                         "« Content-Type: application/json ».",
                     )
         except BadBody as bad:
-            slug = {400: "json-invalide", 413: "trop-volumineux", 415: "type-de-contenu"}
-            response = errors.problem_response(
-                bad.status,
-                bad.detail,
-                slug=slug.get(bad.status, "donnees-invalides"),
-                errors=[{"loc": bad.loc, "msg": bad.detail}] if bad.loc else None,
+            problem = _BAD_BODY[bad.status]
+            response = errors.problem_answer(
+                problem(
+                    bad.detail,
+                    errors=[{"loc": bad.loc, "msg": bad.detail}] if bad.loc else None,
+                )
             )
             await response(scope, receive, send_with_headers)
             return

@@ -17,7 +17,7 @@ from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import get_settings
-from app.errors import TITLES, TYPE_BASE
+from app.problems import TITLES, TYPE_BASE
 
 _STATUS = {408: b"408 Request Timeout", 431: b"431 Request Header Fields Too Large"}
 _DETAIL = {

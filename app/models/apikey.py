@@ -1,43 +1,13 @@
 """API keys: a role and a scope, the token stored only as its hash."""
 
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
 from app.models.common import new_id, utcnow
+from app.principal import Principal, Role
 
-
-class Role(StrEnum):
-    AGENT = "agent"
-    MEDIATEUR = "mediateur"
-    COORDINATEUR = "coordinateur"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key's role and scope. Plain data, usable without HTTP.
-
-    A place acting from the link of an e-mail holds no key: `key_id` is None and `via` says
-    how it acts ("lien_email"). A person signed in to the web pages holds no key either: they
-    act in one of their memberships (`user_id`, `membership_id`), which the logs name."""
-
-    key_id: str | None
-    role: Role
-    place_id: str | None
-    territory: str | None
-    via: str | None = None
-    user_id: str | None = None
-    membership_id: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The key's id, for what only a key's holder does (places, webhooks: the API)."""
-        if self.key_id is None:
-            raise LookupError("this action needs an API key")
-        return self.key_id
+__all__ = ["ApiKey", "Principal", "Role"]
 
 
 class ApiKey(SQLModel, table=True):

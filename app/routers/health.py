@@ -5,8 +5,10 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.db import DbDep, not_ready
-from app.errors import problem_response
+from app.db import not_ready
+from app.deps import DbDep
+from app.errors import problem_answer, problem_responses
+from app.problems import NotReady
 
 router = APIRouter(tags=["santé"])
 
@@ -18,11 +20,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", response_model=None, summary="La base répond, est à jour et peut être écrite"
+    "/readyz",
+    response_model=None,
+    summary="La base répond, est à jour et peut être écrite",
+    responses=problem_responses(NotReady),
 )
 def readyz(db: DbDep) -> Any:
     # A full disk answers reads and refuses writes: then this is not ready either.
     reason = not_ready(db.engine)
     if reason is not None:
-        return problem_response(503, reason, slug="indisponible")
+        return problem_answer(NotReady(reason))
     return JSONResponse({"status": "ok"})

@@ -5,19 +5,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 
 from app.auth import Agent
-from app.db import DbDep
-from app.errors import (
-    AUTH_PROBLEMS,
-    COMMON_PROBLEMS,
-    FastJSONResponse,
-    problem_responses,
-)
+from app.deps import DbDep
+from app.errors import FastJSONResponse, api_problems
 from app.models.orientation import OrientationIn, OrientationOut
+from app.problems import IdempotencyKeyReused, NotFound
 from app.services import orientation as service
 
 router = APIRouter(
     prefix="/v1/orientations", tags=["orientations"],
-    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+    responses=api_problems(NotFound),
 )
 
 
@@ -26,6 +22,7 @@ router = APIRouter(
     status_code=201,
     response_model=OrientationOut,
     summary="Orienter une personne depuis l'accueil France Services",
+    responses=api_problems(NotFound, IdempotencyKeyReused),
 )
 async def create_orientation(
     payload: OrientationIn,

@@ -5,18 +5,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 
 from app.auth import Admin, AnyRole
-from app.db import DbDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
+from app.deps import DbDep
+from app.errors import FastJSONResponse, api_problems
 from app.models import PlaceKind
 from app.models.commune import COMMUNE_PATTERN
 from app.models.place import PlaceIn, PlaceOut
+from app.problems import NotFound
 from app.services import places as service
 from app.services.communes import get_commune
 
 router = APIRouter(
     prefix="/v1/places",
     tags=["lieux"],
-    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+    responses=api_problems(NotFound),
 )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.errors import problem_responses
+from app.problems import InternalError
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, RULES_VERSION
 from app.triage.consent import CONSENT_TEXTS, CURRENT_CONSENT
 from app.triage.diagnostic import DIAGNOSTIC_VERSION
@@ -14,7 +15,7 @@ from app.triage.needs import HALVES, MODALITIES, PUBLIC, SPECIFIC, Day
 
 router = APIRouter(
     prefix="/v1", tags=["référentiels"],
-    responses=problem_responses(*(500,)),
+    responses=problem_responses(InternalError),
 )
 
 

@@ -5,8 +5,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.auth import Agent, AgentOrMediateur, Mediateur
-from app.db import Db, DbDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
+from app.db import Db
+from app.deps import DbDep
+from app.errors import FastJSONResponse, api_problems
 from app.models import Principal, ReferralStatus
 from app.models.referral import (
     HandoffEventOut,
@@ -16,13 +17,22 @@ from app.models.referral import (
     ReorientIn,
     TransitionIn,
 )
+from app.problems import (
+    AlreadyReoriented,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    NoPlaceNearby,
+    NotFound,
+    TransitionRefused,
+    VersionMismatch,
+)
 from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
 
 router = APIRouter(
     prefix="/v1/referrals",
     tags=["orientations vers un médiateur"],
-    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS + (404,)),
+    responses=api_problems(NotFound, InvalidCursor),
 )
 
 
@@ -124,7 +134,7 @@ async def get_referral(
         "(`current_status` dans le problème), 403 si votre rôle ne le peut pas, 422 pour un "
         "refus sans motif valable."
     ),
-    responses=problem_responses(409, 412),
+    responses=api_problems(NotFound, TransitionRefused, VersionMismatch, IdempotencyKeyReused),
 )
 async def move_referral(
     referral_id: str,
@@ -171,7 +181,9 @@ async def referral_events(
         "orientation, liée à la première (`previous_referral_id`), vers le lieu donné ou le "
         "plus proche adapté qui ne l'a pas déjà refusée."
     ),
-    responses=problem_responses(409),
+    responses=api_problems(
+        NotFound, TransitionRefused, AlreadyReoriented, NoPlaceNearby, IdempotencyKeyReused
+    ),
 )
 async def reorient(
     referral_id: str,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from app.auth import Coordinator
-from app.db import DbDep
+from app.deps import DbDep
 from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
 from app.models.common import Day
 from app.models.stats import CoverageOut, ReferralStats

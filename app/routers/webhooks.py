@@ -6,16 +6,17 @@ from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import Require
-from app.db import DbDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, problem_responses
+from app.deps import DbDep
+from app.errors import api_problems, problem_responses
 from app.models import Principal, Role
 from app.models.outbox import WebhookCreated, WebhookIn, WebhookOut
+from app.problems import NotFound
 from app.services import webhooks as service
 
 router = APIRouter(
     prefix="/v1/webhooks",
     tags=["webhooks"],
-    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS),
+    responses=api_problems(),
 )
 Subscriber = Annotated[Principal, Depends(Require(Role.AGENT, Role.MEDIATEUR, Role.ADMIN))]
 
@@ -48,7 +49,7 @@ async def create_webhook(data: WebhookIn, principal: Subscriber, db: DbDep) -> A
         "Les webhooks de votre lieu. Un administrateur voit les siens (qui suivent tous les "
         "lieux) ou, avec `place_id`, ceux d'un lieu, qu'il peut supprimer."
     ),
-    responses=problem_responses(404),
+    responses=problem_responses(NotFound),
 )
 async def list_webhooks(
     principal: Subscriber,
@@ -65,7 +66,7 @@ async def list_webhooks(
     status_code=204,
     summary="Ne plus suivre",
     description="Un webhook de votre lieu ; un administrateur, celui de n'importe quel lieu.",
-    responses=problem_responses(404),
+    responses=problem_responses(NotFound),
 )
 async def delete_webhook(webhook_id: str, principal: Subscriber, db: DbDep) -> Response:
     await db.write(lambda session: service.delete_webhook(session, principal, webhook_id))

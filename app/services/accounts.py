@@ -16,7 +16,6 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import and_, func, update
 from sqlmodel import Session, col, select
 
-from app.auth import hash_token
 from app.db import writing
 from app.models import (
     JoinRequest,
@@ -30,6 +29,7 @@ from app.models import (
     WebSession,
 )
 from app.models.common import new_id, utcnow
+from app.principal import hash_token
 from app.services import notifications
 from app.services.keys import KeyError_, resolve_scope
 from app.services.links import link_secret

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from app.db import engine_of, writing
-from app.errors import invalid
 from app.models import Commune, Departement, Epci, Region
 from app.models.commune import COMMUNE_PATTERN
+from app.problems import invalid
 from app.services.cache import bump, cached
 from app.services.commune_reference import Reference, read_reference
 

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.db import writing
-from app.errors import Problem
 from app.models import IdempotencyRecord
+from app.problems import IdempotencyKeyReused
 
 # A use case may draw random values that must be unique (a referral code): when the commit
 # fails on that constraint, the use case runs again with a new draw.
@@ -32,11 +32,9 @@ def replay(session: Session, api_key_id: str, key: str, digest: str) -> Idempote
         )
     ).first()
     if record is not None and record.request_hash != digest:
-        raise Problem(
-            422,
+        raise IdempotencyKeyReused(
             "Cette clé d'idempotence a déjà servi pour une autre requête : "
             "utilisez une nouvelle clé pour une nouvelle orientation.",
-            slug="idempotence",
         )
     return record
 

@@ -4,11 +4,11 @@ from contextlib import AbstractContextManager
 
 from sqlmodel import Session, col, select
 
-from app.auth import hash_token, new_token
 from app.db import writing
-from app.errors import Problem
 from app.models import ApiKey, Place, PlaceKind, Role
 from app.models.common import utcnow
+from app.principal import hash_token, new_token
+from app.problems import Problem
 from app.services.cache import bump
 from app.services.territories import EXAMPLES, parse_territory
 

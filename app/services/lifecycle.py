@@ -8,11 +8,20 @@ from sqlmodel import Session, col, or_, select, update
 
 from app.config import Settings
 from app.db import insert_row, writing
-from app.errors import Problem, invalid
 from app.models import HandoffEvent, Orientation, PlaceKind, Principal, Referral, Role
 from app.models.common import utcnow
 from app.models.orientation import NeedsIn
 from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
+from app.problems import (
+    AccessDenied,
+    AlreadyReoriented,
+    InvalidData,
+    NoPlaceNearby,
+    Problem,
+    TransitionRefused,
+    VersionMismatch,
+    invalid,
+)
 from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import ReferralAnswer, log_reads, reads_of
@@ -45,24 +54,18 @@ def _refused(
 ) -> Problem:
     if refusal is Refusal.NOT_FROM_STATUS:
         possible = ", ".join(t.value for t in targets(current, actor)) or "aucun (statut final)"
-        return Problem(
-            409,
+        return TransitionRefused(
             f"Impossible de passer de « {current.value} » à « {change.status.value} » ; "
             f"possible depuis ce statut pour votre rôle : {possible}.",
-            slug="transition-refusee",
             current_status=current.value,
         )
     if refusal is Refusal.NOT_BY_ROLE:
-        return Problem(
-            403,
+        return AccessDenied(
             f"Votre rôle « {actor.value} » ne peut pas passer une orientation "
             f"à « {change.status.value} ».",
-            slug="acces-refuse",
         )
-    return Problem(
-        422,
+    return InvalidData(
         "Motif de refus obligatoire : " + ", ".join(REFUSAL_REASONS) + ".",
-        slug="donnees-invalides",
         errors=[
             {
                 "loc": ["body", "reason"],
@@ -76,17 +79,13 @@ def _refused(
 
 def _stale(referral_id: str, if_match: str | None, current: ReferralStatus) -> Problem:
     if if_match is not None:
-        return Problem(
-            412,
+        return VersionMismatch(
             "L'orientation a changé depuis votre lecture (ETag) : relisez-la avant d'agir.",
-            slug="version-perimee",
             current_status=current.value,
         )
-    return Problem(
-        409,
+    return TransitionRefused(
         f"L'orientation {referral_id} vient d'être modifiée par ailleurs "
         f"(statut actuel : « {current.value} ») : relisez-la avant d'agir.",
-        slug="transition-refusee",
         current_status=current.value,
     )
 
@@ -308,20 +307,16 @@ def reorient(
         now = utcnow()
         current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
         if current is not ReferralStatus.REFUSEE:
-            raise Problem(
-                409,
+            raise TransitionRefused(
                 f"Seule une orientation refusée se réoriente ; celle-ci est « {current.value} ».",
-                slug="transition-refusee",
                 current_status=current.value,
             )
         chain = session.exec(
             select(Referral).where(Referral.orientation_id == referral.orientation_id)
         ).all()
         if any(r.previous_referral_id == referral.id for r in chain):
-            raise Problem(
-                409,
+            raise AlreadyReoriented(
                 "Cette orientation a déjà été réorientée : suivez la nouvelle.",
-                slug="deja-reorientee",
                 current_status=current.value,
             )
         refused = {r.place_id for r in chain if r.status == ReferralStatus.REFUSEE.value}
@@ -363,11 +358,9 @@ def reorient(
             )
             found = next((c for c in candidates if c.place.id not in refused), None)
             if found is None:
-                raise Problem(
-                    409,
+                raise NoPlaceNearby(
                     "Aucun autre lieu adapté à moins de "
                     f"{settings.max_referral_distance_km:g} km : choisissez un lieu (place_id).",
-                    slug="aucun-lieu",
                     current_status=current.value,
                 )
             chosen, distance = found.place, found.distance_km

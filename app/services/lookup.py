@@ -5,8 +5,8 @@ from typing import TypeVar
 from sqlmodel import Session
 from sqlmodel.sql.expression import SelectOfScalar
 
-from app.errors import Problem
 from app.models.common import ID_PATTERN
+from app.problems import NotFound
 
 T = TypeVar("T")
 
@@ -17,5 +17,5 @@ def first_or_404(session: Session, query: SelectOfScalar[T], typed: str, detail:
     without asking the database. Out of scope and missing answer alike, as the contract says."""
     found = session.exec(query).first() if ID_PATTERN.match(typed) else None
     if found is None:
-        raise Problem(404, detail, slug="introuvable")
+        raise NotFound(detail)
     return found

@@ -5,10 +5,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from app.auth import Principal
 from app.config import Settings
 from app.db import insert_row
-from app.errors import Problem
 from app.models import (
     Contact,
     Orientation,
@@ -24,6 +22,8 @@ from app.models.orientation import (
     ReferralBrief,
 )
 from app.models.place import PlaceAlternative, PlaceOut
+from app.principal import Principal
+from app.problems import AccessDenied, InvalidData
 from app.services import idempotency, notifications
 from app.services.communes import get_commune
 from app.services.contact import OrientationAnswer
@@ -57,10 +57,8 @@ def _profile(payload: OrientationIn) -> tuple[Profile, ProfileSource]:
     try:
         return profile_from_answers(assessment.answers), ProfileSource.DIAGNOSTIC
     except DiagnosticError as exc:
-        raise Problem(
-            422,
+        raise InvalidData(
             "Réponses au diagnostic incomplètes ou invalides : voir GET /v1/diagnostic.",
-            slug="donnees-invalides",
             errors=[
                 {"loc": ["body", "assessment", "answers", q], "msg": msg}
                 for q, msg in exc.problems.items()
@@ -94,10 +92,8 @@ def _write_orientation(
     profile, source = _profile(payload)
     commune = get_commune(session, payload.person.commune, ["body", "person", "commune"])
     if principal.place_id is None:
-        raise Problem(
-            403,
+        raise AccessDenied(
             "Cette clé d'agent n'est rattachée à aucun lieu France Services.",
-            slug="acces-refuse",
         )
     decision = decide(
         profile, urgent=payload.procedure.urgent, already_followed=payload.already_followed

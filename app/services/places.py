@@ -10,10 +10,10 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from app.db import engine_of, writing
-from app.errors import Problem, invalid
 from app.models import Place, PlaceEvent, PlaceKind, Principal, Referral
 from app.models.common import local_day, utcnow
 from app.models.place import PlaceIn, PlaceOut, PlaceSummary
+from app.problems import InvalidData, invalid
 from app.services import idempotency
 from app.services.cache import bump, cached
 from app.services.communes import CommuneRef
@@ -403,7 +403,7 @@ def update_place(
     """The place's pause, e-mail, phone and hours as the place itself corrects them (and its
     capacity, by an operator). Returns the fields that changed."""
     if set(changes) - set(PLACE_FIELDS):
-        raise Problem(422, "Champ non modifiable ici.", slug="donnees-invalides")
+        raise InvalidData("Champ non modifiable ici.")
     with writing(session):
         place = session.get_one(Place, place_id)
         now = utcnow()

@@ -9,13 +9,13 @@ from sqlalchemy import ColumnElement, and_, case, column, false, func, or_, tabl
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.auth import Principal
 from app.db import insert_row
-from app.errors import Problem
 from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralStatus, Role
 from app.models.common import ID_PATTERN, new_id, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.referral import PlaceRef, ReferralOut, ReferralPage
+from app.principal import Principal
+from app.problems import InvalidCursor
 from app.services.contact import person_out
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary
@@ -219,11 +219,9 @@ def _decode_cursor(cursor: str, urgent_first: bool) -> tuple[bool | None, dateti
             raise ValueError(created)
         return urgent, at, referral_id
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(
-            400,
+        raise InvalidCursor(
             "Curseur de pagination invalide : reprenez la valeur « next_cursor » d'une réponse "
             "(avec le même tri).",
-            slug="curseur-invalide",
         ) from exc
 
 

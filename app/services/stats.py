@@ -43,9 +43,9 @@ from sqlalchemy import (
 from sqlmodel import Session, col
 
 from app.db import engine_of
-from app.errors import invalid
 from app.models import Commune, Departement, Epci, Orientation, Referral, ReferralStatus
 from app.models.common import local_day, utcnow
+from app.problems import invalid
 from app.services.communes import communes
 from app.services.places import place_index
 from app.services.referrals import shown_status_column

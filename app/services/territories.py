@@ -10,8 +10,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app.db import engine_of
-from app.errors import Problem, invalid
 from app.models import Departement, Epci, Principal, Region, Role
+from app.problems import AccessDenied, InvalidData, OutOfTerritory, Problem, invalid
 from app.services.communes import CommuneRef, communes, fold
 
 SYNTAX = {
@@ -184,7 +184,7 @@ def scope_of(session: Session, principal: Principal) -> Territory:
         return NATIONAL
     if principal.role is Role.COORDINATEUR and principal.territory:
         return parse_territory(session, principal.territory, ["key", "territory"])
-    raise Problem(403, "Ces statistiques sont réservées aux coordinateurs.", slug="acces-refuse")
+    raise AccessDenied("Ces statistiques sont réservées aux coordinateurs.")
 
 
 def readable_territory(
@@ -242,9 +242,7 @@ def _outside(
             f"{scope.name}){straddles} : demandez un territoire qui y est compris, ou omettez "
             "« territory »."
         )
-    return Problem(
-        403, detail, slug="hors-territoire", errors=[{"loc": loc, "msg": detail}]
-    )
+    return OutOfTerritory(detail, errors=[{"loc": loc, "msg": detail}])
 
 
 # --- territories by name --------------------------------------------------------------------
@@ -417,10 +415,8 @@ def _by_name(session: Session, scope: Territory, text: str, loc: list[str | int]
             else f"Aucun territoire ne s'appelle exactement « {text} » : confirmez celui qui "
             "est proposé sous le champ « Territoire », ou corrigez ce champ."
         )
-        raise Problem(
-            422,
+        raise InvalidData(
             detail,
-            slug="donnees-invalides",
             errors=[{"loc": loc, "msg": detail}],
             choices=[e.territory.label for e in inside[:10]],
         )
@@ -429,7 +425,7 @@ def _by_name(session: Session, scope: Territory, text: str, loc: list[str | int]
             f"Aucun territoire nommé « {text} » n'est compris dans le vôtre ({scope.name}). "
             "Corrigez le champ « Territoire », ou videz-le pour voir tout votre territoire."
         )
-        raise Problem(403, detail, slug="hors-territoire", errors=[{"loc": loc, "msg": detail}])
+        raise OutOfTerritory(detail, errors=[{"loc": loc, "msg": detail}])
     raise invalid(
         loc,
         f"Aucune commune, intercommunalité, département ou région ne s'appelle « {text} ». "

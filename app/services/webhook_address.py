@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from app.errors import invalid
+from app.problems import invalid
 
 # A receiver has this long, from the name lookup to the last byte read, whatever it sends.
 DEADLINE_SECONDS = 15.0

@@ -8,9 +8,9 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.db import writing
-from app.errors import invalid
 from app.models import OutboxMessage, Principal, Role, Webhook
 from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
+from app.problems import invalid
 from app.services import webhook_address
 from app.services.cache import bump
 from app.services.lookup import first_or_404

@@ -22,7 +22,8 @@ from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
 from app.db import storage_fault
-from app.errors import Problem, unavailable, validation_errors
+from app.errors import validation_errors
+from app.problems import Problem, unavailable
 from app.web import accounts, agent, coordinateur, home, link, mediateur, referrals
 from app.web.render import error_words, page
 from app.web.session import LoginRequired, WebSession

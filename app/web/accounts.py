@@ -18,9 +18,17 @@ from sqlmodel import Session as DbSession
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import FailureThrottle, check_throttle, client_address
-from app.db import Db
-from app.errors import Problem
+from app.deps import db_of as _db
 from app.models import JoinRequest, Place, Principal, Role, User
+from app.problems import (
+    AccessDenied,
+    FormRefused,
+    OidcNotConfigured,
+    Problem,
+    UnknownLink,
+    UnknownPlace,
+    UnknownRole,
+)
 from app.services import accounts, oidc
 from app.services.links import link_secret
 from app.web.home import HOME, _safe_next, login_form
@@ -35,10 +43,6 @@ FLOW_SECONDS = 600
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def _db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
-
-
 def _signer(request: Request, salt: str) -> URLSafeTimedSerializer:
     key = request.app.state.web_signer.secret_keys[-1]
     return URLSafeTimedSerializer(key, salt=salt)
@@ -47,11 +51,9 @@ def _signer(request: Request, salt: str) -> URLSafeTimedSerializer:
 def _client(request: Request) -> oidc.Oidc:
     settings = _db(request).settings
     if not oidc.configured(settings):
-        raise Problem(
-            404,
+        raise OidcNotConfigured(
             "La connexion avec un fournisseur d'identité n'est pas configurée sur ce service : "
             "recevez un lien de connexion par e-mail.",
-            slug="oidc-absent",
         )
     found: oidc.Oidc | None = getattr(request.app.state, "oidc", None)
     if found is None:
@@ -220,11 +222,9 @@ async def ask_link(request: Request, form: Form) -> Response:
 def _bad_link(request: Request) -> Problem:
     throttle: FailureThrottle = request.app.state.auth_throttle
     throttle.failed(client_address(request))
-    return Problem(
-        404,
+    return UnknownLink(
         "Ce lien de connexion n'est pas valide : il est incomplet ou a été modifié. Ouvrez-le "
         "depuis l'e-mail reçu, ou demandez-en un nouveau sur la page de connexion.",
-        slug="lien-inconnu",
     )
 
 
@@ -302,9 +302,7 @@ async def switch(request: Request, form: Form, session: Session) -> Response:
     token, membership_id = session.person, form.get("membership", "")
     role = await _db(request).write(lambda s: accounts.switch_membership(s, token, membership_id))
     if role is None:
-        raise Problem(
-            404, "Ce rôle n'est plus le vôtre : choisissez-en un autre.", slug="role-inconnu"
-        )
+        raise UnknownRole("Ce rôle n'est plus le vôtre : choisissez-en un autre.")
     return RedirectResponse(HOME[role], status_code=303)
 
 
@@ -322,14 +320,12 @@ async def ask_to_join(request: Request, form: Form, session: Session) -> Respons
             form.get("preuve", ""), max_age=3600
         )
     except (BadData, ValueError, TypeError):
-        raise Problem(
-            403,
+        raise FormRefused(
             "Demande refusée : elle ne vient pas d'une connexion avec ProConnect de moins "
             "d'une heure. Reconnectez-vous pour la faire.",
-            slug="formulaire-refuse",
         ) from None
     if user_id != session.account.user_id:
-        raise Problem(403, "Demande refusée : elle n'est pas la vôtre.", slug="formulaire-refuse")
+        raise FormRefused("Demande refusée : elle n'est pas la vôtre.")
     await _db(request).write(lambda s: accounts.request_join(s, user_id, place_id))
     return RedirectResponse("/espace", status_code=303)
 
@@ -348,15 +344,13 @@ def _team_place(
     # Whether they are its responsable was read with their session, this request.
     responsable = session.account is not None and session.account.responsable
     if not target or not accounts.manages_team(principal, responsable, target):
-        raise Problem(
-            403,
+        raise AccessDenied(
             "La page « Équipe » est réservée au responsable du lieu et à l'administrateur"
             + (
                 " : choisissez un lieu (« ?lieu= » suivi de son identifiant)."
                 if principal.role is Role.ADMIN
                 else "."
             ),
-            slug="acces-refuse",
         )
     return principal, target
 
@@ -378,7 +372,7 @@ async def _team_page(
 
     place, members, waiting = await _db(request).read(read)
     if place is None:
-        raise Problem(404, "Lieu inconnu.", slug="lieu-inconnu")
+        raise UnknownPlace("Lieu inconnu.")
     return await page(
         request,
         "account/team.html",
@@ -500,10 +494,8 @@ async def join_decide(request: Request, token: Token) -> Response:
     link = await _join_link(request, token)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     if not hmac.compare_digest(form.get("csrf", "").encode(), link.csrf.encode()):
-        raise Problem(
-            403,
+        raise FormRefused(
             "Formulaire refusé : il ne vient pas de cette page. Rouvrez le lien de l'e-mail.",
-            slug="formulaire-refuse",
         )
     accept = form.get("decision") == "accepter"
     decided = await _db(request).write(lambda s: accounts.decide_join(s, token, accept))

@@ -14,9 +14,11 @@ from sqlmodel import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.db import engine_of
-from app.errors import Problem, validation_errors
+from app.deps import db_of
+from app.errors import validation_errors
 from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
+from app.problems import IdempotencyKeyReused, InvalidData, Problem
 from app.services import lifecycle
 from app.services import orientation as service
 from app.services.communes import CommuneRef, communes, search_communes
@@ -230,7 +232,7 @@ def _commune(db: Any, form: dict[str, str], desk: CommuneRef | None) -> list[Com
 
 @router.post("")
 async def create(request: Request, principal: AgentUser, form: Form) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
     desk = await db.read(lambda session: _desk(session, principal))
     found = _commune(db, form, desk)
     errors = _checked(form)
@@ -250,7 +252,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
     try:
         payload = OrientationIn.model_validate(_payload(form, found[0].code))
     except ValidationError as exc:
-        problem = Problem(422, "", errors=validation_errors(list(exc.errors())))
+        problem = InvalidData("", errors=validation_errors(list(exc.errors())))
         return await _form(request, principal, form, _on_form(problem), status_code=422)
     try:
         body = await db.write(
@@ -259,7 +261,8 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
             )
         )
     except Problem as problem:
-        if problem.slug == "idempotence":  # this page sent one already, then was changed
+        # This page sent one already, then was changed.
+        if isinstance(problem, IdempotencyKeyReused):
             said = {
                 "": "Ce formulaire a déjà envoyé une orientation, puis il a été modifié. "
                 "Vérifiez ce qui est ci-dessous : l'envoyer de nouveau fera une autre "
@@ -274,7 +277,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
 
 @router.get("/resultat/{orientation_id}")
 async def result(request: Request, orientation_id: str, principal: AgentUser) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
 
     def read(session: Session) -> tuple[Any, Any, Any]:
         found = service.get_orientation(session, principal, orientation_id)
@@ -325,7 +328,7 @@ async def reorient(
     request: Request, referral_id: str, principal: AgentUser, form: Form
 ) -> Response:
     """To the next suitable place (a second press finds the referral no longer refused)."""
-    settings = request.app.state.db.settings
+    settings = db_of(request).settings
     return await act(
         request,
         principal,
@@ -342,7 +345,7 @@ async def commune_suggestions(
     request: Request, principal: AgentUser, q: Annotated[str, Query(max_length=80)] = ""
 ) -> Response:
     """Suggestions for the commune field, as the agent types: the desk's surroundings first."""
-    db = request.app.state.db
+    db = db_of(request)
     if len(q.strip()) < 2:
         return JSONResponse([])
     found = await db.read(

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BeforeValidator
 from starlette.responses import JSONResponse, Response
 
-from app.errors import Problem, invalid
 from app.models import Principal
+from app.problems import Problem, invalid
 from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
 from app.services import stats as service

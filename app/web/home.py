@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.auth import client_address, hash_token
+from app.auth import client_address
+from app.deps import db_of
 from app.models import Principal, Role
+from app.principal import hash_token
 from app.services import accounts, oidc
 from app.web.render import page
 from app.web.session import COOKIE, Form, Session, principal_of_token, set_cookie
@@ -55,7 +57,7 @@ async def login_page(
 
 async def login_form(request: Request, status_code: int = 200, **context: object) -> Response:
     """The login page: ProConnect when configured, the e-mail link, the key where allowed."""
-    settings = request.app.state.db.settings
+    settings = db_of(request).settings
     return await page(
         request,
         "login.html",
@@ -68,7 +70,7 @@ async def login_form(request: Request, status_code: int = 200, **context: object
 
 @router.post("/connexion")
 async def login(request: Request, form: Form) -> Response:
-    if not request.app.state.db.settings.web_key_login:
+    if not db_of(request).settings.web_key_login:
         return await login_form(
             request,
             status_code=403,
@@ -104,7 +106,7 @@ async def login(request: Request, form: Form) -> Response:
 async def logout(request: Request, form: Form, session: Session) -> Response:
     if session.person is not None:  # a person's session ends server-side, for every copy
         token = session.person
-        await request.app.state.db.write(lambda s: accounts.end_session(s, token))
+        await db_of(request).write(lambda s: accounts.end_session(s, token))
     response = RedirectResponse("/connexion", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

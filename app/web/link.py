@@ -19,11 +19,12 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import FailureThrottle
-from app.db import Db
-from app.errors import Problem, validation_errors
+from app.deps import db_of as _db
+from app.errors import validation_errors
 from app.models import Place, Referral
 from app.models.common import utcnow
 from app.models.place import PlaceContact
+from app.problems import FormRefused, Problem, TooManyAttempts, UnknownLink
 from app.services import contact, lifecycle, links
 from app.services import referrals as service
 from app.services.places import place_by_id, place_history, update_place
@@ -50,18 +51,12 @@ class Opened:
     state: links.LinkState
 
 
-def _db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
-
-
 def _not_found(request: Request) -> Problem:
     throttle: FailureThrottle = request.app.state.auth_throttle
     throttle.failed(request.client.host if request.client else "?")
-    return Problem(
-        404,
+    return UnknownLink(
         "Ce lien ne correspond à aucune orientation : il est incomplet ou a été modifié. "
         "Ouvrez-le depuis l'e-mail reçu, sans le retaper.",
-        slug="lien-inconnu",
     )
 
 
@@ -70,10 +65,8 @@ async def _open(request: Request, token: str) -> Opened:
     throttle: FailureThrottle = request.app.state.auth_throttle
     wait = throttle.retry_after(request.client.host if request.client else "?")
     if wait:
-        raise Problem(
-            429,
+        raise TooManyAttempts(
             f"Trop de liens erronés depuis cette adresse : réessayez dans {wait} secondes.",
-            slug="trop-de-tentatives",
             headers={"Retry-After": str(wait)},
         )
     db = _db(request)
@@ -178,11 +171,9 @@ def _checked(opened: Opened, form: dict[str, str]) -> None:
     """A step's form carries the token of its link, or it comes from elsewhere."""
     expected = links.csrf_of(opened.secret, opened.link)
     if not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
-        raise Problem(
-            403,
+        raise FormRefused(
             "Formulaire refusé : il ne vient pas de cette page. Rouvrez le lien de l'e-mail "
             "et recommencez.",
-            slug="formulaire-refuse",
         )
 
 

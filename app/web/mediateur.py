@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.errors import Problem
+from app.deps import db_of
 from app.models import ReferralStatus
+from app.problems import Problem
 from app.services import referrals as service
 from app.triage.lifecycle import OPEN
 from app.web.referrals import list_page
@@ -24,7 +25,7 @@ async def inbox(
     suite: Annotated[str | None, Query(max_length=200)] = None,
     code: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
     not_found = None
     if code:
         try:

@@ -11,9 +11,10 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from app.db import Db
-from app.errors import Problem, validation_errors
+from app.errors import validation_errors
 from app.models import Principal, ReferralStatus, Role
 from app.models.referral import TransitionIn
+from app.problems import InvalidData, Problem
 from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
 from app.triage.lifecycle import Actor, targets
@@ -167,10 +168,8 @@ def step_of(form: dict[str, str], referral_id: str) -> tuple[TransitionIn, str |
             note=form.get("note") or None,
         )
     except ValidationError as exc:
-        raise Problem(
-            422,
+        raise InvalidData(
             "Données invalides.",
-            slug="donnees-invalides",
             errors=validation_errors(list(exc.errors())),
         ) from None
     version = form.get("version", "")

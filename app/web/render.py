@@ -11,7 +11,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from starlette.responses import HTMLResponse
 
-from app.errors import Problem
+from app.deps import db_of
+from app.problems import NoPlaceNearby, Problem, TransitionRefused, VersionMismatch
 from app.services.communes import communes
 from app.triage import words
 from app.triage.lifecycle import ReferralStatus
@@ -78,7 +79,7 @@ def qr_svg(text: str) -> str:
 
 @pass_context
 def commune_name(context: Any, code: str) -> str:
-    found = communes(context["request"].app.state.db.engine).get(code)
+    found = communes(db_of(context["request"]).engine).get(code)
     return f"{found.name} ({found.departement})" if found else code
 
 
@@ -102,7 +103,7 @@ async def page(
             "user": session.principal,
             "account": session.account,
             "csrf": session.csrf,
-            "public_url": request.app.state.db.settings.public_url.rstrip("/"),
+            "public_url": db_of(request).settings.public_url.rstrip("/"),
             **context,
         },
         status_code=status_code,
@@ -157,18 +158,18 @@ def problem_words(problem: Problem) -> str:
     """A problem as the page's reader should read it. The API's details name its statuses
     and fields (`acceptee`, `place_id`, ETag), for the programs that call it."""
     status = _status_words(problem.extra.get("current_status"))
-    if problem.slug == "version-perimee":
+    if isinstance(problem, VersionMismatch):
         return (
             "Cette orientation a changé depuis que vous avez ouvert la page : elle est "
             f"maintenant « {status} ». Rien n'a été enregistré ; vérifiez-la ci-dessous "
             "avant d'agir."
         )
-    if problem.slug == "transition-refusee":
+    if isinstance(problem, TransitionRefused):
         return (
             f"Cette étape n'est pas possible : l'orientation est « {status} ». "
             "Les étapes encore possibles sont proposées ci-dessous."
         )
-    if problem.slug == "aucun-lieu":
+    if isinstance(problem, NoPlaceNearby):
         return (
             "Aucun autre lieu de médiation adapté n'est assez proche de la commune de la "
             "personne : France Services garde la main pour cette démarche."

@@ -18,9 +18,11 @@ from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
-from app.auth import hash_token, principal_by_hash
-from app.errors import Problem
+from app.auth import principal_by_hash
+from app.deps import db_of
 from app.models import Principal, Role
+from app.principal import hash_token
+from app.problems import AccessDenied, FormRefused
 from app.services.accounts import Account, principal_of_session
 
 COOKIE = "passerelle_session"
@@ -60,7 +62,7 @@ async def read_session(request: Request) -> WebSession:
     session = WebSession(None, secrets.token_urlsafe(32))
     raw = request.cookies.get(COOKIE)
     if raw:
-        max_age = request.app.state.db.settings.web_session_hours * 3600
+        max_age = db_of(request).settings.web_session_hours * 3600
         try:
             data = _serializer(request).loads(raw, max_age=int(max_age))
             token_hash, csrf, person = data.get("k"), str(data["c"]), data.get("s")
@@ -69,7 +71,7 @@ async def read_session(request: Request) -> WebSession:
         else:
             if isinstance(person, str):
                 token = person
-                found = await request.app.state.db.read(
+                found = await db_of(request).read(
                     lambda s: principal_of_session(s, token)
                 )
                 if found is None:
@@ -78,7 +80,7 @@ async def read_session(request: Request) -> WebSession:
                     session = WebSession(found[0], csrf, account=found[1], person=person)
                 request.state.web_session = session
                 return session
-            engine = request.app.state.db.engine
+            engine = db_of(request).engine
             principal = await principal_by_hash(engine, token_hash) if token_hash else None
             session = WebSession(principal, csrf, token_hash is not None and principal is None)
     request.state.web_session = session
@@ -86,7 +88,7 @@ async def read_session(request: Request) -> WebSession:
 
 
 async def principal_of_token(request: Request, token: str) -> Principal | None:
-    return await principal_by_hash(request.app.state.db.engine, hash_token(token))
+    return await principal_by_hash(db_of(request).engine, hash_token(token))
 
 
 def set_cookie(
@@ -96,7 +98,7 @@ def set_cookie(
     csrf: str,
     person: str | None = None,
 ) -> None:
-    settings = request.app.state.db.settings
+    settings = db_of(request).settings
     value = _serializer(request).dumps(
         {"k": token_hash, "c": csrf, **({"s": person} if person else {})}
     )
@@ -126,11 +128,9 @@ async def check_csrf(request: Request) -> dict[str, str]:
     if session.expired or not request.cookies.get(COOKIE) or not secrets.compare_digest(
         sent.encode(), session.csrf.encode()
     ):
-        raise Problem(
-            403,
+        raise FormRefused(
             "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "
             "absent ou périmé). Rechargez la page et recommencez.",
-            slug="formulaire-refuse",
         )
     return fields
 
@@ -144,8 +144,7 @@ def _user(*roles: Role) -> object:
             query = request.url.query
             raise LoginRequired(request.url.path + (f"?{query}" if query else ""), session.expired)
         if session.principal.role not in roles:
-            raise Problem(
-                403,
+            raise AccessDenied(
                 "Cette page est réservée aux "
                 + " et aux ".join(ROLE_WORDS[r][1] for r in roles)
                 + f" ; votre session est celle {ROLE_WORDS[session.principal.role][0]}. "
@@ -154,7 +153,6 @@ def _user(*roles: Role) -> object:
                     if session.account is not None
                     else "Déconnectez-vous pour changer de rôle."
                 ),
-                slug="acces-refuse",
             )
         return session.principal
 
