@@ -30,7 +30,8 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import make_engine, migrate
 from app.main import create_app
-from app.models import Place, Role
+from app.models import Orientation, Place, Referral, Role
+from app.models.columns import RowShape
 from app.services.commune_reference import Reference, read_reference
 from app.services.communes import get_commune, import_reference
 from app.services.demo import DEMO_MEDIATEUR_PLACE, demo_keys, load_demo
@@ -259,6 +260,29 @@ def web_pages(tmp: Path, table: Table) -> None:
     engine.dispose()
 
 
+# The columns fill writes, in the order of its rows; the others take the model's defaults (None
+# for the transitions' and the personal data's), so a new column needs nothing here unless it
+# is required.
+ORIENTATION_FILL = RowShape.of(
+    Orientation,
+    (
+        "id", "created_at", "day", "api_key_id", "origin_place_id", "profile", "profile_source",
+        "route", "do_now_at_france_services", "reasons", "rules_version", "theme", "urgent",
+        "already_followed", "commune", "consent", "alternatives",
+    ),
+    "bench.load.fill",
+)
+REFERRAL_FILL = RowShape.of(
+    Referral,
+    (
+        "id", "orientation_id", "previous_referral_id", "code", "status", "place_id",
+        "origin_place_id", "distance_km", "profile", "theme", "urgent", "commune", "day",
+        "created_at", "updated_at", "expires_at", "version",
+    ),
+    "bench.load.fill",
+)
+
+
 def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: str) -> None:
     """Bulk rows straight into SQLite: orientations and their referrals, newest last."""
     conn = sqlite3.connect(db)
@@ -277,29 +301,26 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
             at = f"2026-{1 + i * 10 // total:02d}-01 00:00:{i % 60:02d}.{i:06d}"[:26]
             oid = f"ori_b{i:09d}"
             if kind == "orientation":
-                yield (oid, at, at[:10], agent_key, origin, "partiellement_autonome", "declared",
-                       "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]")
+                yield ORIENTATION_FILL.fill((
+                    oid, at, at[:10], agent_key, origin, "partiellement_autonome", "declared",
+                    "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]",
+                ))
             else:
                 target = place if i % step == 0 else others[i % len(others)]
                 status, due = (
                     (opens[i % 3], "2027" + at[4:]) if i >= recent else (finals[i % 5], at)
                 )
-                yield (f"orv_b{i:09d}", oid, None, f"B{i:06d}", status, target, origin,
-                       1.0, "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, due, 1)
+                yield REFERRAL_FILL.fill((
+                    f"orv_b{i:09d}", oid, None, f"B{i:06d}", status, target, origin, 1.0,
+                    "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, due, 1,
+                ))
 
-    conn.executemany(
-        "INSERT INTO orientation (id, created_at, day, api_key_id, origin_place_id, profile, "
-        "profile_source, route, do_now_at_france_services, reasons, rules_version, theme, "
-        "urgent, already_followed, commune, consent, alternatives) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        rows("orientation"),
-    )
-    conn.executemany(
-        "INSERT INTO referral (id, orientation_id, previous_referral_id, code, status, place_id, "
-        "origin_place_id, distance_km, profile, theme, urgent, commune, day, created_at, "
-        "updated_at, expires_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        rows("referral"),
-    )
+    for shape, kind in ((ORIENTATION_FILL, "orientation"), (REFERRAL_FILL, "referral")):
+        conn.executemany(
+            f"INSERT INTO {shape.table.name} ({shape.column_list()}) "
+            f"VALUES ({','.join('?' * len(shape.names))})",
+            rows(kind),
+        )
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()

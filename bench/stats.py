@@ -29,7 +29,8 @@ import psycopg
 from sqlmodel import Session
 
 from app.db import make_engine, migrate
-from app.models import PlaceKind, Role
+from app.models import Orientation, PlaceKind, Referral, Role
+from app.models.columns import RowShape
 from app.models.common import local_day
 from app.services.commune_reference import read_reference
 from app.services.communes import communes, import_reference
@@ -73,6 +74,30 @@ REASONS = ("hors_territoire", "releve_de_france_services", "pas_de_capacite", "a
 REORIENTED = 0.5  # of refused referrals, re-oriented by the agent
 
 
+# The columns generate writes, in the order of its rows; the others take the model's defaults
+# (None for the personal data's and the reminders'), so a new column needs nothing here unless
+# it is required.
+ORIENTATION_FILL = RowShape.of(
+    Orientation,
+    (
+        "id", "created_at", "day", "api_key_id", "origin_place_id", "profile", "profile_source",
+        "route", "do_now_at_france_services", "reasons", "rules_version", "theme", "urgent",
+        "already_followed", "commune", "consent", "alternatives",
+    ),
+    "bench.stats.generate",
+)
+REFERRAL_FILL = RowShape.of(
+    Referral,
+    (
+        "id", "orientation_id", "previous_referral_id", "code", "status", "place_id",
+        "origin_place_id", "distance_km", "profile", "theme", "urgent", "commune", "day",
+        "created_at", "updated_at", "expires_at", "version", "accepted_at",
+        "first_contact_hours", "refusal_reason",
+    ),
+    "bench.stats.generate",
+)
+
+
 def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, int, int]:
     """Fills the database; returns (orientations, referrals, events)."""
     rng = np.random.default_rng(seed)
@@ -110,21 +135,19 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
     with psycopg.connect(url) as connection, connection.cursor() as cursor:
         with (
             cursor.copy(
-                "COPY orientation (id, created_at, day, api_key_id, origin_place_id, profile, "
-                "profile_source, route, do_now_at_france_services, reasons, rules_version, "
-                "theme, urgent, already_followed, commune, consent, alternatives) FROM STDIN"
+                f"COPY orientation ({ORIENTATION_FILL.column_list()}) FROM STDIN"
             ) as o_copy,
         ):
             for i in range(n):
                 c = people[where[i]]
                 at = datetime.combine(first_day + timedelta(days=int(days[i])),
                                       datetime.min.time(), UTC) + timedelta(seconds=int(seconds[i]))
-                o_copy.write_row((
+                o_copy.write_row(ORIENTATION_FILL.fill((
                     f"ori_bench{i:010d}", at, at.date(), key_id,
                     index.places[from_place[where[i]]].id, PROFILES[profile[i]][0], "declared",
                     PROFILES[profile[i]][1], False, "[]", "bench", themes[theme[i]],
                     bool(urgent[i]), False, c.code, False, "[]",
-                ))
+                )))
                 orientations += 1
         referral_rows: list[tuple[object, ...]] = []
         event_rows: list[tuple[object, ...]] = []
@@ -151,14 +174,14 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
                 accepted = at + timedelta(hours=2) if "acceptee" in path else None
                 contact = float(round(hours[k], 2)) if "contactee" in path else None
                 refusal = REASONS[reason[k]] if status == "refusee" else None
-                referral_rows.append((
+                referral_rows.append(REFERRAL_FILL.fill((
                     rid, oid, previous, f"{k:07d}", status,
                     index.places[to_place[where[i]]].id,
                     index.places[from_place[where[i]]].id, float(round(km[where[i]], 1)),
                     PROFILES[profile[i]][0], themes[theme[i]], bool(urgent[i]), c.code,
                     at.date(), at, at, at + timedelta(days=14), 1 + len(path),
                     accepted, contact, refusal,
-                ))
+                )))
                 step = at
                 last = "en_attente"
                 for target in path:
@@ -172,12 +195,7 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
                 if status != "refusee" or not again[k - 1] or previous is not None:
                     break
                 previous = rid  # re-oriented once: a second referral of the same orientation
-        with cursor.copy(
-            "COPY referral (id, orientation_id, previous_referral_id, code, status, place_id, "
-            "origin_place_id, distance_km, profile, theme, urgent, commune, day, created_at, "
-            "updated_at, expires_at, version, accepted_at, first_contact_hours, refusal_reason) "
-            "FROM STDIN"
-        ) as r_copy:
+        with cursor.copy(f"COPY referral ({REFERRAL_FILL.column_list()}) FROM STDIN") as r_copy:
             for row in referral_rows:
                 r_copy.write_row(row)
         referrals = len(referral_rows)

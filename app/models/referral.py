@@ -58,6 +58,11 @@ class Referral(SQLModel, table=True):
     reminded_at: datetime | None = None
 
 
+# What a referral takes from its orientation, and a re-orientation from the referral it
+# follows: the same columns on both tables, so a new one is added here once.
+REFERRAL_INHERITS = ("origin_place_id", "profile", "theme", "urgent", "commune", "day")
+
+
 class HandoffEvent(SQLModel, table=True):
     __tablename__ = "handoff_event"
 

@@ -11,7 +11,13 @@ from app.db import insert_row, writing
 from app.models import HandoffEvent, Orientation, PlaceKind, Principal, Referral, Role
 from app.models.common import utcnow
 from app.models.orientation import NeedsIn
-from app.models.referral import HandoffEventOut, PlaceRef, ReorientIn, TransitionIn
+from app.models.referral import (
+    REFERRAL_INHERITS,
+    HandoffEventOut,
+    PlaceRef,
+    ReorientIn,
+    TransitionIn,
+)
 from app.problems import (
     AccessDenied,
     AlreadyReoriented,
@@ -367,16 +373,11 @@ def reorient(
         new = new_referral(
             orientation_id=referral.orientation_id,
             place_id=chosen.id,
-            origin_place_id=referral.origin_place_id,
             distance_km=distance,
-            profile=referral.profile,
-            theme=referral.theme,
-            urgent=referral.urgent,
-            commune=referral.commune,
-            day=referral.day,
             now=now,
             ttl_days=settings.referral_ttl_days,
             previous_referral_id=referral.id,
+            **{name: getattr(referral, name) for name in REFERRAL_INHERITS},
         )
         insert_row(session, Referral, new)
         notifications.queue(session, new, ReferralStatus.EN_ATTENTE, now)

@@ -13,7 +13,8 @@ from app.models import (
     Referral,
     ReferralStatus,
 )
-from app.models.common import local_day, new_id, utcnow
+from app.models.columns import OutputShape, RowShape
+from app.models.common import local_day, utcnow
 from app.models.orientation import (
     ConsentOut,
     OrientationIn,
@@ -22,6 +23,7 @@ from app.models.orientation import (
     ReferralBrief,
 )
 from app.models.place import PlaceAlternative, PlaceOut
+from app.models.referral import REFERRAL_INHERITS
 from app.principal import Principal
 from app.problems import AccessDenied, InvalidData
 from app.services import idempotency, notifications
@@ -39,7 +41,6 @@ from app.triage import (
     DiagnosticError,
     Profile,
     ProfileSource,
-    Route,
     decide,
     profile_from_answers,
 )
@@ -47,6 +48,31 @@ from app.triage.consent import CURRENT_CONSENT
 from app.triage.lifecycle import effective_status
 from app.triage.matching import MATCHING_VERSION, NO_SUITABLE_PLACE
 from app.triage.rules import REASON_NO_PLACE_IN_RANGE
+
+# The orientation's row as written (_write_orientation): the columns it does not set (erasure,
+# purge) take the model's defaults.
+NEW_ORIENTATION = RowShape.of(
+    Orientation,
+    (
+        "created_at", "day", "api_key_id", "origin_place_id", "profile", "profile_source",
+        "answers", "route", "do_now_at_france_services", "reasons", "rules_version", "theme",
+        "urgent", "already_followed", "commune", "consent", "consent_at",
+        "consent_text_version", "alternatives", "needs", "matching_version", "nearest_suitable",
+    ),
+    "_write_orientation",
+)
+NEW_CONTACT = RowShape.of(
+    Contact, ("orientation_id", "first_name", "phone", "email", "availability"), "contact"
+)
+# The answer's fields named as the orientation's (or its referral's) columns are copied from
+# the row; these are computed.
+ORIENTATION_OUT = OutputShape(
+    OrientationOut,
+    Orientation,
+    ("procedure", "consent", "referral", "alternatives", "nearest_suitable"),
+)
+REFERRAL_BRIEF = OutputShape(ReferralBrief, Referral, ("status", "place"))
+PROCEDURE_OF_ORIENTATION = OutputShape(ProcedureOut, Orientation, ())
 
 
 def _profile(payload: OrientationIn) -> tuple[Profile, ProfileSource]:
@@ -122,67 +148,61 @@ def _write_orientation(
                 }
 
     now = utcnow()
-    orientation: dict[str, Any] = {
-        "id": new_id("ori"),
-        "created_at": now,
-        "day": local_day(now),
-        "api_key_id": principal.key_id,
-        "origin_place_id": principal.place_id,
-        "profile": profile.value,
-        "profile_source": source.value,
-        "answers": payload.assessment.answers,
-        "route": decision.route.value,
-        "do_now_at_france_services": decision.do_now_at_france_services,
-        "reasons": reasons,
-        "rules_version": decision.rules_version,
-        "theme": payload.procedure.theme,
-        "urgent": payload.procedure.urgent,
-        "already_followed": payload.already_followed,
-        "commune": commune.code,
-        "consent": payload.person.consent,
+    orientation = NEW_ORIENTATION.row(
+        created_at=now,
+        day=local_day(now),
+        api_key_id=principal.key_id,
+        origin_place_id=principal.place_id,
+        profile=profile.value,
+        profile_source=source.value,
+        answers=payload.assessment.answers,
+        route=decision.route.value,
+        do_now_at_france_services=decision.do_now_at_france_services,
+        reasons=reasons,
+        rules_version=decision.rules_version,
+        theme=payload.procedure.theme,
+        urgent=payload.procedure.urgent,
+        already_followed=payload.already_followed,
+        commune=commune.code,
+        consent=payload.person.consent,
         # Consent on record: when, and the wording shown (by default, the current one).
-        "consent_at": now if payload.person.consent else None,
-        "consent_text_version": (
+        consent_at=now if payload.person.consent else None,
+        consent_text_version=(
             (payload.person.consent_text_version or CURRENT_CONSENT.version)
             if payload.person.consent
             else None
         ),
-        "alternatives": [
+        alternatives=[
             {"id": a.place.id, "name": a.place.name, "distance_km": a.distance_km}
             for a in alternatives
         ],
-        "needs": payload.needs.stored() if payload.needs else None,
-        "matching_version": MATCHING_VERSION if decision.needs_referral else None,
-        "nearest_suitable": nearest_suitable,
-    }
+        needs=payload.needs.stored() if payload.needs else None,
+        matching_version=MATCHING_VERSION if decision.needs_referral else None,
+        nearest_suitable=nearest_suitable,
+    )
     insert_row(session, Orientation, orientation)
     person = payload.person
     if person.consent and person.has_contact:
         insert_row(
             session,
             Contact,
-            {
-                "orientation_id": orientation["id"],
-                "first_name": person.first_name,
-                "phone": person.phone,
-                "email": person.email,
-                "availability": person.availability,
-            },
+            NEW_CONTACT.row(
+                orientation_id=orientation["id"],
+                first_name=person.first_name,
+                phone=person.phone,
+                email=person.email,
+                availability=person.availability,
+            ),
         )
     referral: dict[str, Any] | None = None
     if chosen is not None:
         referral = new_referral(
             orientation_id=orientation["id"],
             place_id=chosen.place.id,
-            origin_place_id=principal.place_id,
             distance_km=chosen.distance_km,
-            profile=profile.value,
-            theme=payload.procedure.theme,
-            urgent=payload.procedure.urgent,
-            commune=commune.code,
-            day=orientation["day"],
             now=now,
             ttl_days=settings.referral_ttl_days,
+            **{name: orientation[name] for name in REFERRAL_INHERITS},
         )
         insert_row(session, Referral, referral)
         notifications.queue(session, referral, ReferralStatus.EN_ATTENTE, now)
@@ -207,39 +227,26 @@ def _document(
     brief = None
     if referral is not None:
         assert place is not None
-        brief = ReferralBrief.model_construct(
-            id=referral["id"],
-            code=referral["code"],
+        brief = REFERRAL_BRIEF.of_row(
+            referral,
             status=effective_status(
                 ReferralStatus(referral["status"]), referral["expires_at"], utcnow()
             ),
             place=place_summary(place, referral["distance_km"]),
-            expires_at=referral["expires_at"],
         )
-    return OrientationOut.model_construct(
-        id=orientation["id"],
-        created_at=orientation["created_at"],
-        profile=Profile(orientation["profile"]),
-        profile_source=ProfileSource(orientation["profile_source"]),
-        route=Route(orientation["route"]),
-        do_now_at_france_services=orientation["do_now_at_france_services"],
-        reasons=orientation["reasons"],
-        rules_version=orientation["rules_version"],
-        procedure=ProcedureOut.model_construct(
-            theme=orientation["theme"], urgent=orientation["urgent"]
-        ),
-        commune=orientation["commune"],
+    return ORIENTATION_OUT.of_row(
+        orientation,
+        procedure=PROCEDURE_OF_ORIENTATION.of_row(orientation),
         consent=ConsentOut.model_construct(
             given=orientation["consent"],
-            at=orientation.get("consent_at"),
-            text_version=orientation.get("consent_text_version"),
+            at=orientation["consent_at"],
+            text_version=orientation["consent_text_version"],
         ),
         referral=brief,
         alternatives=[PlaceAlternative.model_construct(**a) for a in orientation["alternatives"]],
-        needs=orientation.get("needs"),
         nearest_suitable=(
             PlaceAlternative.model_construct(**orientation["nearest_suitable"])
-            if orientation.get("nearest_suitable")
+            if orientation["nearest_suitable"]
             else None
         ),
     )

@@ -2,7 +2,7 @@
 
 import base64
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, column, false, func, or_, table
@@ -11,9 +11,10 @@ from sqlmodel import Session, col, select
 
 from app.db import insert_row
 from app.models import Contact, HandoffEvent, Orientation, Referral, ReferralStatus, Role
-from app.models.common import ID_PATTERN, new_id, utcnow
+from app.models.columns import OutputShape, RowShape
+from app.models.common import ID_PATTERN, utcnow
 from app.models.orientation import ProcedureOut
-from app.models.referral import PlaceRef, ReferralOut, ReferralPage
+from app.models.referral import REFERRAL_INHERITS, PlaceRef, ReferralOut, ReferralPage
 from app.principal import Principal
 from app.problems import InvalidCursor
 from app.services.contact import person_out
@@ -41,41 +42,41 @@ def is_code_collision(exc: IntegrityError) -> bool:
     return "referral.code" in message or "ix_referral_code" in message
 
 
+# The row of a new referral (new_referral); status, version and the transitions' columns take
+# the model's defaults.
+NEW_REFERRAL = RowShape.of(
+    Referral,
+    (
+        "orientation_id", "previous_referral_id", "code", "place_id", "distance_km",
+        "created_at", "updated_at", "expires_at", *REFERRAL_INHERITS,
+    ),
+    "new_referral",
+)
+
+
 def new_referral(
     *,
     orientation_id: str,
     place_id: str,
-    origin_place_id: str,
     distance_km: float,
-    profile: str,
-    theme: str,
-    urgent: bool,
-    commune: str,
-    day: date,
     now: datetime,
     ttl_days: int,
     previous_referral_id: str | None = None,
+    **inherited: Any,
 ) -> dict[str, Any]:
-    """The row of a new referral, waiting for its place until the deadline."""
-    return {
-        "id": new_id("orv"),
-        "orientation_id": orientation_id,
-        "previous_referral_id": previous_referral_id,
-        "code": new_code(),  # unique: a taken code fails the insert and is drawn again
-        "status": ReferralStatus.EN_ATTENTE.value,
-        "place_id": place_id,
-        "origin_place_id": origin_place_id,
-        "distance_km": distance_km,
-        "profile": profile,
-        "theme": theme,
-        "urgent": urgent,
-        "commune": commune,
-        "day": day,
-        "created_at": now,
-        "updated_at": now,
-        "expires_at": now + timedelta(days=ttl_days),
-        "version": 1,
-    }
+    """The row of a new referral, waiting for its place until the deadline. `inherited`: the
+    columns REFERRAL_INHERITS, from the orientation or from the referral it follows."""
+    return NEW_REFERRAL.row(
+        orientation_id=orientation_id,
+        previous_referral_id=previous_referral_id,
+        code=new_code(),  # unique: a taken code fails the insert and is drawn again
+        place_id=place_id,
+        distance_km=distance_km,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(days=ttl_days),
+        **inherited,
+    )
 
 
 def record_handoff(
@@ -153,6 +154,13 @@ def get_referral_by_code(session: Session, principal: Principal, raw_code: str) 
     )
 
 
+# The answer's fields named as the referral's columns are copied from it; these are computed.
+REFERRAL_OUT = OutputShape(
+    ReferralOut, Referral, ("status", "place", "origin_place", "procedure", "person")
+)
+PROCEDURE_OF_REFERRAL = OutputShape(ProcedureOut, Referral, ())
+
+
 def referral_out(session: Session, referral: Referral) -> ReferralOut:
     """The referral as answered, from stored rows: built without validating them again (a
     page of 200 spent most of its time there)."""
@@ -160,24 +168,13 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
     origin = place_by_id(session, referral.origin_place_id)
     orientation = session.get_one(Orientation, referral.orientation_id)
     now = utcnow()
-    person = person_out(session, referral, orientation, now)
-    return ReferralOut.model_construct(
-        id=referral.id,
-        code=referral.code,
+    return REFERRAL_OUT.of_object(
+        referral,
         status=effective_status(ReferralStatus(referral.status), referral.expires_at, now),
-        version=referral.version,
-        orientation_id=referral.orientation_id,
-        previous_referral_id=referral.previous_referral_id,
         place=place_summary(place, referral.distance_km),
         origin_place=PlaceRef.model_construct(id=origin.id, name=origin.name),
-        profile=referral.profile,
-        procedure=ProcedureOut.model_construct(theme=referral.theme, urgent=referral.urgent),
-        commune=referral.commune,
-        distance_km=referral.distance_km,
-        created_at=referral.created_at,
-        updated_at=referral.updated_at,
-        expires_at=referral.expires_at,
-        person=person,
+        procedure=PROCEDURE_OF_REFERRAL.of_object(referral),
+        person=person_out(session, referral, orientation, now),
     )
 
 
