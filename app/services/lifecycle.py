@@ -29,6 +29,7 @@ from app.triage.geo import distance_km
 from app.triage.lifecycle import (
     EXPIRABLE,
     REFUSAL_REASONS,
+    REORIENTABLE,
     Actor,
     ReferralStatus,
     Refusal,
@@ -307,7 +308,7 @@ def reorient(
         referral = get_referral(session, principal, referral_id)
         now = utcnow()
         current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
-        if current is not ReferralStatus.REFUSEE:
+        if current not in REORIENTABLE:
             raise Problem(
                 409,
                 f"Seule une orientation refusée se réoriente ; celle-ci est « {current.value} ».",
