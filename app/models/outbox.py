@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
+from app.triage.lifecycle import NOTICES
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -50,17 +51,8 @@ class Webhook(SQLModel, table=True):
     secret: str  # whsec_…: needed to sign every delivery, shown once at creation
 
 
-WEBHOOK_EVENTS = (
-    "referral.created",
-    "referral.accepted",
-    "referral.refused",
-    "referral.cancelled",
-    "referral.expired",
-    "referral.contacted",
-    "referral.no_show",
-    "referral.completed",
-    "referral.reoriented",
-)
+# The events a webhook may follow, in the order the API documents them (app.triage.lifecycle).
+WEBHOOK_EVENTS = tuple(event for event, notice in NOTICES.items() if notice.webhook)
 
 
 class WebhookIn(InputModel):

@@ -44,6 +44,7 @@ from app.triage.geo import distance_km
 from app.triage.lifecycle import (
     EXPIRABLE,
     REFUSAL_REASONS,
+    REORIENTABLE,
     Actor,
     ReferralStatus,
     Refusal,
@@ -312,7 +313,7 @@ def reorient(
         referral = get_referral(session, principal, referral_id)
         now = utcnow()
         current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
-        if current is not ReferralStatus.REFUSEE:
+        if current not in REORIENTABLE:
             raise TransitionRefused(
                 f"Seule une orientation refusée se réoriente ; celle-ci est « {current.value} ».",
                 current_status=current.value,

@@ -16,28 +16,23 @@ from app.models import DataVersion, OutboxMessage, Referral, Webhook
 from app.models.common import new_id, rfc3339, utcnow
 from app.services.cache import cached
 from app.services.places import place_by_id
-from app.triage.lifecycle import EXPIRABLE, ReferralStatus
+from app.triage.lifecycle import (
+    EXPIRABLE,
+    NOTICES,
+    REMINDER,
+    STATUS_TABLE,
+    ReferralStatus,
+    Told,
+)
+from app.triage.lifecycle import NEW_LINK as NEW_LINK  # links and outbox name it from here
 
 S = ReferralStatus
-# The webhook event of each status a referral reaches.
-EVENTS = {
-    S.EN_ATTENTE: "referral.created",
-    S.ACCEPTEE: "referral.accepted",
-    S.REFUSEE: "referral.refused",
-    S.ANNULEE: "referral.cancelled",
-    S.EXPIREE: "referral.expired",
-    S.CONTACTEE: "referral.contacted",
-    S.NON_VENUE: "referral.no_show",
-    S.TERMINEE: "referral.completed",
-    S.REORIENTEE: "referral.reoriented",
-}
-REMINDER = "referral.reminder"
-NEW_LINK = "referral.link"  # a fresh link, asked for from an old one (app.services.links)
-# Who gets an e-mail: the receiving place for a new referral (and the reminder, and a fresh
-# link), the sending place for a refusal, an expiry or a re-orientation; a cancellation, the
-# other side. The receiving place's e-mails carry the link it acts with (app.services.links).
-TO_RECEIVER = frozenset({"referral.created", REMINDER, NEW_LINK})
-TO_SENDER = frozenset({"referral.refused", "referral.expired", "referral.reoriented"})
+# What each step tells whom, derived from the lifecycle's tables (app.triage.lifecycle): the
+# event of each status a referral reaches, and who gets each event's e-mail. The receiving
+# place's e-mails carry the link it acts with (app.services.links).
+EVENTS = {status: info.event for status, info in STATUS_TABLE.items()}
+TO_RECEIVER = frozenset(e for e, n in NOTICES.items() if n.email_to is Told.RECEIVER)
+TO_SENDER = frozenset(e for e, n in NOTICES.items() if n.email_to is Told.SENDER)
 
 
 def load_webhooks(session: Session) -> dict[str | None, list[Webhook]]:
@@ -111,17 +106,18 @@ def queue(
         "expires_at": rfc3339(_value(referral, "expires_at")),
         "at": rfc3339(at),
     }
+    notice = NOTICES[event]
     recipients: list[str | None] = []
-    if event in TO_RECEIVER:
+    if notice.email_to is Told.RECEIVER:
         recipients.append(place.email)
-    elif event in TO_SENDER:
+    elif notice.email_to is Told.SENDER:
         recipients.append(origin.email)
-    elif event == "referral.cancelled":
+    elif notice.email_to is Told.OTHER_SIDE:
         recipients.append(place.email if cancelled_by == "agent" else origin.email)
     for address in recipients:
         if address:
             enqueue(session, "email", event, referral_id, address, None, facts, at)
-    if event in (REMINDER, NEW_LINK):  # e-mails only
+    if not notice.webhook:  # e-mails only: the reminder, a fresh link
         return
     following = _webhooks(session)
     places = {_value(referral, "place_id"), _value(referral, "origin_place_id")}

@@ -4,7 +4,7 @@ the API keeps its slugs."""
 
 from collections.abc import Sequence
 
-from app.triage.lifecycle import REFUSAL_REASONS, ReferralStatus
+from app.triage.lifecycle import REFUSAL_REASONS, STATUS_TABLE
 from app.triage.matching import (
     CLOSED_AT_AVAILABILITY,
     FREE,
@@ -199,38 +199,21 @@ def reason_words(reason: str, when: str) -> str:
     return reason
 
 
-STATUSES = {
-    ReferralStatus.EN_ATTENTE: "En attente",
-    ReferralStatus.ACCEPTEE: "Acceptée",
-    ReferralStatus.REFUSEE: "Refusée",
-    ReferralStatus.ANNULEE: "Annulée",
-    ReferralStatus.EXPIREE: "Expirée",
-    ReferralStatus.CONTACTEE: "Personne contactée",
-    ReferralStatus.NON_VENUE: "Personne non venue",
-    ReferralStatus.TERMINEE: "Accompagnement terminé",
-    ReferralStatus.REORIENTEE: "Renvoyée à France Services",
-}
+# A status's words, from its entry in the lifecycle's table (app.triage.lifecycle).
+STATUSES = {status: info.label for status, info in STATUS_TABLE.items()}
 
 # What the person moves a referral to, as a button says it.
-ACTIONS = {
-    ReferralStatus.ACCEPTEE: "Accepter",
-    ReferralStatus.REFUSEE: "Refuser",
-    ReferralStatus.ANNULEE: "Annuler l'orientation",
-    ReferralStatus.CONTACTEE: "J'ai pris contact avec la personne",
-    ReferralStatus.NON_VENUE: "La personne n'est pas venue",
-    ReferralStatus.TERMINEE: "Terminer l'accompagnement",
-    ReferralStatus.REORIENTEE: "Renvoyer à France Services",
-}
+ACTIONS = {status: info.step.action for status, info in STATUS_TABLE.items() if info.step}
 
 # What each of those steps means, under its button.
-ACTION_HINTS = {
-    ReferralStatus.ACCEPTEE: "Votre lieu peut accompagner la personne : elle vous attend.",
-    ReferralStatus.REFUSEE: "France Services est prévenu et pourra orienter ailleurs.",
-    ReferralStatus.ANNULEE: "La personne ne viendra pas (à sa demande, ou par erreur).",
-    ReferralStatus.CONTACTEE: "Vous avez joint la personne, ou elle est venue.",
-    ReferralStatus.NON_VENUE: "La personne ne s'est pas présentée : l'orientation est close.",
-    ReferralStatus.TERMINEE: "L'accompagnement est fini : notez son issue si vous le souhaitez.",
-    ReferralStatus.REORIENTEE: "La personne relève d'un autre lieu ou de France Services.",
+ACTION_HINTS = {status: info.step.hint for status, info in STATUS_TABLE.items() if info.step}
+
+# What the page says once a step is done.
+DONE = {status: info.step.done for status, info in STATUS_TABLE.items() if info.step}
+
+# What is due before the deadline, in each status it applies to.
+DEADLINES = {
+    status: info.deadline for status, info in STATUS_TABLE.items() if info.deadline is not None
 }
 
 REFUSALS = REFUSAL_REASONS

@@ -17,6 +17,7 @@ from app.models.referral import TransitionIn
 from app.problems import InvalidData, Problem
 from app.services import contact, lifecycle, personal_data
 from app.services import referrals as service
+from app.triage import words
 from app.triage.lifecycle import Actor, targets
 from app.triage.words import what_to_bring
 from app.web.render import page, problem_words
@@ -25,14 +26,9 @@ from app.web.session import AgentOrMediateurUser, Form
 router = APIRouter(include_in_schema=False)
 
 _ACTOR = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
+# What the page says once done: each step's words (app.triage.lifecycle), and the page's own.
 DONE = {
-    "acceptee": "Orientation acceptée : la personne vous attend.",
-    "refusee": "Orientation refusée : France Services en est averti.",
-    "annulee": "Orientation annulée.",
-    "contactee": "Premier contact enregistré.",
-    "non_venue": "Absence enregistrée : l'orientation est close.",
-    "terminee": "Accompagnement terminé : merci !",
-    "reorientee": "Orientation renvoyée à France Services.",
+    **{status.value: done for status, done in words.DONE.items()},
     "efface": "Coordonnées de la personne effacées.",
     "reorientation": "Nouvelle orientation envoyée au lieu suivant.",
 }

@@ -15,7 +15,15 @@ from app.deps import db_of
 from app.problems import NoPlaceNearby, Problem, TransitionRefused, VersionMismatch
 from app.services.communes import communes
 from app.triage import words
-from app.triage.lifecycle import ReferralStatus
+from app.triage.lifecycle import (
+    EXPIRABLE,
+    FINAL,
+    OPEN,
+    REORIENTABLE,
+    STATUS_TABLE,
+    ReferralStatus,
+    Tone,
+)
 from app.web.session import keep_cookie, read_session
 
 HERE = Path(__file__).parent
@@ -34,17 +42,15 @@ CSP = (
     "base-uri 'none'; object-src 'none'"
 )
 
+# The DSFR badge of each status; the plain one has no modifier of its own.
 _BADGES = {
-    ReferralStatus.EN_ATTENTE: "new",
-    ReferralStatus.ACCEPTEE: "info",
-    ReferralStatus.CONTACTEE: "info",
-    ReferralStatus.TERMINEE: "success",
-    ReferralStatus.REFUSEE: "error",
-    ReferralStatus.EXPIREE: "warning",
-    ReferralStatus.NON_VENUE: "warning",
-    ReferralStatus.ANNULEE: "",
-    ReferralStatus.REORIENTEE: "",
+    status: "" if info.tone is Tone.NEUTRAL else info.tone.value
+    for status, info in STATUS_TABLE.items()
 }
+# A step that closes a referral short of its goal is offered as a secondary button.
+_SECONDARY_STEPS = frozenset(
+    status for status, info in STATUS_TABLE.items() if info.step and info.step.secondary
+)
 
 
 def when(value: datetime | date | str | None, *, time: bool = True) -> str:
@@ -89,6 +95,12 @@ templates.env.globals.update(
     qr_svg=qr_svg,
     commune_name=commune_name,
     status_badge=lambda status: _BADGES.get(ReferralStatus(status), ""),
+    # The lifecycle's sets, for every page: no template writes out a list of statuses.
+    open_statuses=OPEN,
+    final_statuses=FINAL,
+    expirable_statuses=EXPIRABLE,
+    reorientable_statuses=REORIENTABLE,
+    secondary_steps=_SECONDARY_STEPS,
 )
 
 
