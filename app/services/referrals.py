@@ -230,7 +230,8 @@ def _log_reads(session: Session, principal: Principal, answers: list[Any], via: 
     reads = reads_of(answers)
     if reads:
         # The read wrote nothing: its transaction ends, and the log writes in its own
-        # (app.db.writing starts one).
+        # (app.db.writing starts one; from Db.read's thread it waits for the write lock as
+        # Db.write's threads do).
         session.rollback()
         record_reads(session, principal, reads, via)
 
