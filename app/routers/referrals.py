@@ -5,10 +5,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from app.auth import Agent, AgentOrMediateur, Mediateur
-from app.db import Db
 from app.deps import DbDep
 from app.errors import FastJSONResponse, api_problems
-from app.models import Principal, ReferralStatus
+from app.models import ReferralStatus
 from app.models.referral import (
     HandoffEventOut,
     ReferralOut,
@@ -26,7 +25,7 @@ from app.problems import (
     TransitionRefused,
     VersionMismatch,
 )
-from app.services import contact, lifecycle, personal_data
+from app.services import lifecycle, personal_data
 from app.services import referrals as service
 
 router = APIRouter(
@@ -34,13 +33,6 @@ router = APIRouter(
     tags=["orientations vers un médiateur"],
     responses=api_problems(NotFound, InvalidCursor),
 )
-
-
-async def _logged(db: Db, principal: Principal, answers: list[Any], via: str) -> None:
-    """Writes the access log of the answers that carry contact data, before they leave."""
-    reads = contact.reads_of(answers)
-    if reads:
-        await db.write(lambda session: contact.record_reads(session, principal, reads, via))
 
 
 @router.get("", response_model=ReferralPage, summary="Orientations reçues ou envoyées par mon lieu")
@@ -60,17 +52,17 @@ async def list_referrals(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:
     page = await db.read(
-        lambda session: service.list_referrals(
+        lambda session: service.readable_referrals(
             session,
             principal,
+            "GET /v1/referrals",
             statuses=status or [],
             urgent=urgent,
             urgent_first=sort == "urgent",
             limit=limit,
             cursor=cursor,
-        ).model_dump(mode="json")
+        )
     )
-    await _logged(db, principal, page["items"], "GET /v1/referrals")
     return FastJSONResponse(page)  # built from stored rows: no second validation
 
 
@@ -97,11 +89,10 @@ async def get_referral_by_code(
     response: Response,
 ) -> ReferralOut:
     found, response.headers["ETag"] = await db.read(
-        lambda session: service.read_referral(
-            session, service.get_referral_by_code(session, principal, code)
+        lambda session: service.readable_referral_by_code(
+            session, principal, code, "GET /v1/referrals/by-code/{code}"
         )
     )
-    await _logged(db, principal, [found], "GET /v1/referrals/by-code/{code}")
     return found
 
 
@@ -115,11 +106,10 @@ async def get_referral(
     response: Response,
 ) -> ReferralOut:
     found, response.headers["ETag"] = await db.read(
-        lambda session: service.read_referral(
-            session, service.get_referral(session, principal, referral_id)
+        lambda session: service.readable_referral(
+            session, principal, referral_id, "GET /v1/referrals/{id}"
         )
     )
-    await _logged(db, principal, [found], "GET /v1/referrals/{id}")
     return found
 
 

@@ -12,7 +12,15 @@ from app.models.common import Day
 from app.models.stats import CoverageOut, ReferralStats
 from app.services import coverage as coverage_service
 from app.services import stats as service
-from app.services.territories import readable_territory
+from app.services.statistics_read import (
+    CSV,
+    GEOJSON,
+    Download,
+    coverage_download,
+    coverage_geojson,
+    referrals_download,
+    stats_for,
+)
 from app.triage.needs import Specific
 
 router = APIRouter(
@@ -21,8 +29,7 @@ router = APIRouter(
     responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS),
 )
 
-CSV = "text/csv; charset=utf-8"
-GEOJSON = "application/geo+json"
+LOC: list[str | int] = ["query", "territory"]
 TERRITORY = Query(
     description=(
         "national, region:<code>, departement:<code> ou epci:<SIREN> ; par défaut le territoire "
@@ -42,32 +49,8 @@ def _wants(format_: str | None, accept: str | None) -> str:
     return "csv" if accept and "text/csv" in accept else "json"
 
 
-def _csv(body: bytes, name: str) -> Response:
-    return Response(
-        body,
-        media_type=CSV,
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
-
-
-def referrals_csv(document: dict[str, Any], period: service.Period) -> Response:
-    """The groups of a statistics document as a CSV download (the API's and the pages')."""
-    name = f"orientations-{_slug(document['filters']['territory'])}-{period.start}-{period.end}"
-    return _csv(service.referral_csv(document), name)
-
-
-def coverage_csv(found: coverage_service.Coverage) -> Response:
-    """A territory's coverage, a row per commune, as a CSV download."""
-    rows = coverage_service.flat_rows(found)
-    return _csv(service.to_csv(rows, coverage_service.COLUMNS), _coverage_name(found))
-
-
-def _coverage_name(found: coverage_service.Coverage) -> str:
-    return f"couverture-{_slug(str(found.territory))}-{found.max_km:g}km"
-
-
-def _slug(territory: str) -> str:
-    return territory.replace(":", "-")
+def _download(file: Download) -> Response:
+    return Response(file.body, media_type=file.media_type, headers=file.headers)
 
 
 @router.get(
@@ -108,13 +91,11 @@ async def referral_stats(
     period = service.parse_period(from_, to)
     keys = service.parse_group_by(group_by)
 
-    def read(session: Any) -> dict[str, Any]:
-        place = readable_territory(session, principal, territory, ["query", "territory"])
-        return service.referral_stats(session, place, period, keys)
-
-    document = await db.read(read)
+    document = await db.read(
+        lambda session: stats_for(session, principal, territory, period, keys, LOC).document
+    )
     if _wants(format_, accept) == "csv":
-        return referrals_csv(document, period)
+        return _download(referrals_download(document, period))
     return FastJSONResponse(document)
 
 
@@ -165,21 +146,15 @@ async def coverage(
     limit = max_km if max_km is not None else db.settings.max_referral_distance_km
     wanted = _wants(format_, accept)
 
-    def read(session: Any) -> tuple[coverage_service.Coverage, bytes | None]:
-        place = readable_territory(session, principal, territory, ["query", "territory"])
-        found = coverage_service.coverage(session, place, limit, need.value if need else None)
-        geojson = coverage_service.coverage_geojson(session, found) if wanted == "geojson" else None
-        return found, geojson
+    def read(session: Any) -> tuple[coverage_service.Coverage, Download | None]:
+        found = coverage_service.coverage_for(
+            session, principal, territory, limit, need.value if need else None, LOC
+        )
+        return found, coverage_geojson(session, found) if wanted == "geojson" else None
 
     found, geojson = await db.read(read)
     if geojson is not None:
-        return Response(
-            geojson,
-            media_type=GEOJSON,
-            headers={
-                "Content-Disposition": f'attachment; filename="{_coverage_name(found)}.geojson"'
-            },
-        )
+        return _download(geojson)
     if wanted == "csv":
-        return coverage_csv(found)
+        return _download(coverage_download(found))
     return FastJSONResponse(coverage_service.coverage_document(found))

@@ -13,12 +13,12 @@ import shapely
 from sqlmodel import Session, col, select
 
 from app.db import engine_of
-from app.models import Commune, PlaceKind
+from app.models import Commune, PlaceKind, Principal
 from app.models.common import local_day, utcnow
 from app.models.place import PlaceOut
 from app.services.communes import CommuneRef, communes
 from app.services.places import full_places, paused, place_index
-from app.services.territories import NATIONAL, Territory, counted, members
+from app.services.territories import NATIONAL, Territory, counted, members, readable_territory
 
 T = TypeVar("T")
 
@@ -249,3 +249,20 @@ def coverage_geojson(session: Session, found: Coverage) -> bytes:
         "totals": found.totals,
     }
     return orjson.dumps(document)
+
+
+def coverage_for(
+    session: Session,
+    principal: Principal,
+    territory: str | None,
+    max_km: float,
+    need: str | None,
+    loc: list[str | int],
+    *,
+    by_name: bool = False,
+) -> Coverage:
+    """The coverage of `territory` (by default, the caller's), 403 outside the caller's and
+    422 unknown (readable_territory, whose `loc` and `by_name` say how the errors speak): what
+    /v1/stats/coverage and the coverage page both read."""
+    place = readable_territory(session, principal, territory, loc, by_name=by_name)
+    return coverage(session, place, max_km, need)

@@ -40,9 +40,9 @@ from app.services.referrals import (
     record_handoff,
     referral_out,
 )
+from app.services.scope import past_due
 from app.triage.geo import distance_km
 from app.triage.lifecycle import (
-    EXPIRABLE,
     REFUSAL_REASONS,
     REORIENTABLE,
     Actor,
@@ -53,7 +53,9 @@ from app.triage.lifecycle import (
     targets,
 )
 
-_ACTORS = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
+# The lifecycle's actor each role is (the service itself: Actor.SERVICE), for the API and
+# the pages' buttons alike.
+ACTORS = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
 
 
 def _refused(
@@ -186,7 +188,7 @@ def move_referral(
         current = effective_status(ReferralStatus(referral.status), referral.expires_at, now)
         if if_match is not None and if_match.strip() not in (etag(referral), "*"):
             raise _stale(referral_id, if_match, current)
-        actor = _ACTORS[principal.role]
+        actor = ACTORS[principal.role]
         refusal = check(current, change.status, actor, change.reason)
         if refusal is not None:
             raise _refused(refusal, current, change, actor)
@@ -273,10 +275,7 @@ def expire_due(session: Session, now: datetime | None = None, batch: int = 500) 
         with writing(session):
             due = session.exec(
                 select(Referral)
-                .where(
-                    col(Referral.status).in_([s.value for s in EXPIRABLE]),
-                    col(Referral.expires_at) <= now,
-                )
+                .where(past_due(now))
                 .limit(batch)
             ).all()
             for referral in due:

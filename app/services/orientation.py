@@ -35,8 +35,8 @@ from app.services.referrals import (
     is_code_collision,
     new_referral,
     record_handoff,
-    scope_filter,
 )
+from app.services.scope import orientation_scope, scope_filter
 from app.triage import (
     DiagnosticError,
     Profile,
@@ -255,9 +255,7 @@ def _document(
 def get_orientation(session: Session, principal: Principal, orientation_id: str) -> OrientationOut:
     orientation = first_or_404(
         session,
-        select(Orientation).where(
-            Orientation.id == orientation_id, Orientation.origin_place_id == principal.place_id
-        ),
+        select(Orientation).where(Orientation.id == orientation_id, orientation_scope(principal)),
         orientation_id,
         "Aucune orientation avec cet identifiant.",
     )

@@ -18,6 +18,7 @@ from app.services import idempotency
 from app.services.cache import bump, cached
 from app.services.communes import CommuneRef
 from app.services.lookup import first_or_404
+from app.services.scope import past_due
 from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points, chord_km, unit_vectors
 from app.triage.matching import Candidate, Match, match, settled
@@ -212,14 +213,13 @@ def full_places(session: Session, places: list[PlaceOut], now: datetime) -> set[
     limited = {p.id: p.capacity for p in places if p.capacity is not None}
     if not limited:
         return set()
-    expirable = col(Referral.status).in_(("en_attente", "acceptee"))
     counts = dict(
         session.execute(
             select(col(Referral.place_id), func.count())
             .where(
                 col(Referral.place_id).in_(limited),
                 col(Referral.status).in_(OPEN_STATUSES),
-                ~(expirable & (col(Referral.expires_at) <= now)),
+                ~past_due(now),
             )
             .group_by(col(Referral.place_id))
         ).all()

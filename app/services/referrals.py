@@ -17,9 +17,10 @@ from app.models.orientation import ProcedureOut
 from app.models.referral import REFERRAL_INHERITS, PlaceRef, ReferralOut, ReferralPage
 from app.principal import Principal
 from app.problems import InvalidCursor
-from app.services.contact import person_out
+from app.services.contact import person_out, reads_of, record_reads
 from app.services.lookup import first_or_404
 from app.services.places import place_by_id, place_summary
+from app.services.scope import past_due, scope_filter
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
@@ -118,15 +119,6 @@ def record_handoff(
     )
 
 
-def scope_filter(principal: Principal) -> ColumnElement[bool]:
-    """The one rule of who sees which referral: a médiateur its place's, an agent what it sent."""
-    if principal.role is Role.MEDIATEUR:
-        return col(Referral.place_id) == principal.place_id
-    if principal.role is Role.AGENT:
-        return col(Referral.origin_place_id) == principal.place_id
-    return false()
-
-
 def get_referral(session: Session, principal: Principal, referral_id: str) -> Referral:
     return first_or_404(
         session,
@@ -181,6 +173,64 @@ def referral_out(session: Session, referral: Referral) -> ReferralOut:
 def read_referral(session: Session, referral: Referral) -> tuple[ReferralOut, str]:
     """The referral as answered, and its ETag."""
     return referral_out(session, referral), etag(referral)
+
+
+def readable_referral(
+    session: Session, principal: Principal, referral_id: str, via: str
+) -> tuple[ReferralOut, str]:
+    """The read of one referral, for the API and the pages alike: within the caller's scope
+    (404 otherwise), as answered with its ETag, its read of the contact data logged as `via`
+    before it is returned."""
+    found = read_referral(session, get_referral(session, principal, referral_id))
+    _log_reads(session, principal, [found[0]], via)
+    return found
+
+
+def readable_referral_by_code(
+    session: Session, principal: Principal, raw_code: str, via: str
+) -> tuple[ReferralOut, str]:
+    """readable_referral, found by the code of the coupon."""
+    found = read_referral(session, get_referral_by_code(session, principal, raw_code))
+    _log_reads(session, principal, [found[0]], via)
+    return found
+
+
+def readable_referrals(
+    session: Session,
+    principal: Principal,
+    via: str,
+    *,
+    statuses: list[ReferralStatus],
+    urgent: bool | None = None,
+    urgent_first: bool = False,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """A page of the caller's referrals (list_referrals) as JSON, the reads of the contact
+    data it carries logged as `via`."""
+    page = list_referrals(
+        session,
+        principal,
+        statuses=statuses,
+        urgent=urgent,
+        urgent_first=urgent_first,
+        limit=limit,
+        cursor=cursor,
+    ).model_dump(mode="json")
+    _log_reads(session, principal, page["items"], via)
+    return page
+
+
+def _log_reads(session: Session, principal: Principal, answers: list[Any], via: str) -> None:
+    """Logs the answers that carry contact data (an answer whose read could not be logged is
+    not sent: the error goes up instead)."""
+    reads = reads_of(answers)
+    if reads:
+        # The read wrote nothing: its transaction ends, and the log writes in its own
+        # (app.db.writing starts one; from Db.read's thread it waits for the write lock as
+        # Db.write's threads do).
+        session.rollback()
+        record_reads(session, principal, reads, via)
 
 
 def etag(referral: Referral) -> str:
@@ -247,12 +297,7 @@ def status_filter(statuses: list[ReferralStatus]) -> ColumnElement[bool]:
     if others:
         clauses.append(col(Referral.status).in_(others))
     if ReferralStatus.EXPIREE.value in wanted:
-        clauses.append(
-            and_(
-                col(Referral.status).in_([s.value for s in EXPIRABLE]),
-                col(Referral.expires_at) <= now,
-            )
-        )
+        clauses.append(past_due(now))
     if wanted <= {s.value for s in OPEN}:
         # Open referrals are few (the service expires and closes them), so the stored
         # statuses go first, implied by the clauses: the index on (place, status) then reads
@@ -266,16 +311,7 @@ def status_filter(statuses: list[ReferralStatus]) -> ColumnElement[bool]:
 def shown_status_column(now: datetime) -> ColumnElement[str]:
     """The status as shown (app.triage.lifecycle.effective_status), computed by the database:
     for statistics over many referrals."""
-    return case(
-        (
-            and_(
-                col(Referral.status).in_([s.value for s in EXPIRABLE]),
-                col(Referral.expires_at) <= now,
-            ),
-            ReferralStatus.EXPIREE.value,
-        ),
-        else_=col(Referral.status),
-    )
+    return case((past_due(now), ReferralStatus.EXPIREE.value), else_=col(Referral.status))
 
 
 def list_referrals(
@@ -332,7 +368,7 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     the service expires them every minute); the others come from the tally, so the cost does
     not grow with the place's history."""
     now = utcnow()
-    past = (col(Referral.expires_at) <= now).label("past")
+    past = past_due(now).label("past")
     expirable = [s.value for s in EXPIRABLE]
     rows = list(session.exec(
         select(Referral.status, Referral.urgent, past, func.count())  # type: ignore[call-overload]

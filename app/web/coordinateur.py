@@ -1,7 +1,7 @@
 """`/coordinateur`: the figures of the territory (period and grouping chosen on the page),
 charts per month, the coverage map and the "zones blanches", and the CSV downloads. The same
-services as `/v1/stats` (app.services.stats, app.services.coverage): aggregates only, groups
-of fewer than five orientations withheld."""
+reads as `/v1/stats` (app.services.statistics_read, app.services.coverage.coverage_for):
+aggregates only, groups of fewer than five orientations withheld."""
 
 from dataclasses import dataclass
 from datetime import date
@@ -13,10 +13,11 @@ from starlette.responses import JSONResponse, Response
 
 from app.models import Principal
 from app.problems import Problem, invalid
-from app.routers.stats import coverage_csv, referrals_csv
 from app.services import coverage as coverage_service
+from app.services import statistics_read
 from app.services import stats as service
-from app.services.territories import Territory, readable_territory, suggest_territories
+from app.services.statistics_read import Download, TerritoryStats, stats_for
+from app.services.territories import suggest_territories
 from app.triage.needs import SPECIFIC, Specific
 from app.triage.words import NEED_LABELS
 from app.web import charts
@@ -70,16 +71,25 @@ class StatsQuery:
         period = service.parse_period(start, end, FIELDS)
         return period, service.parse_group_by(",".join(self.chosen), FIELDS)
 
-    def territory(self, session: Any, principal: Principal) -> Territory:
-        return readable_territory(session, principal, self.territoire, LOC, by_name=True)
-
     def read(
-        self, session: Any, principal: Principal, period: service.Period, keys: tuple[str, ...]
-    ) -> dict[str, Any]:
-        return service.referral_stats(session, self.territory(session, principal), period, keys)
+        self,
+        session: Any,
+        principal: Principal,
+        period: service.Period,
+        keys: tuple[str, ...],
+        *,
+        by_month: bool = False,
+    ) -> TerritoryStats:
+        return stats_for(
+            session, principal, self.territoire, period, keys, LOC, by_name=True, by_month=by_month
+        )
 
 
 Asked = Annotated[StatsQuery, Depends()]
+
+
+def _download(file: Download) -> Response:
+    return Response(file.body, media_type=file.media_type, headers=file.headers)
 
 
 def _day(value: str | None, field: tuple[str, str]) -> date | None:
@@ -153,18 +163,12 @@ def _tiles(totals: dict[str, Any]) -> list[dict[str, str]]:
 async def statistics(request: Request, principal: CoordinateurUser, asked: Asked) -> Response:
     db = request.app.state.db
 
-    def read(session: Any) -> tuple[Territory, dict[str, Any], list[dict[str, Any]]]:
-        """The groups asked for, and the groups by month for the charts (the same ones when
-        grouped by month alone)."""
-        place = asked.territory(session, principal)
-        document = service.referral_stats(session, place, period, keys)
-        if keys == ("month",):
-            return place, document, document["groups"]
-        return place, document, service.month_groups(session, place, period)
-
     try:
         period, keys = asked.parsed()
-        place, document, by_month = await db.read(read)
+        # The groups asked for, and the groups by month for the charts.
+        found = await db.read(
+            lambda session: asked.read(session, principal, period, keys, by_month=True)
+        )
     except Problem as problem:
         # A field of the page's own is marked where it is; the others in the alert.
         at = {"du", "au", "par", "territoire"}
@@ -183,7 +187,8 @@ async def statistics(request: Request, principal: CoordinateurUser, asked: Asked
             },
             labels=GROUP_LABELS,
         )
-    labels, groups = service.months(period), service.every_month(period, by_month)
+    place, document = found.territory, found.document
+    labels, groups = service.months(period), service.every_month(period, found.by_month or [])
     figure = service.FIGURE
     volumes = charts.bar_chart(
         labels,
@@ -242,10 +247,10 @@ async def statistics_download(
     request: Request, principal: CoordinateurUser, asked: Asked
 ) -> Response:
     period, keys = asked.parsed()
-    document = await request.app.state.db.read(
+    found = await request.app.state.db.read(
         lambda session: asked.read(session, principal, period, keys)
     )
-    return referrals_csv(document, period)
+    return _download(statistics_read.referrals_download(found.document, period))
 
 
 @dataclass
@@ -263,9 +268,10 @@ class CoverageQuery:
         return self.km if self.km is not None else default
 
     def read(self, session: Any, principal: Principal, limit: float) -> coverage_service.Coverage:
-        place = readable_territory(session, principal, self.territoire, LOC, by_name=True)
         need = self.besoin.value if self.besoin else None
-        return coverage_service.coverage(session, place, limit, need)
+        return coverage_service.coverage_for(
+            session, principal, self.territoire, limit, need, LOC, by_name=True
+        )
 
 
 @router.get("/couverture")
@@ -320,7 +326,7 @@ async def coverage_download(
     found = await request.app.state.db.read(
         lambda session: asked.read(session, principal, limit)
     )
-    return coverage_csv(found)
+    return _download(statistics_read.coverage_download(found))
 
 
 @router.get("/territoires")

@@ -12,20 +12,19 @@ from starlette.responses import RedirectResponse, Response
 
 from app.db import Db
 from app.errors import validation_errors
-from app.models import Principal, ReferralStatus, Role
+from app.models import Principal, ReferralStatus
 from app.models.referral import TransitionIn
 from app.problems import InvalidData, Problem
-from app.services import contact, lifecycle, personal_data
+from app.services import lifecycle, personal_data
 from app.services import referrals as service
 from app.triage import words
-from app.triage.lifecycle import Actor, targets
+from app.triage.lifecycle import targets
 from app.triage.words import what_to_bring
 from app.web.render import page, problem_words
 from app.web.session import AgentOrMediateurUser, Form
 
 router = APIRouter(include_in_schema=False)
 
-_ACTOR = {Role.AGENT: Actor.AGENT, Role.MEDIATEUR: Actor.MEDIATEUR}
 # What the page says once done: each step's words (app.triage.lifecycle), and the page's own.
 DONE = {
     **{status.value: done for status, done in words.DONE.items()},
@@ -51,26 +50,23 @@ async def referral_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    db = _db(request)
-
     def read(session: Any) -> tuple[Any, list[Any]]:
-        found, _ = service.read_referral(
-            session, service.get_referral(session, principal, referral_id)
+        # The handoff log first, in the same transaction as the referral: readable_referral
+        # ends it when it logs a read of the contact data.
+        events = lifecycle.referral_events(session, principal, referral_id)
+        found, _ = service.readable_referral(
+            session, principal, referral_id, f"GET {_prefix(principal)}/{{id}}"
         )
-        return found, lifecycle.referral_events(session, principal, referral_id)
+        return found, events
 
-    found, events = await db.read(read)
-    reads = contact.reads_of([found])
-    if reads:
-        via = f"GET {_prefix(principal)}/{{id}}"
-        await db.write(lambda session: contact.record_reads(session, principal, reads, via))
+    found, events = await _db(request).read(read)
     return await page(
         request,
         "referral.html",
         status_code=status_code,
         referral=found,
         events=events,
-        actions=targets(found.status, _ACTOR[principal.role]),
+        actions=targets(found.status, lifecycle.ACTORS[principal.role]),
         bring=what_to_bring(found.procedure.theme),
         prefix=_prefix(principal),
         done=DONE.get(done or ""),
