@@ -7,9 +7,10 @@ from fastapi.responses import Response
 
 from app.auth import Coordinator
 from app.deps import DbDep
-from app.errors import AUTH_PROBLEMS, COMMON_PROBLEMS, FastJSONResponse, problem_responses
+from app.errors import FastJSONResponse, api_problems
 from app.models.common import Day
 from app.models.stats import CoverageOut, ReferralStats
+from app.problems import OutOfTerritory
 from app.services import coverage as coverage_service
 from app.services import stats as service
 from app.services.statistics_read import (
@@ -26,7 +27,8 @@ from app.triage.needs import Specific
 router = APIRouter(
     prefix="/v1/stats",
     tags=["statistiques"],
-    responses=problem_responses(*COMMON_PROBLEMS + AUTH_PROBLEMS),
+    # A territory outside the coordinator's own: 403 hors-territoire.
+    responses=api_problems(OutOfTerritory),
 )
 
 LOC: list[str | int] = ["query", "territory"]
