@@ -21,6 +21,7 @@ from app.services.lookup import first_or_404
 from app.services.scope import past_due
 from app.triage import PROCEDURE_THEMES
 from app.triage.geo import Points, chord_km, unit_vectors
+from app.triage.lifecycle import OPEN
 from app.triage.matching import Candidate, Match, match, settled
 from app.triage.matching import paused as is_paused
 from app.triage.needs import Fees, Modality, Needs
@@ -205,7 +206,7 @@ def candidate(place: PlaceOut, distance_km: float, full: bool) -> Candidate:
 
 MODALITY_VALUES = frozenset(m.value for m in Modality)
 FEES_VALUES = frozenset(f.value for f in Fees)
-OPEN_STATUSES = ("en_attente", "acceptee", "contactee")
+OPEN_STATUSES = tuple(sorted(s.value for s in OPEN))
 
 
 def full_places(session: Session, places: list[PlaceOut], now: datetime) -> set[str]:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BeforeValidator
 from starlette.responses import JSONResponse, Response
 
+from app.deps import db_of
 from app.models import Principal
 from app.problems import Problem, invalid
 from app.services import coverage as coverage_service
@@ -161,7 +162,7 @@ def _tiles(totals: dict[str, Any]) -> list[dict[str, str]]:
 
 @router.get("")
 async def statistics(request: Request, principal: CoordinateurUser, asked: Asked) -> Response:
-    db = request.app.state.db
+    db = db_of(request)
 
     try:
         period, keys = asked.parsed()
@@ -247,7 +248,7 @@ async def statistics_download(
     request: Request, principal: CoordinateurUser, asked: Asked
 ) -> Response:
     period, keys = asked.parsed()
-    found = await request.app.state.db.read(
+    found = await db_of(request).read(
         lambda session: asked.read(session, principal, period, keys)
     )
     return _download(statistics_read.referrals_download(found.document, period))
@@ -264,7 +265,7 @@ class CoverageQuery:
     besoin: Annotated[Specific | None, BeforeValidator(lambda v: v or None), Query()] = None
 
     def limit(self, request: Request) -> float:
-        default: float = request.app.state.db.settings.max_referral_distance_km
+        default: float = db_of(request).settings.max_referral_distance_km
         return self.km if self.km is not None else default
 
     def read(self, session: Any, principal: Principal, limit: float) -> coverage_service.Coverage:
@@ -288,7 +289,7 @@ async def coverage(
         return found, charts.coverage_map(shapes, rows, limit, title)
 
     try:
-        found, drawn = await request.app.state.db.read(read)
+        found, drawn = await db_of(request).read(read)
     except Problem as problem:
         field = territory_field(request, asked.territoire, problem)
         return await page(
@@ -323,7 +324,7 @@ async def coverage_download(
     request: Request, principal: CoordinateurUser, asked: Annotated[CoverageQuery, Depends()]
 ) -> Response:
     limit = asked.limit(request)
-    found = await request.app.state.db.read(
+    found = await db_of(request).read(
         lambda session: asked.read(session, principal, limit)
     )
     return _download(statistics_read.coverage_download(found))
@@ -337,7 +338,7 @@ async def territory_suggestions(
     départements and régions inside theirs whose name (or code) starts with it."""
     if len(q.strip()) < 2:
         return JSONResponse([])
-    found = await request.app.state.db.read(
+    found = await db_of(request).read(
         lambda session: suggest_territories(session, principal, q, limit=10)
     )
     return JSONResponse([{"code": str(t), "label": t.label} for t in found])

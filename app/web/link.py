@@ -103,21 +103,22 @@ async def _show(
     principal = links.link_principal(link)
 
     def read(session: Session) -> tuple[Any, list[Any], bool]:
+        # The log first: read with the referral, before its read of the contact data is
+        # logged (app.services.referrals.readable_referral, as the other pages do).
+        events = lifecycle.referral_events(session, principal, link.referral_id)
+        if with_contact:
+            found, _ = service.readable_referral(
+                session, principal, link.referral_id, "POST /lien/{id}"
+            )
+            return found, events, contact.carries_contact(found.person)
         found, _ = service.read_referral(
             session, service.get_referral(session, principal, link.referral_id)
         )
-        has_contact = contact.carries_contact(found.person)
-        if not with_contact:
-            hidden = dict.fromkeys(contact.CONTACT_FIELDS)
-            found = found.model_copy(update={"person": found.person.model_copy(update=hidden)})
-        return found, lifecycle.referral_events(session, principal, link.referral_id), has_contact
+        hidden = dict.fromkeys(contact.CONTACT_FIELDS)
+        shown = found.model_copy(update={"person": found.person.model_copy(update=hidden)})
+        return shown, events, contact.carries_contact(found.person)
 
     found, events, has_contact = await db.read(read)
-    if with_contact:
-        reads = contact.reads_of([found])
-        await db.write(
-            lambda session: contact.record_reads(session, principal, reads, "POST /lien/{id}")
-        )
     return await _answer(
         await page(
             request,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.db import Db
+from app.deps import db_of
 from app.errors import validation_errors
 from app.models import Principal, ReferralStatus
 from app.models.referral import TransitionIn
@@ -31,10 +31,6 @@ DONE = {
     "efface": "Coordonnées de la personne effacées.",
     "reorientation": "Nouvelle orientation envoyée au lieu suivant.",
 }
-
-
-def _db(request: Request) -> Db:
-    return request.app.state.db  # type: ignore[no-any-return]
 
 
 def _prefix(principal: Principal) -> str:
@@ -59,7 +55,7 @@ async def referral_page(
         )
         return found, events
 
-    found, events = await _db(request).read(read)
+    found, events = await db_of(request).read(read)
     return await page(
         request,
         "referral.html",
@@ -86,7 +82,7 @@ async def list_page(
     **context: Any,
 ) -> Response:
     """The referrals of the reader's place (sent, or received), 50 a page, with the counts."""
-    listing, summary = await _db(request).read(
+    listing, summary = await db_of(request).read(
         lambda session: (
             service.list_referrals(
                 session,
@@ -134,7 +130,7 @@ async def act(
     referral's page saying, in the API's words, why not (409 from this status, 412 changed
     meanwhile, 403 not for this role, 422 a reason missing). Out of scope: the 404 page."""
     try:
-        done = await _db(request).write(use_case)
+        done = await db_of(request).write(use_case)
     except Problem as problem:
         if problem.status == 404:
             raise
@@ -172,7 +168,7 @@ async def move(
     request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
 ) -> Response:
     """A transition from the page's buttons (step_of)."""
-    ttl = _db(request).settings.referral_ttl_days
+    ttl = db_of(request).settings.referral_ttl_days
 
     def use_case(session: Session) -> Any:
         change, if_match = step_of(form, referral_id)
