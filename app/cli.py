@@ -25,7 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from app.services.place_import import ImportReport
+    from app.places.importing import ImportReport
 
 # --- Typer, in French ----------------------------------------------------------------------
 
@@ -487,8 +487,8 @@ def places_import(
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.services.place_import import import_places
-    from app.services.place_sources import FileRejected, read_source
+    from app.places.importing import import_places
+    from app.places.sources import FileRejected, read_source
 
     try:
         source = read_source(file)
@@ -542,7 +542,7 @@ def places_set(
 
     from app.db import get_engine
     from app.models import Place, Principal, Role
-    from app.services.places import update_place
+    from app.places.service import update_place
 
     changes: dict[str, Any] = {}
     if capacity is not None or no_capacity:
@@ -887,7 +887,7 @@ def outbox_deliver(
 
     from app.config import get_settings
     from app.db import Db, get_engine
-    from app.services import outbox
+    from app.notifications import outbox
 
     if not url and "PASSERELLE_PUBLIC_URL" not in os.environ:
         # From a cron, the service's own address is unknown: the links of the e-mails would
@@ -930,7 +930,7 @@ def outbox_list(
     from sqlmodel import Session
 
     from app.db import get_engine
-    from app.services import outbox
+    from app.notifications import outbox
 
     with Session(get_engine()) as session:
         counts = outbox.outbox_counts(session)

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     record_retention_days: int = Field(default=730, ge=1)
     # How often the running service applies them.
     purge_check_seconds: float = Field(default=3600.0, gt=0)
-    # Notifications (app.services.outbox). Without an SMTP URL, e-mails wait in the outbox.
+    # Notifications (app.notifications.outbox). Without an SMTP URL, e-mails wait in the outbox.
     smtp_url: str | None = None  # smtp://user:pass@host:587 (STARTTLS if offered), smtps://…:465
     mail_from: str = "Passerelle <ne-pas-repondre@passerelle.invalid>"
     public_url: str = "http://127.0.0.1:8000"  # links in e-mails

@@ -19,8 +19,9 @@ from app.compression import Compression
 from app.config import Settings, get_settings
 from app.db import Db, exclusive, get_engine
 from app.guard import RequestGuard
+from app.notifications import notify, outbox
 from app.routers import health, orientations, places, reference, referrals, stats, webhooks
-from app.services import cache, lifecycle, notifications, outbox, personal_data
+from app.services import cache, lifecycle, personal_data
 from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
@@ -77,7 +78,7 @@ def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, No
     async def expire() -> str | None:
         expired = await db.in_background(lifecycle.expire_due)
         days = settings.reminder_days_before
-        reminded = await db.in_background(lambda s: notifications.remind_due(s, days))
+        reminded = await db.in_background(lambda s: notify.remind_due(s, days))
         await db.in_background(forget_old_failures)
         said = [f"{expired} orientations expirées."] if expired else []
         said += [f"{reminded} rappels avant expiration."] if reminded else []

@@ -32,12 +32,12 @@ from app.db import make_engine, migrate
 from app.main import create_app
 from app.models import Orientation, Place, Referral, Role
 from app.models.columns import RowShape
+from app.places.importing import place_ids_by_source_id
+from app.places.service import place_index
 from app.services.commune_reference import Reference, read_reference
 from app.services.communes import get_commune, import_reference
 from app.services.demo import DEMO_MEDIATEUR_PLACE, demo_keys, load_demo
 from app.services.keys import create_key
-from app.services.place_import import place_ids_by_source_id
-from app.services.places import place_index
 from bench.table import Table
 
 COMMUNES = ["19272", "19275", "19031", "19121", "19269", "19028", "19255", "19153"]

@@ -3,7 +3,7 @@
 Imports every commune and the consolidated national export of places
 (../shared/data/places/lieux-consolides-v1.csv; every médiation place takes referrals) into a
 scratch SQLite database, draws people over the communes by population, and for each need
-matches them as an orientation would (app.services.places.match_places, the rules of
+matches them as an orientation would (app.places.service.match_places, the rules of
 app.triage.matching). Reports, per need: the share of people with a suitable place within the
 referral distance, and how much farther those people travel than to the nearest place with no
 constraint (median and 90th percentile, km).
@@ -21,11 +21,11 @@ import numpy as np
 from sqlmodel import Session
 
 from app.db import make_engine, migrate
+from app.places.importing import import_places
+from app.places.service import match_places
+from app.places.sources import read_source
 from app.services.commune_reference import read_reference
 from app.services.communes import communes, import_reference
-from app.services.place_import import import_places
-from app.services.place_sources import read_source
-from app.services.places import match_places
 from app.triage.needs import HALVES, MODALITIES, SPECIFIC, Day, Half, Modality, Needs, slot
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,9 +1,9 @@
 """make bench (notifications): how fast the outbox drains, with 10,000 messages pending.
 
 A SQLite database with the demo places and N referrals (default 10,000) made in bulk; the
-notifications of their creation queued through the service (app.services.notifications.queue,
+notifications of their creation queued through the service (app.notifications.notify.queue,
 as an orientation does): one e-mail to the receiving place and one delivery to an admin's
-webhook each. Then the worker (app.services.outbox.deliver_due) drains the outbox into a real
+webhook each. Then the worker (app.notifications.outbox.deliver_due) drains the outbox into a real
 SMTP server (aiosmtpd) and an HTTP receiver on the loopback, e-mails alone first, then the
 webhooks. Prints messages per second, and the time to find due messages with the outbox full.
 
@@ -25,10 +25,10 @@ from sqlmodel import Session, select
 from app.config import Settings
 from app.db import Db, writing
 from app.models import ApiKey, Referral, Webhook
-from app.services import outbox
+from app.notifications import outbox
+from app.notifications.notify import queue
+from app.places.importing import place_ids_by_source_id
 from app.services.demo import DEMO_MEDIATEUR_PLACE
-from app.services.notifications import queue
-from app.services.place_import import place_ids_by_source_id
 from bench.load import demo_database, fill
 from tests.pgserver import free_port
 

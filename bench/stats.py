@@ -32,13 +32,13 @@ from app.db import make_engine, migrate
 from app.models import Orientation, PlaceKind, Referral, Role
 from app.models.columns import RowShape
 from app.models.common import local_day
+from app.places.importing import import_places
+from app.places.service import load_place_index
+from app.places.sources import read_source
 from app.services.commune_reference import read_reference
 from app.services.communes import communes, import_reference
 from app.services.coverage import coverage_communes
 from app.services.keys import create_key
-from app.services.place_import import import_places
-from app.services.place_sources import read_source
-from app.services.places import load_place_index
 from app.services.territories import Territory
 from app.triage import PROCEDURE_THEMES
 from bench.table import Table

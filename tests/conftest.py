@@ -26,13 +26,13 @@ from app.config import Settings, get_settings
 from app.db import get_engine, make_engine, migrate
 from app.main import create_app
 from app.models import Role
+from app.places.importing import import_places, place_ids_by_source_id
+from app.places.sources import read_source
 from app.services.cache import invalidate
 from app.services.commune_reference import Reference, read_reference
 from app.services.communes import import_reference
 from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
-from app.services.place_import import import_places, place_ids_by_source_id
-from app.services.place_sources import read_source
 from tests.pgserver import PostgresMissing, free_port, postgres_server
 
 # The tests log in to the web pages with API keys (the form a real deployment leaves closed),

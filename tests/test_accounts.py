@@ -25,7 +25,8 @@ from app.cli import app as cli
 from app.config import Settings
 from app.main import create_app
 from app.models import OutboxMessage, Role
-from app.services import accounts, outbox
+from app.notifications import outbox
+from app.services import accounts
 from app.services.links import link_secret
 from tests.conftest import World, orientation_body
 from tests.pgserver import free_port

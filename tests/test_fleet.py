@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from app.config import Settings
-from app.services.notifications import remind_due
+from app.notifications.notify import remind_due
 from tests.conftest import World, count, orientation_body
 from tests.pgserver import free_port
 from tests.test_notifications import Mailbox
@@ -361,7 +361,7 @@ def test_a_webhook_whose_subscription_went_is_dead_alone(
     """A row that can never be delivered (its subscription deleted after it was claimed)
     is marked dead by itself; the rest of its batch is delivered."""
     from app.db import Db
-    from app.services import outbox
+    from app.notifications import outbox
 
     settings = Settings(webhook_allow_private=True)
     hook = client.post(

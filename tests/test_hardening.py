@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from app.cli import app as cli
 from app.config import Settings
 from app.models import PlaceKind, Role
-from app.models.place import PlaceIn
+from app.places.models import PlaceIn
+from app.places.service import create_place
 from app.server import HideTokens
 from app.services.demo import demo_keys, load_demo
 from app.services.keys import create_key, revoke_key
-from app.services.places import create_place
 from tests.conftest import Server, World, count, orientation_body, serving
 
 PROBLEM = "application/problem+json"

@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 
 from app.cli import app as cli
 from app.models import Place, Role
+from app.places.sources import MAX_FILE_BYTES
 from app.services.keys import create_key
-from app.services.place_sources import MAX_FILE_BYTES
 from tests.conftest import Mailbox, World, count, orientation_body
 from tests.test_notifications import parts
 from tests.test_web import login

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.models.hours import hours_in_french
+from app.places.hours import hours_in_french
 
 
 @pytest.mark.parametrize(

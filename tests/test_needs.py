@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.models import Role
-from app.models.place import PlaceIn
+from app.places.models import PlaceIn
 from app.services.keys import create_key
 from tests.conftest import World, count, orientation_body
 from tests.test_web import login

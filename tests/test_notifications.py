@@ -20,9 +20,9 @@ from standardwebhooks import Webhook as Verifier
 
 from app.config import Settings
 from app.db import Db
-from app.services import outbox
+from app.notifications import outbox
+from app.notifications.notify import remind_due
 from app.services.lifecycle import expire_due
-from app.services.notifications import remind_due
 from tests.conftest import Mailbox, World, mail_settings, orientation_body
 
 

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.models import PlaceKind
-from app.models.place import PlaceOut
+from app.places.models import PlaceOut
+from app.places.service import PlaceIndex
 from app.services.communes import CommuneRef
-from app.services.places import PlaceIndex
 from app.triage.geo import distance_km
 
 _points = st.tuples(

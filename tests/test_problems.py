@@ -23,10 +23,10 @@ FRAMEWORK_BOUND = {"app.services.oidc": "Authlib's Starlette OAuth client"}
 
 _IMPORT_ALL = """
 import importlib, json, pkgutil, sys
-import app.services, app.triage
+import app.notifications, app.places, app.services, app.triage
 skipped = set(json.loads(sys.argv[1]))
-names = ["app.triage", "app.services"]
-for package in (app.services, app.triage):
+names = ["app.triage", "app.services", "app.notifications", "app.places"]
+for package in (app.services, app.triage, app.notifications, app.places):
     for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         names.append(found.name)
 seen = []
@@ -50,9 +50,10 @@ def _all_subclasses(cls: type[Problem]) -> list[type[Problem]]:
     return found
 
 
-def test_services_and_triage_load_no_web_framework() -> None:
+def test_services_triage_and_domain_packages_load_no_web_framework() -> None:
     # A fresh interpreter: this one has FastAPI loaded by the app under test. Every module
-    # under app/services and app/triage, found by pkgutil, so that a new one is covered.
+    # under app/services, app/triage and the notifications and places packages, found by
+    # pkgutil, so that a new one is covered.
     answer = subprocess.run(
         [sys.executable, "-c", _IMPORT_ALL, json.dumps(sorted(FRAMEWORK_BOUND))],
         capture_output=True,
@@ -63,6 +64,7 @@ def test_services_and_triage_load_no_web_framework() -> None:
     found = json.loads(answer.stdout.strip().splitlines()[-1])
     assert found["culprit"] is None, found
     assert "app.services.lifecycle" in found["seen"] and "app.triage.rules" in found["seen"]
+    assert "app.notifications.outbox" in found["seen"] and "app.places.service" in found["seen"]
     assert len(found["seen"]) >= 30
     for name in FRAMEWORK_BOUND:  # an exemption names a module that exists
         assert (APP.parent / (name.replace(".", "/") + ".py")).exists(), name

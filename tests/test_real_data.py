@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.models import Place, Role
+from app.places.importing import import_places
+from app.places.sources import FileRejected, read_source
 from app.services.commune_reference import Reference
 from app.services.keys import create_key
-from app.services.place_import import import_places
-from app.services.place_sources import FileRejected, read_source
 from tests.conftest import orientation_body
 
 # ../shared/data beside the project's root (PASSERELLE_SHARED_DATA for another place).

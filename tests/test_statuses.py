@@ -2,8 +2,8 @@
 full entry, every reachable status and every event has its words and its event, and what is
 derived from the tables is what the contract says."""
 
-from app.models.outbox import WEBHOOK_EVENTS
-from app.services import notifications
+from app.notifications import notify
+from app.notifications.models import WEBHOOK_EVENTS
 from app.triage import words
 from app.triage.lifecycle import (
     EXPIRABLE,
@@ -63,7 +63,7 @@ def test_every_reachable_status_has_words_and_an_event() -> None:
     assert reached == set(ReferralStatus)
     for status in reached:
         assert words.STATUSES[status], status
-        assert notifications.EVENTS[status] in WEBHOOK_EVENTS, status
+        assert notify.EVENTS[status] in WEBHOOK_EVENTS, status
         assert status in render._BADGES, status
 
 
@@ -85,7 +85,7 @@ def test_every_event_has_its_notice() -> None:
         assert notice.webhook or notice.email_to is not None, event  # it tells someone
     raised = {info.event for info in STATUS_TABLE.values()}
     assert raised == set(WEBHOOK_EVENTS)  # every webhook event is some status's
-    assert set(NOTICES) - raised == {notifications.REMINDER, notifications.NEW_LINK}
+    assert set(NOTICES) - raised == {notify.REMINDER, notify.NEW_LINK}
 
 
 def test_the_derived_sets_are_the_contracts() -> None:
@@ -93,10 +93,10 @@ def test_the_derived_sets_are_the_contracts() -> None:
     assert OPEN == CONTRACT_OPEN
     assert EXPIRABLE == CONTRACT_EXPIRABLE
     assert {S.REFUSEE} == REORIENTABLE
-    assert notifications.EVENTS == CONTRACT_EVENTS
+    assert notify.EVENTS == CONTRACT_EVENTS
     assert tuple(CONTRACT_EVENTS.values()) == WEBHOOK_EVENTS  # the order the API documents
-    assert notifications.TO_RECEIVER == CONTRACT_TO_RECEIVER
-    assert notifications.TO_SENDER == CONTRACT_TO_SENDER
+    assert notify.TO_RECEIVER == CONTRACT_TO_RECEIVER
+    assert notify.TO_SENDER == CONTRACT_TO_SENDER
     cancelled = [e for e, n in NOTICES.items() if n.email_to is Told.OTHER_SIDE]
     assert cancelled == ["referral.cancelled"]
     assert set(words.DEADLINES) == CONTRACT_EXPIRABLE

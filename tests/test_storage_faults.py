@@ -26,13 +26,13 @@ from app.config import Settings
 from app.db import RETRY_AFTER_SECONDS, insert_row, make_engine, migrate, storage_fault
 from app.main import create_app
 from app.models import DataVersion, Role, User
+from app.places.importing import import_places, place_ids_by_source_id
+from app.places.sources import read_source
 from app.services.accounts import open_session
 from app.services.commune_reference import Reference
 from app.services.communes import import_reference
 from app.services.demo import DEMO_PLACES
 from app.services.keys import create_key
-from app.services.place_import import import_places, place_ids_by_source_id
-from app.services.place_sources import read_source
 from app.web.session import COOKIE
 from tests.conftest import World, orientation_body, serving
 from tests.pgserver import postgres_server

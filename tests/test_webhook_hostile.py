@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from app.config import Settings
 from app.db import Db
 from app.main import create_app
-from app.services import outbox, webhook_address
+from app.notifications import outbox, webhook_address
 from tests.conftest import Mailbox, World, count, orientation_body
 
 PROBLEM = "application/problem+json"

@@ -9,7 +9,7 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.orientation import ProcedureOut
-from app.models.place import PlaceSummary
+from app.places.models import PlaceSummary
 from app.triage.lifecycle import ReferralStatus
 
 
@@ -54,7 +54,7 @@ class Referral(SQLModel, table=True):
     accepted_at: datetime | None = None
     first_contact_hours: float | None = None
     refusal_reason: str | None = None
-    # When its place was reminded of its deadline (app.services.notifications).
+    # When its place was reminded of its deadline (app.notifications.notify).
     reminded_at: datetime | None = None
 
 

@@ -9,9 +9,9 @@ from app.deps import DbDep
 from app.errors import FastJSONResponse, api_problems
 from app.models import PlaceKind
 from app.models.commune import COMMUNE_PATTERN
-from app.models.place import PlaceIn, PlaceOut
+from app.places import service
+from app.places.models import PlaceIn, PlaceOut
 from app.problems import NotFound
-from app.services import places as service
 from app.services.communes import get_commune
 
 router = APIRouter(

@@ -9,9 +9,9 @@ from app.auth import Require
 from app.deps import DbDep
 from app.errors import api_problems, problem_responses
 from app.models import Principal, Role
-from app.models.outbox import WebhookCreated, WebhookIn, WebhookOut
+from app.notifications import webhooks as service
+from app.notifications.models import WebhookCreated, WebhookIn, WebhookOut
 from app.problems import NotFound
-from app.services import webhooks as service
 
 router = APIRouter(
     prefix="/v1/webhooks",

@@ -29,8 +29,8 @@ from app.models import (
     WebSession,
 )
 from app.models.common import new_id, utcnow
+from app.notifications import notify
 from app.principal import hash_token
-from app.services import notifications
 from app.services.keys import KeyError_, resolve_scope
 from app.services.links import link_secret
 
@@ -736,7 +736,7 @@ def decide_join(
 def _queue_email(
     session: Session, event: str, recipient: str, facts: dict[str, Any], now: datetime
 ) -> None:
-    notifications.enqueue(
+    notify.enqueue(
         session, "email", event, None, recipient, None, {"event": event, **facts}, now
     )
 

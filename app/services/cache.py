@@ -42,7 +42,7 @@ class Cached(Generic[T]):
 
     def put(self, value: T, version: int | None) -> None:
         """A copy read by a caller's own transaction at `version`, for readers that compare
-        the version in their transaction before using it (app.services.notifications)."""
+        the version in their transaction before using it (app.notifications.notify)."""
         with self._lock:
             self._value, self.version, self.stale = value, version, False
 

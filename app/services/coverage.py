@@ -15,9 +15,9 @@ from sqlmodel import Session, col, select
 from app.db import engine_of
 from app.models import Commune, PlaceKind, Principal
 from app.models.common import local_day, utcnow
-from app.models.place import PlaceOut
+from app.places.models import PlaceOut
+from app.places.service import full_places, paused, place_index
 from app.services.communes import CommuneRef, communes
-from app.services.places import full_places, paused, place_index
 from app.services.territories import NATIONAL, Territory, counted, members, readable_territory
 
 T = TypeVar("T")

@@ -7,11 +7,11 @@ from sqlmodel import Session
 
 from app.db import engine_of
 from app.models import Role
+from app.places.importing import ImportReport, import_places
+from app.places.sources import read_source
 from app.services.commune_reference import read_reference
 from app.services.communes import has_national_reference, import_reference
 from app.services.keys import create_key, list_keys, revoke_key
-from app.services.place_import import ImportReport, import_places
-from app.services.place_sources import read_source
 
 DEMO_PLACES = Path(__file__).resolve().parent.parent / "data" / "lieux-demo-19.csv"
 DEMO_AGENT_PLACE = "demo-fs-tulle"

@@ -18,6 +18,8 @@ from app.models.referral import (
     ReorientIn,
     TransitionIn,
 )
+from app.notifications import notify
+from app.places.service import NO_NEEDS, place_by_id, place_index, suitable_places
 from app.problems import (
     AccessDenied,
     AlreadyReoriented,
@@ -28,10 +30,9 @@ from app.problems import (
     VersionMismatch,
     invalid,
 )
-from app.services import idempotency, notifications
+from app.services import idempotency
 from app.services.communes import get_commune
 from app.services.contact import ReferralAnswer, log_reads, reads_of
-from app.services.places import NO_NEEDS, place_by_id, place_index, suitable_places
 from app.services.referrals import (
     etag,
     get_referral,
@@ -161,7 +162,7 @@ def _apply(
         reason=reason,
         note=note,
     )
-    notifications.queue(
+    notify.queue(
         session, referral, target, now, reason, cancelled_by=actor.role.value if actor else None
     )
     return True
@@ -380,7 +381,7 @@ def reorient(
             **{name: getattr(referral, name) for name in REFERRAL_INHERITS},
         )
         insert_row(session, Referral, new)
-        notifications.queue(session, new, ReferralStatus.EN_ATTENTE, now)
+        notify.queue(session, new, ReferralStatus.EN_ATTENTE, now)
         record_handoff(
             session,
             orientation_id=referral.orientation_id,

@@ -31,7 +31,7 @@ from app.models import (
     ServerSecret,
 )
 from app.models.common import utcnow
-from app.services import notifications
+from app.notifications import notify
 from app.services.cache import cached
 from app.triage.lifecycle import FINAL, ReferralStatus, effective_status
 
@@ -144,12 +144,12 @@ def send_new_link(session: Session, link: Link, now: datetime | None = None) -> 
             .select_from(OutboxMessage)
             .where(
                 col(OutboxMessage.referral_id) == referral.id,
-                col(OutboxMessage.event) == notifications.NEW_LINK,
+                col(OutboxMessage.event) == notify.NEW_LINK,
                 col(OutboxMessage.created_at) > now - timedelta(hours=1),
             )
         ).scalar_one()
         if sent >= NEW_LINKS_PER_HOUR:
             return False
-        notifications.queue(session, referral, None, now, event=notifications.NEW_LINK)
+        notify.queue(session, referral, None, now, event=notify.NEW_LINK)
         session.commit()
     return True

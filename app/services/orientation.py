@@ -22,15 +22,16 @@ from app.models.orientation import (
     ProcedureOut,
     ReferralBrief,
 )
-from app.models.place import PlaceAlternative, PlaceOut
 from app.models.referral import REFERRAL_INHERITS
+from app.notifications import notify
+from app.places.models import PlaceAlternative, PlaceOut
+from app.places.service import NO_NEEDS, match_places, place_by_id, place_summary
 from app.principal import Principal
 from app.problems import AccessDenied, InvalidData
-from app.services import idempotency, notifications
+from app.services import idempotency
 from app.services.communes import get_commune
 from app.services.contact import OrientationAnswer
 from app.services.lookup import first_or_404
-from app.services.places import NO_NEEDS, match_places, place_by_id, place_summary
 from app.services.referrals import (
     is_code_collision,
     new_referral,
@@ -205,7 +206,7 @@ def _write_orientation(
             **{name: orientation[name] for name in REFERRAL_INHERITS},
         )
         insert_row(session, Referral, referral)
-        notifications.queue(session, referral, ReferralStatus.EN_ATTENTE, now)
+        notify.queue(session, referral, ReferralStatus.EN_ATTENTE, now)
     record_handoff(
         session,
         orientation_id=orientation["id"],

@@ -15,11 +15,11 @@ from app.models.columns import OutputShape, RowShape
 from app.models.common import ID_PATTERN, utcnow
 from app.models.orientation import ProcedureOut
 from app.models.referral import REFERRAL_INHERITS, PlaceRef, ReferralOut, ReferralPage
+from app.places.service import place_by_id, place_summary
 from app.principal import Principal
 from app.problems import InvalidCursor
 from app.services.contact import person_out, reads_of, record_reads
 from app.services.lookup import first_or_404
-from app.services.places import place_by_id, place_summary
 from app.services.scope import past_due, scope_filter
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
 

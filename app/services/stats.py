@@ -45,9 +45,9 @@ from sqlmodel import Session, col
 from app.db import engine_of
 from app.models import Commune, Departement, Epci, Orientation, Referral, ReferralStatus
 from app.models.common import local_day, utcnow
+from app.places.service import place_index
 from app.problems import invalid
 from app.services.communes import communes
-from app.services.places import place_index
 from app.services.referrals import shown_status_column
 from app.services.territories import Territory, members
 from app.triage import words

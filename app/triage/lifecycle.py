@@ -64,7 +64,7 @@ class Told(StrEnum):
 @dataclass(frozen=True)
 class Notice:
     """A notification event: whether webhooks may follow it, and who gets its e-mail (its
-    words: app.services.outbox.render_email)."""
+    words: app.notifications.outbox.render_email)."""
 
     event: str
     webhook: bool
@@ -109,7 +109,7 @@ class Step:
 @dataclass(frozen=True)
 class StatusInfo:
     """One status, declared once: the words, badge, sets and event used elsewhere derive from
-    it (app.triage.words, app.web.render, app.services.notifications)."""
+    it (app.triage.words, app.web.render, app.notifications.notify)."""
 
     label: str  # as the front desk reads it
     tone: Tone

@@ -44,7 +44,7 @@ REASON_NOT_URGENT = "demarche_non_urgente"
 REASON_DONE_FOR_PERSON = "faire_a_la_place"
 REASON_ALREADY_FOLLOWED = "deja_suivi_par_un_mediateur"
 REASON_NO_PLACE_IN_RANGE = "aucun_lieu_de_mediation_a_proximite"
-# Said by matching (app.services.places), not by the typology: a nearer place was passed over.
+# Said by matching (app.places.service), not by the typology: a nearer place was passed over.
 REASON_PLACE_PAUSED = "lieu_en_pause"
 
 

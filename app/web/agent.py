@@ -18,11 +18,11 @@ from app.deps import db_of
 from app.errors import validation_errors
 from app.models import Principal, ReferralStatus
 from app.models.orientation import OrientationIn
+from app.places.service import Located, place_by_id, suitable_places
 from app.problems import IdempotencyKeyReused, InvalidData, Problem
 from app.services import lifecycle
 from app.services import orientation as service
 from app.services.communes import CommuneRef, communes, search_communes
-from app.services.places import Located, place_by_id, suitable_places
 from app.triage import DIAGNOSTIC, PROCEDURE_THEMES, Profile
 from app.triage.consent import CURRENT_CONSENT
 from app.triage.needs import HALVES, MODALITIES, PUBLIC, SPECIFIC, Day, Half

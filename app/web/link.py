@@ -23,11 +23,11 @@ from app.deps import db_of as _db
 from app.errors import validation_errors
 from app.models import Place, Referral
 from app.models.common import utcnow
-from app.models.place import PlaceContact
+from app.places.models import PlaceContact
+from app.places.service import place_by_id, place_history, update_place
 from app.problems import FormRefused, Problem, TooManyAttempts, UnknownLink
 from app.services import contact, lifecycle, links
 from app.services import referrals as service
-from app.services.places import place_by_id, place_history, update_place
 from app.triage.lifecycle import Actor, targets
 from app.web.referrals import DONE, step_of
 from app.web.render import page, problem_words

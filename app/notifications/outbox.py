@@ -26,9 +26,9 @@ from standardwebhooks import Webhook as Signer
 from app.db import Db, writing
 from app.models import OutboxMessage, Webhook
 from app.models.common import LOCAL_TZ, utcnow
-from app.services import webhook_address
+from app.notifications import webhook_address
+from app.notifications.notify import NEW_LINK, TO_RECEIVER
 from app.services.links import link_secret, make_link
-from app.services.notifications import NEW_LINK, TO_RECEIVER
 from app.triage import PROCEDURE_THEMES
 from app.triage.lifecycle import REFUSAL_REASONS
 

@@ -17,15 +17,15 @@ from sqlmodel import Session, col, select
 from app.db import engine_of, writing
 from app.models import Place, PlaceKind
 from app.models.common import new_id, utcnow
-from app.services.cache import bump
-from app.services.communes import CommuneRef, communes
-from app.services.place_sources import (
+from app.places.sources import (
     SourceFile,
     normalise_name,
     offers_accompaniment,
     services_v1,
     split_values,
 )
+from app.services.cache import bump
+from app.services.communes import CommuneRef, communes
 from app.triage.geo import distance_km as haversine_km
 from app.triage.needs import FEES, MODALITIES, PUBLIC, SPECIFIC, from_schema
 from app.triage.opening import readable

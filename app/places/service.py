@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from app.db import engine_of, writing
 from app.models import Place, PlaceEvent, PlaceKind, Principal, Referral
 from app.models.common import local_day, utcnow
-from app.models.place import PlaceIn, PlaceOut, PlaceSummary
+from app.places.models import PlaceIn, PlaceOut, PlaceSummary
 from app.problems import InvalidData, invalid
 from app.services import idempotency
 from app.services.cache import bump, cached

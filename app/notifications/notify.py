@@ -1,6 +1,6 @@
 """What each step of a referral tells whom: e-mails to the places and deliveries to the webhooks
 that follow them, queued in the outbox in the transaction of the handoff event (delivery:
-app.services.outbox). Never the person's contact data: the code, the theme, the urgency, a
+app.notifications.outbox). Never the person's contact data: the code, the theme, the urgency, a
 link."""
 
 from collections.abc import Mapping
@@ -14,8 +14,8 @@ from sqlmodel import Session, col, select
 from app.db import engine_of, insert_row, raw_execute, writing
 from app.models import DataVersion, OutboxMessage, Referral, Webhook
 from app.models.common import new_id, rfc3339, utcnow
+from app.places.service import place_by_id
 from app.services.cache import cached
-from app.services.places import place_by_id
 from app.triage.lifecycle import (
     EXPIRABLE,
     NOTICES,
@@ -46,9 +46,10 @@ def load_webhooks(session: Session) -> dict[str | None, list[Webhook]]:
 
 def _webhooks(session: Session) -> dict[str | None, list[Webhook]]:
     """The subscriptions as of this transaction. Their version is read here, with a share lock
-    on PostgreSQL (a creation or deletion bumps it under an exclusive one, app.services.webhooks):
-    a subscription committed before this transaction is always seen, however stale this
-    process's copy, and one being deleted waits for this transaction, or is not seen."""
+    on PostgreSQL (a creation or deletion bumps it under an exclusive one,
+    app.notifications.webhooks): a subscription committed before this transaction is always
+    seen, however stale this process's copy, and one being deleted waits for this
+    transaction, or is not seen."""
     copy = cached(engine_of(session), "webhook", load_webhooks)
     connection = session.connection()
     # Every orientation reads it: straight on the driver's cursor, compiled once per dialect

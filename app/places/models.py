@@ -19,7 +19,7 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import Day, InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
-from app.models.hours import hours_in_french
+from app.places.hours import hours_in_french
 from app.triage.needs import Fees, Modality
 from app.triage.needs import Public as PublicNeed
 from app.triage.needs import Specific as SpecificNeed

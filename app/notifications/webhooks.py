@@ -9,13 +9,13 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.db import writing
 from app.models import OutboxMessage, Principal, Role, Webhook
-from app.models.outbox import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
+from app.notifications import webhook_address
+from app.notifications.models import WEBHOOK_EVENTS, WebhookCreated, WebhookIn, WebhookOut
+from app.notifications.outbox import lock_in_order
+from app.places.service import get_place
 from app.problems import invalid
-from app.services import webhook_address
 from app.services.cache import bump
 from app.services.lookup import first_or_404
-from app.services.outbox import lock_in_order
-from app.services.places import get_place
 
 
 def _out(webhook: Webhook) -> WebhookOut:
@@ -69,7 +69,7 @@ def _managed(principal: Principal) -> ColumnElement[bool]:
 def list_webhooks(
     session: Session, principal: Principal, place_id: str | None = None
 ) -> list[WebhookOut]:
-    """The webhooks the caller manages (app.services.webhooks._managed); `place_id`: only
+    """The webhooks the caller manages (app.notifications.webhooks._managed); `place_id`: only
     that place's (an unknown place: 404). Without it, an admin lists its own, which follow
     every place."""
     query = select(Webhook).where(_managed(principal))
@@ -85,7 +85,7 @@ def list_webhooks(
 def delete_webhook(session: Session, principal: Principal, webhook_id: str) -> None:
     with writing(session):
         # The version first: it waits for the orientations queueing for this subscription
-        # right now (they hold it shared, app.services.notifications) and makes later ones
+        # right now (they hold it shared, app.notifications.notify) and makes later ones
         # wait, so the messages updated below include theirs and none refers to it after.
         bump(session, "webhook")
         webhook = first_or_404(
