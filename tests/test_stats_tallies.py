@@ -33,6 +33,7 @@ from tests.conftest import World, orientation_body
 # Corrèze (19), Creuse (23), Gironde (33): Nouvelle-Aquitaine (75); Ain (01): another région;
 # 99999: in no reference (its rows count nationally, in no département).
 COMMUNES = ("19272", "19275", "19031", "23096", "33063", "01053", "99999")
+MISSING = COMMUNES[-1]
 TERRITORIES = (
     NATIONAL,
     Territory("region", "75", "Nouvelle-Aquitaine"),
@@ -85,7 +86,7 @@ def _orientation(draw: st.DrawFn) -> dict[str, Any]:
         if ROUTE_OF[profile] == "mediateur" else []
     )
     return {
-        "commune": draw(st.sampled_from(COMMUNES)),
+        "commune": draw(st.sampled_from((*COMMUNES, MISSING))),
         "day": draw(_days()),
         "profile": profile,
         "theme": draw(st.sampled_from(("caf", "retraite", "impots"))),
@@ -94,15 +95,20 @@ def _orientation(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def _period(draw: st.DrawFn) -> stats.Period:
-    start = draw(_days())
+def _period(draw: st.DrawFn, days: list[date]) -> stats.Period:
+    """Mostly a period about the data's days (a period that holds none proves little)."""
+    near = st.tuples(st.sampled_from(days), st.integers(-45, 3)).map(
+        lambda drawn: drawn[0] + timedelta(days=drawn[1])
+    )
+    start = draw(st.one_of(near, _days()))
     length = draw(st.one_of(st.just(0), st.integers(0, 70), st.integers(200, 450)))
     return stats.Period(start, start + timedelta(days=length))
 
 
 def _keys() -> st.SearchStrategy[tuple[str, ...]]:
-    return st.lists(st.sampled_from(sorted(stats.TALLY_KEYS)), max_size=3, unique=True).map(
-        tuple
+    """Up to three keys, in any order (the département among them as often as not)."""
+    return st.tuples(st.permutations(sorted(stats.TALLY_KEYS)), st.integers(0, 3)).map(
+        lambda drawn: tuple(drawn[0][: drawn[1]])
     )
 
 
@@ -157,18 +163,23 @@ def _insert(
 
 @given(
     made=st.lists(_orientation(), min_size=1, max_size=30),
-    asked=st.lists(
-        st.tuples(st.sampled_from(TERRITORIES), _period(), _keys()), min_size=1, max_size=4
-    ),
+    data=st.data(),
 )
 @settings(
-    max_examples=30, deadline=None,
+    max_examples=40, deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_tallies_count_what_a_scan_counts(
-    engine: Engine, world: World, made: list[dict[str, Any]],
-    asked: list[tuple[Territory, stats.Period, tuple[str, ...]]],
+    engine: Engine, world: World, made: list[dict[str, Any]], data: st.DataObject
 ) -> None:
+    asked = data.draw(st.lists(
+        st.tuples(
+            st.sampled_from((NATIONAL, *TERRITORIES)),
+            _period([o["day"] for o in made]),
+            _keys(),
+        ),
+        min_size=1, max_size=4,
+    ))
     with Session(engine) as session:
         try:
             _insert(session, world, made)
@@ -336,3 +347,28 @@ def test_the_triggers_keep_what_a_rebuild_makes(
         session.commit()
     kept, rebuilt = _rebuilt(engine)
     assert kept == rebuilt
+
+
+def test_a_commune_missing_from_the_reference(engine: Engine, world: World) -> None:
+    """Its orientations count nationally, and in no département, as the scan counts them."""
+    made = [
+        {"commune": commune, "day": date(2026, 1, 31), "profile": "partiellement_autonome",
+         "theme": "caf", "chain": [{"status": "acceptee", "past_due": True, "accepted": True,
+                                    "contacted": False, "reason": None}]}
+        for commune in (MISSING, "19272")
+    ] * 5
+    period = stats.Period(date(2026, 1, 15), date(2026, 3, 31))
+    with Session(engine) as session:
+        try:
+            _insert(session, world, made)
+            for keys in ((), ("departement",), ("month", "departement")):
+                scanned = stats.referral_stats(session, NATIONAL, period, keys, using="scan")
+                tallied = stats.referral_stats(session, NATIONAL, period, keys, using="tally")
+                assert tallied == scanned, keys
+                assert [g.get("departement") for g in scanned["groups"]] == (
+                    ["19"] if keys else []
+                )
+                # Grouped by département, the total is that of the départements.
+                assert scanned["totals"]["orientations"] == (5 if keys else 10)
+        finally:
+            session.rollback()
