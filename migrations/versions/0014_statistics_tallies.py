@@ -215,6 +215,10 @@ def upgrade() -> None:
         sa.Column("contacted", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint(*REFERRAL_KEY),
     )
+    if postgresql:
+        # Writers wait until the triggers exist: a row committed between the backfill and the
+        # triggers would be in neither.
+        op.execute("LOCK TABLE orientation, referral IN SHARE MODE")
     for grain in GRAINS:
         for statement in _backfill(grain, postgresql):
             op.execute(statement)
