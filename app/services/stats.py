@@ -1,5 +1,7 @@
 """Coordinators' statistics: the orientations and referrals of a territory over a period,
 grouped, with small groups withheld (the coverage of a territory: app.services.coverage).
+Counted from tallies that triggers keep (migration 0014) wherever they can say it exactly,
+by scanning the rows otherwise (see _tally).
 
 Every figure is defined once, in FIGURES: its field in the API, its label on the page, in the
 CSV and on the charts, its definition for a coordinator and how it is computed (the OpenAPI
