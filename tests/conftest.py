@@ -51,6 +51,8 @@ MUTABLE_TABLES = (
     "referral_tally",  # after referral: deleting referrals (SQLite) moves its counts
     "contact",
     "orientation",
+    "orientation_stats_tally",  # after orientation and referral, whose deletes move them
+    "referral_stats_tally",
     "place_event",
     "web_session",
     "login_link",

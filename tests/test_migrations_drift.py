@@ -15,8 +15,9 @@ import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
 # Tables the migrations create on purpose outside SQLModel.metadata. referral_tally
 # (migration 0012) is written only by triggers on referral and read through a lightweight
 # `table()` in app/services/referrals.py: autogenerate sees it in the database and not in
-# the models, and would drop it.
-OUTSIDE_THE_MODELS = {"referral_tally"}
+# the models, and would drop it. So are the statistics tallies (migration 0014, read through
+# app/services/stats_tally.py).
+OUTSIDE_THE_MODELS = {"referral_tally", "orientation_stats_tally", "referral_stats_tally"}
 
 
 def _flat(diff: list[Any]) -> list[tuple[Any, ...]]:

@@ -28,6 +28,12 @@ class Referral(SQLModel, table=True):
             sqlite_where=text("first_contact_hours IS NOT NULL"),
             postgresql_where=text("first_contact_hours IS NOT NULL"),
         ),
+        # The open referrals past their deadline, which statistics read live (migration 0014).
+        Index(
+            "ix_referral_open_expires", "expires_at",
+            sqlite_where=text("status IN ('en_attente', 'acceptee')"),
+            postgresql_where=text("status IN ('en_attente', 'acceptee')"),
+        ),
     )
 
     id: str = Field(default_factory=lambda: new_id("orv"), primary_key=True)

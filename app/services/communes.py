@@ -22,6 +22,7 @@ from app.models.commune import COMMUNE_PATTERN
 from app.problems import invalid
 from app.services.cache import bump, cached
 from app.services.commune_reference import Reference, read_reference
+from app.services.stats_tally import rebuild_tallies
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,9 @@ def import_reference(session: Session, reference: Reference) -> CommuneImport:
             [{"siren": c, "name": n, "kind": k} for c, (n, k) in reference.epcis.items()],
         )
         report = _upsert(session, Commune, "code", reference.communes)
+        if report.created or report.updated:
+            # A commune's département may have changed: statistics count by it.
+            rebuild_tallies(session)
         bump(session, "commune")
         session.commit()
     return report

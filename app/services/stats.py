@@ -1,5 +1,7 @@
 """Coordinators' statistics: the orientations and referrals of a territory over a period,
 grouped, with small groups withheld (the coverage of a territory: app.services.coverage).
+Counted from tallies that triggers keep (migration 0014) wherever they can say it exactly,
+by scanning the rows otherwise (see _tally).
 
 Every figure is defined once, in FIGURES: its field in the API, its label on the page, in the
 CSV and on the charts, its definition for a coordinator and how it is computed (the OpenAPI
@@ -30,14 +32,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
+    and_,
     distinct,
     func,
     literal,
     literal_column,
     null,
+    or_,
     select,
 )
 from sqlmodel import Session, col
@@ -49,9 +53,10 @@ from app.places.service import place_index
 from app.problems import invalid
 from app.services.communes import communes
 from app.services.referrals import shown_status_column
+from app.services.stats_tally import NO_DEPARTEMENT, orientation_tally, referral_tally
 from app.services.territories import Territory, members
 from app.triage import words
-from app.triage.lifecycle import FINAL, REFUSAL_REASONS, shown_status
+from app.triage.lifecycle import EXPIRABLE, FINAL, REFUSAL_REASONS, shown_status
 from app.triage.matching import NO_SUITABLE_PLACE
 from app.triage.needs import PUBLIC, SPECIFIC, Modality
 from app.triage.vocabulary import Route
@@ -88,6 +93,7 @@ REFERRAL_KEYS = frozenset({"status", "place"})
 SMALL_GROUP = 5
 STATUSES = tuple(s.value for s in ReferralStatus)
 FINAL_STATUSES = tuple(s.value for s in FINAL)
+EXPIRABLE_STATUSES = tuple(sorted(s.value for s in EXPIRABLE))
 
 
 # --- the figures -------------------------------------------------------------------------
@@ -553,10 +559,13 @@ def _scope(session: Session, territory: Territory, period: Period) -> _Scope:
     return _Scope(territory, period, tuple(c.code for c in inside))
 
 
-def _tally(
-    session: Session, scope: _Scope, keys: Sequence[str]
-) -> tuple[dict[tuple[Any, ...], _Cell], _Cell, dict[str, int]]:
-    """The counts of each group and of the whole, and the refusals by reason.
+Counted = tuple[dict[tuple[Any, ...], _Cell], _Cell, dict[str, int]]
+
+
+def _scan(session: Session, scope: _Scope, keys: Sequence[str]) -> Counted:
+    """The counts of each group and of the whole, and the refusals by reason, from the rows
+    themselves: what any territory and grouping is counted by when the tallies cannot say it
+    (and the tallies' oracle in the tests).
 
     Two grouped scans, one per table, with no join between them (referrals carry what their
     orientation is grouped by): a national year of a million referrals stays within the
@@ -628,6 +637,158 @@ def _tally(
     return cells, total, refusals
 
 
+# --- the tallies --------------------------------------------------------------------------
+# Kept by triggers (migration 0014, app.services.stats_tally): orientations and referrals by
+# month and by day, by département of the person's commune, profile, route (orientations),
+# theme, and for referrals their stored status, acceptance and refusal reason. They answer
+# whole départements (national, a région, a département) grouped by these keys; the others
+# (weeks, communes, EPCI, statuses and places, which need distinct orientations) are scanned.
+
+TALLY_KEYS = frozenset({"month", "profile", "route", "theme", "departement"})
+Using = Literal["auto", "scan", "tally"]
+
+
+def _whole_departements(
+    session: Session, scope: _Scope, keys: Sequence[str]
+) -> tuple[str, ...] | Literal[False] | None:
+    """The départements whose cells make the territory exactly: None for all of France (the
+    communes out of the reference included, as the scan counts them), a tuple of codes, or
+    False when the tallies cannot answer (a key they lack, a territory smaller than its
+    départements, a région that holds only part of one)."""
+    if not TALLY_KEYS.issuperset(keys):
+        return False
+    territory = scope.territory
+    if territory.kind == "national":
+        return None
+    if territory.kind == "departement":
+        return (territory.code,)
+    if territory.kind != "region" or scope.communes is None:
+        return False
+    every = communes(engine_of(session))
+    codes = sorted({c.departement for c in members(territory, every)})
+    whole = sum(len(members(Territory("departement", d, d), every)) for d in codes)
+    return tuple(codes) if whole == len(scope.communes) else False
+
+
+def _month_after(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _spans(period: Period) -> list[tuple[str, date, date]]:
+    """The period as cells: its whole months as month cells (by their first day), the days
+    before and after them as day cells."""
+    first = period.start if period.start.day == 1 else _month_after(period.start)
+    end = period.end + timedelta(days=1)
+    after = end if end.day == 1 else end.replace(day=1)  # the day after the last whole month
+    if first >= after:
+        return [("day", period.start, period.end)]
+    spans = [("month", first, after - timedelta(days=1))]
+    if period.start < first:
+        spans.append(("day", period.start, first - timedelta(days=1)))
+    if after <= period.end:
+        spans.append(("day", after, period.end))
+    return spans
+
+
+def _cells_of(tally: Any, period: Period, departements: tuple[str, ...] | None,
+              keys: Sequence[str]) -> list[Any]:
+    """The WHERE of a tally query: the period's cells, of the territory's départements."""
+    grain, start = tally.c.grain, tally.c.period_start
+    where = [or_(*(and_(grain == g, start >= lo, start <= hi) for g, lo, hi in _spans(period)))]
+    if departements is not None:
+        where.append(tally.c.departement.in_(departements))
+    elif "departement" in keys:  # as the scan's join on the commune table leaves them out
+        where.append(tally.c.departement != NO_DEPARTEMENT)
+    return where
+
+
+def _from_tallies(
+    session: Session, scope: _Scope, keys: Sequence[str], departements: tuple[str, ...] | None
+) -> Counted:
+    """What _scan counts, from the tallies' cells: a few thousand for a national year, where
+    the scan reads every row. The open referrals past their deadline are read live (few: the
+    service expires them every minute) and moved from their stored status to `expiree`, as
+    they show; _Cell.add_referrals is linear, so each group's counts are summed first."""
+    cells: defaultdict[tuple[Any, ...], _Cell] = defaultdict(_Cell)
+    total = _Cell()
+    sql_keys = _sql_keys(keys)
+    width, label = len(sql_keys), _labels(keys, sql_keys)
+
+    def key_columns(tally: Any) -> list[Any]:
+        return [
+            tally.c.period_start if key == "day"
+            else literal(Route.MEDIATEUR.value) if key == "route" and tally is referral_tally
+            else tally.c[key]
+            for key in sql_keys
+        ]
+
+    where = _cells_of(orientation_tally, scope.period, departements, keys)
+    route = orientation_tally.c.route
+    query = select(*key_columns(orientation_tally), route, func.sum(orientation_tally.c.n))
+    for row in session.execute(_grouped(query.where(*where), width, 1)).all():
+        route_value, n = row[width], int(row[width + 1])
+        if n:
+            total.add_orientations(route_value, n)
+            cells[label(row)].add_orientations(route_value, n)
+
+    # (group, status, accepted, refusal reason) -> [referrals, re-orientations, contacted]
+    sums: defaultdict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    c = referral_tally.c
+    where = _cells_of(referral_tally, scope.period, departements, keys)
+    query = select(
+        *key_columns(referral_tally), c.status, c.accepted, c.refusal_reason,
+        func.sum(c.n), func.sum(c.reoriented), func.sum(c.contacted),
+    ).where(*where)
+    for row in session.execute(_grouped(query, width, 3)).all():
+        stored, accepted, why, *counts = row[width:]
+        found = sums[(label(row), stored, bool(accepted), why or "")]
+        for i, n in enumerate(counts):
+            found[i] += int(n)
+
+    # The past-due ones, scoped as the scan scopes them (their commune, its département).
+    query = select(
+        *_key_columns(Referral, sql_keys),
+        col(Referral.status),
+        col(Referral.accepted_at).is_not(None),
+        func.count(),
+        func.count(col(Referral.previous_referral_id)),
+        func.count(col(Referral.first_contact_hours)),
+    ).select_from(Referral)
+    query = _scoped(query, Referral, scope, keys).where(
+        col(Referral.status).in_(EXPIRABLE_STATUSES), col(Referral.expires_at) <= utcnow()
+    )
+    for row in session.execute(_grouped(query, width, 2)).all():
+        stored, accepted, *counts = row[width:]
+        was, now = (sums[(label(row), s, bool(accepted), "")] for s in (stored, "expiree"))
+        for i, n in enumerate(counts):
+            was[i] -= n
+            now[i] += n
+
+    refusals: dict[str, int] = {}
+    for (key, status, accepted, why), (n, reoriented, contacted) in sums.items():
+        if not n:
+            continue
+        for cell in (cells[key], total):
+            cell.add_referrals(status, accepted, n, reoriented, contacted)
+        if status == ReferralStatus.REFUSEE.value:
+            refusals[why or "non_precise"] = refusals.get(why or "non_precise", 0) + n
+    return cells, total, refusals
+
+
+def _tally(session: Session, scope: _Scope, keys: Sequence[str], using: Using = "auto") -> Counted:
+    """The counts of each group and of the whole, and the refusals by reason: from the
+    tallies when they can say them exactly, by a scan otherwise (`using` forces either: the
+    tests compare them; "tally" where it cannot answer is an error)."""
+    departements: tuple[str, ...] | Literal[False] | None = (
+        False if using == "scan" else _whole_departements(session, scope, keys)
+    )
+    if departements is False:
+        if using == "tally":
+            raise ValueError(f"the tallies cannot count {scope.territory} by {keys}")
+        return _scan(session, scope, keys)
+    return _from_tallies(session, scope, keys, departements)
+
+
 def _groups(
     session: Session, keys: Sequence[str], cells: dict[tuple[Any, ...], _Cell]
 ) -> list[dict[str, Any]]:
@@ -645,11 +806,15 @@ def _groups(
 
 
 def referral_stats(
-    session: Session, territory: Territory, period: Period, keys: Sequence[str]
+    session: Session,
+    territory: Territory,
+    period: Period,
+    keys: Sequence[str],
+    using: Using = "auto",
 ) -> dict[str, Any]:
     """GET /v1/stats/referrals: the groups, small ones withheld, and the exact totals."""
     scope = _scope(session, territory, period)
-    cells, total, refusals = _tally(session, scope, keys)
+    cells, total, refusals = _tally(session, scope, keys, using)
     figures = total.figures()
     totals = {
         **{f.key: figures[f.key] for f in FIGURES},
