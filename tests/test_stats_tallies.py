@@ -7,6 +7,7 @@ databases. And the triggers keep the tallies equal to a rebuild from the rows th
 orientations, transitions, erasures, updates and deletions."""
 
 import sqlite3
+import statistics
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,13 @@ TERRITORIES = (
     Territory("departement", "23", "Creuse"),
     Territory("departement", "01", "Ain"),
 )
+# The département of each commune above, and each territory's.
+DEPARTEMENT_OF = {"19272": "19", "19275": "19", "19031": "19", "23096": "23", "33063": "33",
+                  "01053": "01"}
+IN_TERRITORY = {
+    "national": None, "region:75": {"19", "23", "33"}, "region:84": {"01"},
+    "departement:19": {"19"}, "departement:23": {"23"}, "departement:01": {"01"},
+}
 ROUTE_OF = {
     "non_autonome_sans_envie": "france_services",
     "non_autonome_non_refractaire": "mediateur",
@@ -76,7 +84,8 @@ def _referral(draw: st.DrawFn) -> dict[str, Any]:
         )),
         "past_due": draw(st.booleans()),
         "accepted": draw(st.booleans()),
-        "contacted": draw(st.booleans()),
+        # Hours to first contact, in quarters of an hour: a median has values to order.
+        "hours": draw(st.one_of(st.none(), st.integers(0, 400).map(lambda q: q / 4))),
         "reason": draw(st.sampled_from(REASONS)),
     }
 
@@ -158,7 +167,7 @@ def _insert(
             row["status"] = sent["status"]
             row["expires_at"] = now + timedelta(days=-1 if sent["past_due"] else 14)
             row["accepted_at"] = created + timedelta(hours=2) if sent["accepted"] else None
-            row["first_contact_hours"] = 30.0 if sent["contacted"] else None
+            row["first_contact_hours"] = sent["hours"]
             row["refusal_reason"] = sent["reason"]
             insert_row(session, Referral, row)
             previous = row["id"]
@@ -190,6 +199,15 @@ def test_the_tallies_count_what_a_scan_counts(
                 scanned = stats.referral_stats(session, territory, period, keys, using="scan")
                 tallied = stats.referral_stats(session, territory, period, keys, using="tally")
                 assert tallied == scanned, (territory, period, keys)
+                # The median, against the generated rows themselves.
+                inside = IN_TERRITORY[str(territory)]
+                hours = [
+                    r["hours"] for o in made for r in o["chain"]
+                    if r["hours"] is not None and period.start <= o["day"] <= period.end
+                    and (inside is None or DEPARTEMENT_OF.get(o["commune"]) in inside)
+                ]
+                median = round(statistics.median(hours), 1) if hours else None
+                assert scanned["totals"]["median_hours_to_first_contact"] == median
         finally:
             session.rollback()
 
@@ -319,7 +337,7 @@ def test_the_triggers_keep_what_a_rebuild_makes(
     rows: list[dict[str, Any]] = [
         {"commune": commune, "day": day, "profile": "partiellement_autonome", "theme": "caf",
          "chain": [{"status": "en_attente", "past_due": False, "accepted": True,
-                    "contacted": True, "reason": None}] * 2}
+                    "hours": 30.0, "reason": None}] * 2}
         for commune in ("19272", "33063") for day in (date(2026, 3, 31), date(2026, 4, 1))
     ]
     with Session(engine) as session:
@@ -356,7 +374,7 @@ def test_a_commune_missing_from_the_reference(engine: Engine, world: World) -> N
     made = [
         {"commune": commune, "day": date(2026, 1, 31), "profile": "partiellement_autonome",
          "theme": "caf", "chain": [{"status": "acceptee", "past_due": True, "accepted": True,
-                                    "contacted": False, "reason": None}]}
+                                    "hours": None, "reason": None}]}
         for commune in (MISSING, "19272")
     ] * 5
     period = stats.Period(date(2026, 1, 15), date(2026, 3, 31))

@@ -484,10 +484,16 @@ def _median_hours(session: Session, scope: _Scope, n: int) -> float | None:
         return None
     hours = col(Referral.first_contact_hours)
     query = _scoped(select(hours), Referral, scope, ()).where(hours.is_not(None))
+    # In France as a whole, the partial index on the contacted ones, walked in the hours'
+    # order, reaches the middle at once (27 ms at 1 M referrals). In a territory, walking it
+    # in that order while filtering by commune read most of France's index (PostgreSQL:
+    # 0.43 s for a département): sorting by `hours + 0`, which no index serves, makes the
+    # database take the territory's rows by commune first, then sort those few.
+    order = hours if scope.communes is None else hours + 0
     middle = [
         float(h)
         for h in session.execute(
-            query.order_by(hours).offset((n - 1) // 2).limit(2 - n % 2)
+            query.order_by(order).offset((n - 1) // 2).limit(2 - n % 2)
         ).scalars()
     ]
     return round(sum(middle) / len(middle), 1) if middle else None
