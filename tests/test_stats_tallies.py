@@ -8,6 +8,7 @@ orientations, transitions, erasures, updates and deletions."""
 
 import sqlite3
 import statistics
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from app.db import insert_row
 from app.models import Orientation, Referral
 from app.models.common import new_id
 from app.services import stats
+from app.services.commune_reference import Reference
+from app.services.communes import import_reference
 from app.services.lifecycle import expire_due
 from app.services.personal_data import purge
 from app.services.referrals import new_referral
@@ -440,3 +443,38 @@ def test_the_migration_backfills_what_the_triggers_keep(tmp_path: Path) -> None:
     # By month and by day, three (day, département) cells, two statuses each.
     assert len(kept["referral_stats_tally"]) == 2 * 3 * 2
     engine.dispose()
+
+
+def test_a_commune_that_changes_departement_moves_its_tallies(
+    engine: Engine, world: World, reference: Reference
+) -> None:
+    """A new commune reference that puts a commune in another département (it happens when
+    départements are redrawn) rebuilds the tallies in its transaction: they say what the scan
+    says, under the new département."""
+    made = [
+        {"commune": "19272", "day": date(2026, 1, 31), "profile": "partiellement_autonome",
+         "theme": "caf", "chain": [{"status": "acceptee", "past_due": False, "accepted": True,
+                                    "hours": 2.0, "reason": None}]}
+    ] * 6
+    period = stats.Period(date(2026, 1, 1), date(2026, 3, 31))
+    moved = replace(reference, communes=[
+        {**c, "departement": "23"} if c["code"] == "19272" else c for c in reference.communes
+    ])
+    with Session(engine) as session:
+        _insert(session, world, made, missing=False)
+        session.commit()
+    try:
+        with Session(engine) as session:
+            import_reference(session, moved)
+        with Session(engine) as session:
+            for using in ("scan", "tally"):
+                doc = stats.referral_stats(session, NATIONAL, period, ("departement",), using=using)
+                assert [(g["departement"], g["orientations"]) for g in doc["groups"]] == [
+                    ("23", 6)
+                ], using
+    finally:
+        with Session(engine) as session:
+            import_reference(session, reference)  # as the other tests know it
+    with Session(engine) as session:
+        doc = stats.referral_stats(session, NATIONAL, period, ("departement",), using="tally")
+        assert [(g["departement"], g["orientations"]) for g in doc["groups"]] == [("19", 6)]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from app.db import engine_of, writing
 from app.models import Commune, Departement, Epci, Region
@@ -128,9 +128,16 @@ def import_reference(session: Session, reference: Reference) -> CommuneImport:
             "siren",
             [{"siren": c, "name": n, "kind": k} for c, (n, k) in reference.epcis.items()],
         )
+        was_in: dict[str, str] = dict(
+            session.execute(select(col(Commune.code), col(Commune.departement))).all()
+        )
         report = _upsert(session, Commune, "code", reference.communes)
-        if report.created or report.updated:
-            # A commune's département may have changed: statistics count by it.
+        if any(was_in.get(c["code"], c["departement"]) != c["departement"]
+               for c in reference.communes):
+            # Statistics are tallied by the commune's département (app.services.stats_tally):
+            # a commune that moved moves its rows. Only then (a rebuild at 1 M referrals is
+            # ~28 s of writers waiting): a new commune has no rows yet, and a new population
+            # or outline changes no tally.
             rebuild_tallies(session)
         bump(session, "commune")
         session.commit()
