@@ -965,8 +965,9 @@ def outbox_list(
         with Session(get_engine()) as session:
             secret = link_secret(session)
         for m in messages:
-            if m.channel == "email":
-                subject, text, _ = outbox.render_email(m.content, link, secret)
+            preview = outbox.CHANNELS[m.channel].preview if m.channel in outbox.CHANNELS else None
+            if preview is not None:
+                subject, text = preview(m.content, link, secret)
                 console.print()
                 for paragraph in (f"À : {m.recipient}", f"Objet : {subject}", *text.splitlines()):
                     say(paragraph) if paragraph else console.print()

@@ -9,6 +9,7 @@ import contextlib
 import html
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -23,6 +24,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 from standardwebhooks import Webhook as Signer
 
+from app.config import Settings
 from app.db import Db, writing
 from app.models import OutboxMessage, Webhook
 from app.models.common import LOCAL_TZ, utcnow
@@ -410,14 +412,14 @@ class _Batch:
 
     async def run(self, secret: str) -> DeliveryReport:
         """Sends the batch's e-mails (their links signed with `secret`) and webhooks."""
-        emails = [c for c in self.claimed if c.channel == "email"]
-        hooks = [c for c in self.claimed if c.channel == "webhook"]
+        by_channel: dict[str, list[Claimed]] = {}
+        for item in self.claimed:
+            by_channel.setdefault(item.channel, []).append(item)
         marker = asyncio.create_task(self.marking())
         renewer = asyncio.create_task(self.renewing())
         try:
             await asyncio.gather(
-                *([_send_emails(emails, self, secret)] if emails else []),
-                *([_send_webhooks(hooks, self)] if hooks else []),
+                *(CHANNELS[name].send(items, self, secret) for name, items in by_channel.items())
             )
         finally:
             renewer.cancel()
@@ -532,6 +534,40 @@ async def _send_webhooks(items: list[Claimed], batch: _Batch) -> None:
         await asyncio.gather(*(one(item) for item in items))
 
 
+
+@dataclass(frozen=True)
+class Channel:
+    """A way a notification is delivered: each outbox message names one (OutboxMessage.channel;
+    who gets what on each is app.notifications.notify's). A new channel is its sender and its
+    entry here."""
+
+    # Delivers a batch's messages of this channel, marking each through the batch (done).
+    send: Callable[[list[Claimed], "_Batch", str], Awaitable[None]]
+    # Whether this service can deliver it now (e-mails wait while no SMTP server is set).
+    ready: Callable[[Settings], bool]
+    signs_links: bool = False  # its messages carry links signed with the links' secret
+    # The message as a person reads it (subject, text), for `passerelle outbox list --show`.
+    preview: Callable[[dict[str, Any], str, str], tuple[str, str]] | None = None
+
+
+def _email_preview(content: dict[str, Any], public_url: str, secret: str) -> tuple[str, str]:
+    subject, text, _ = render_email(content, public_url, secret)
+    return subject, text
+
+
+CHANNELS: dict[str, Channel] = {
+    "webhook": Channel(
+        send=lambda items, batch, _secret: _send_webhooks(items, batch),
+        ready=lambda _settings: True,
+    ),
+    "email": Channel(
+        send=_send_emails,
+        ready=lambda settings: bool(settings.smtp_url),
+        signs_links=True,
+        preview=_email_preview,
+    ),
+}
+
 async def deliver_due(
     db: Db, only: str | None = None, stop: asyncio.Event | None = None
 ) -> DeliveryReport:
@@ -539,8 +575,10 @@ async def deliver_due(
     wait while no SMTP server is configured. Once `stop` is set (the service is stopping), no
     new message is tried: those in flight are finished and marked, the others released."""
     settings = db.settings
-    channels = ["webhook", *(["email"] if settings.smtp_url else [])]
-    channels = [c for c in channels if only in (None, c)]
+    channels = [
+        name for name, channel in CHANNELS.items()
+        if channel.ready(settings) and only in (None, name)
+    ]
     lease = timedelta(seconds=settings.outbox_lease_seconds)
     total = DeliveryReport()
     secret = None  # the links' (app.services.links), read once the first e-mail needs it
@@ -551,7 +589,7 @@ async def deliver_due(
         claimed = await db.write(partial(_claim, channels=channels, now=now, lease=lease))
         if not claimed:
             break
-        if secret is None and any(c.channel == "email" for c in claimed):
+        if secret is None and any(CHANNELS[c.channel].signs_links for c in claimed):
             secret = await db.read(link_secret)
         total.add(await _Batch(db, claimed, stop).run(secret or ""))
         if len(claimed) < BATCH:
