@@ -481,3 +481,33 @@ def test_a_commune_that_changes_departement_moves_its_tallies(
     with Session(engine) as session:
         doc = stats.referral_stats(session, NATIONAL, period, ("departement",), using="tally")
         assert [(g["departement"], g["orientations"]) for g in doc["groups"]] == [("19", 6)]
+
+
+def test_the_median_of_first_contacts_in_france_and_in_a_territory(
+    engine: Engine, world: World
+) -> None:
+    """The middle value (or the mean of the two middle ones) of the hours to first contact,
+    in France (read in the index's order) and in a territory (its rows sorted)."""
+    hours = {"19272": [40.0, 1.0, 7.5, 3.0, 90.0], "33063": [2.0, 500.0, 0.25]}
+    made = [
+        {"commune": commune, "day": date(2026, 2, 10), "profile": "partiellement_autonome",
+         "theme": "caf", "chain": [{"status": "contactee", "past_due": False, "accepted": True,
+                                    "hours": h, "reason": None}]}
+        for commune, values in hours.items() for h in values
+    ]
+    period = stats.Period(date(2026, 2, 1), date(2026, 2, 28))
+    with Session(engine) as session:
+        try:
+            _insert(session, world, made, missing=False)
+            for territory, values in (
+                (NATIONAL, hours["19272"] + hours["33063"]),
+                (Territory("region", "75", "Nouvelle-Aquitaine"), hours["19272"] + hours["33063"]),
+                (Territory("departement", "19", "Corrèze"), hours["19272"]),
+                (Territory("departement", "33", "Gironde"), hours["33063"]),
+            ):
+                doc = stats.referral_stats(session, territory, period, ())
+                assert doc["totals"]["median_hours_to_first_contact"] == round(
+                    statistics.median(values), 1
+                ), territory
+        finally:
+            session.rollback()
