@@ -62,7 +62,7 @@ class SlowMailbox(Mailbox):
         super().__init__()
         self.delay = delay
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
@@ -83,7 +83,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 time.sleep(delay)
                 outer.received.append((self.headers["webhook-id"], orjson.loads(body)))
@@ -305,10 +305,11 @@ def test_a_thousand_referrals_through_three_instances_notify_exactly_once_each(
                 "email": sum(c - 1 for c in emails.values()),
                 "webhook": sum(c - 1 for c in hooks.values()),
             }
-            print(f"fleet of 3, {n} referrals: stops at {stopped}, duplicates {duplicates}")
             # Only what the killed instance had in flight can come twice: its SMTP message
             # and its webhooks under way (16 at most), and outcomes not yet marked.
-            assert duplicates["email"] <= 2 and duplicates["webhook"] <= 20, duplicates
+            assert duplicates["email"] <= 2 and duplicates["webhook"] <= 20, (
+                f"fleet of 3, {n} referrals: stops at {stopped}, duplicates {duplicates}"
+            )
             with engine.connect() as connection:
                 states: dict[str, int] = dict(
                     connection.execute(

@@ -198,7 +198,7 @@ async def move(
 
 
 async def erase(
-    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
+    request: Request, referral_id: str, principal: AgentOrMediateurUser, _csrf: Form
 ) -> Response:
     return await act(
         request,
