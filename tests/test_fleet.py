@@ -323,8 +323,9 @@ def test_a_thousand_referrals_through_three_instances_notify_exactly_once_each(
         mailbox.stop()
 
 
+@pytest.mark.usefixtures("engine")
 def test_stopping_an_instance_mid_batch_sends_nothing_twice(
-    pg: str, engine: Engine, world: World, receiver: Receiver, tmp_path: Path
+    pg: str, world: World, receiver: Receiver, tmp_path: Path
 ) -> None:
     """A slow SMTP server and a graceful stop (SIGTERM) while a batch is under way: what the
     stopping instance sent is marked, what it had not tried is given back, none sent twice."""
@@ -356,8 +357,9 @@ def test_stopping_an_instance_mid_batch_sends_nothing_twice(
         mailbox.stop()
 
 
+@pytest.mark.usefixtures("pg")
 def test_a_webhook_whose_subscription_went_is_dead_alone(
-    client: TestClient, pg: str, engine: Engine, world: World, receiver: Receiver
+    client: TestClient, engine: Engine, world: World, receiver: Receiver
 ) -> None:
     """A row that can never be delivered (its subscription deleted after it was claimed)
     is marked dead by itself; the rest of its batch is delivered."""
@@ -517,9 +519,8 @@ def test_deleting_a_subscription_under_load_answers_no_5xx(
 # --- wrong tokens, the client address -----------------------------------------------------------
 
 
-def test_the_wrong_token_limit_is_one_for_the_fleet(
-    pg: str, engine: Engine, world: World, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("engine", "world")
+def test_the_wrong_token_limit_is_one_for_the_fleet(pg: str, tmp_path: Path) -> None:
     limit = Settings().auth_failures_per_minute
     with fleet(pg, tmp_path, expiry_check_seconds="3600", outbox_check_seconds="3600") as fleet_:
         statuses = []
@@ -540,9 +541,8 @@ def test_the_wrong_token_limit_is_one_for_the_fleet(
         assert all(int(a.headers["retry-after"]) > 0 for a in again)
 
 
-def test_a_trusted_proxy_forwards_the_client_address(
-    engine: Engine, world: World
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_a_trusted_proxy_forwards_the_client_address(engine: Engine) -> None:
     from app.main import create_app
 
     settings = Settings(trusted_proxies="testclient")  # TestClient's peer address

@@ -324,11 +324,11 @@ def test_private_addresses_are_refused(
         assert connection.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one() == 2
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_outbox_commands(
     client: TestClient,
     world: World,
     mailbox: Mailbox,
-    cli_env: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from typer.testing import CliRunner

@@ -243,8 +243,9 @@ def _age(engine: Engine, referral: str, days: int) -> None:
         )
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_past_due_is_expired_at_once_then_written(
-    client: TestClient, world: World, engine: Engine, cli_env: None
+    client: TestClient, world: World, engine: Engine
 ) -> None:
     waiting, accepted, done = (_referral(client, world) for _ in range(3))
     assert _move(client, world, accepted, "med_tulle", "acceptee").status_code == 200
