@@ -145,7 +145,10 @@ def sign_in_oidc(client: TestClient, email: str, tamper: Any = None) -> httpx.Re
     if tamper:
         authorization = tamper(authorization)
     back = provider_sign_in(authorization, email)
-    return client.get(back.removeprefix("http://testserver"), follow_redirects=False)
+    answer: httpx.Response = client.get(
+        back.removeprefix("http://testserver"), follow_redirects=False
+    )
+    return answer
 
 
 def landing(answer: httpx.Response) -> str:

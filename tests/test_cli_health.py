@@ -11,7 +11,7 @@ from tests.conftest import World
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_keys_create_list_revoke(client: TestClient, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_keys_create_list_revoke(client: TestClient, world: World) -> None:
     runner = CliRunner()
     made = runner.invoke(
         cli,
@@ -40,7 +40,7 @@ def test_keys_create_list_revoke(client: TestClient, world: World) -> None:  # t
 
 
 @pytest.mark.usefixtures("cli_env")
-def test_keys_scope_rules(world: World) -> None:  # type: ignore[no-untyped-def]
+def test_keys_scope_rules(world: World) -> None:
     runner = CliRunner()
     no_place = runner.invoke(cli, ["keys", "create", "--role", "agent"])
     assert no_place.exit_code == 2 and "--place" in no_place.output

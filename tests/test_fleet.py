@@ -32,9 +32,8 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.services.notifications import remind_due
-from tests.conftest import World, count, orientation_body
+from tests.conftest import Mailbox, World, count, orientation_body
 from tests.pgserver import free_port
-from tests.test_notifications import Mailbox
 
 # Three `passerelle serve` processes and more on one PostgreSQL.
 pytestmark = pytest.mark.stress

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from standardwebhooks import Webhook as Signer
 from standardwebhooks import Webhook as Verifier
 
 from app.config import Settings
@@ -279,7 +280,7 @@ def test_webhooks_are_signed_and_follow_the_place(
 
 def test_the_specifications_own_signature() -> None:
     """The Standard Webhooks specification's example: what our deliveries sign with."""
-    signed = outbox.Signer("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").sign(
+    signed = Signer("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").sign(
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         datetime.fromtimestamp(1614265330, tz=UTC),
         '{"test": 2432232314}',

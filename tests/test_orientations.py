@@ -229,9 +229,9 @@ def test_concurrent_retries_make_one_orientation(
 def test_crash_mid_request_leaves_nothing(
     client: TestClient, world: World, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from app.db import insert_row as real_insert
     from app.services import orientation
 
-    real_insert = orientation.insert_row
     written: list[str] = []
 
     def insert(session: Session, model: type, row: dict[str, object]) -> None:

@@ -83,7 +83,7 @@ def move(client: TestClient, world: World, referral: str, status: str, who: str 
 def reads(engine: Engine) -> list[tuple[str, str, str]]:
     with engine.connect() as connection:
         return [
-            tuple(row)  # type: ignore[misc]
+            tuple(row)
             for row in connection.execute(
                 text("SELECT role, referral_id, via FROM contact_read ORDER BY id")
             )

@@ -309,7 +309,8 @@ def test_scope(client: TestClient, stats_world: StatsWorld, engine: Engine) -> N
     w = stats_world.world
 
     def status(query: str, who: str = "coord") -> int:
-        return client.get(f"/v1/stats/referrals?{query}", headers=w.auth(who)).status_code
+        code: int = client.get(f"/v1/stats/referrals?{query}", headers=w.auth(who)).status_code
+        return code
 
     with engine.connect() as connection:
         tulle_epci = connection.execute(

@@ -256,7 +256,7 @@ def _world(engine: Engine, reference: Reference) -> World:
             ("agent_tulle", Role.AGENT, {"place_id": places["demo-fs-tulle"]}),
             ("med_tulle", Role.MEDIATEUR, {"place_id": places["demo-med-tulle"]}),
         ):
-            _, tokens[name] = create_key(session, role, name=name, **kwargs)  # type: ignore[arg-type]
+            _, tokens[name] = create_key(session, role, name=name, **kwargs)
     return World(places, tokens)
 
 

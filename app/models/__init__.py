@@ -9,9 +9,10 @@ from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
 from app.models.outbox import OutboxMessage, Webhook
 from app.models.place import Place, PlaceEvent, PlaceKind
-from app.models.referral import HandoffEvent, Referral, ReferralStatus
+from app.models.referral import HandoffEvent, Referral
 from app.models.secret import ServerSecret
 from app.models.throttle import AuthFailure
+from app.triage.lifecycle import ReferralStatus
 
 __all__ = [
     "ApiKey",
