@@ -54,8 +54,8 @@ def provider_url() -> str:
 
 
 @pytest.fixture
-@pytest.mark.usefixtures("engine")
 def server(
+    engine: Engine,  # noqa: ARG001 (asked for its side effect: the tables emptied)
     database_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
