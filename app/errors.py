@@ -269,7 +269,7 @@ def install(app: FastAPI) -> None:
             return await _problem(request, problem)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(_: Request, _exc: Exception) -> JSONResponse:
         # Last resort (the request guard answers first). Never echo the exception: it may carry
         # personal data. The server drops the connection after an error: say so.
         return problem_response(500, INTERNAL_ERROR, headers={"Connection": "close"})

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import errors
 from app.db import RETRY_AFTER_SECONDS
 from app.problems import (
+    INTERNAL_ERROR,
     BodyTooLarge,
     InvalidData,
     InvalidJson,
@@ -190,7 +191,7 @@ class RequestGuard:
                 type(exc).__name__,
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
-            response = errors.problem_response(500, errors.INTERNAL_ERROR)
+            response = errors.problem_response(500, INTERNAL_ERROR)
             await response(scope, receive, send_with_headers)
 
     async def _read_body(self, receive: Receive) -> bytes | None:

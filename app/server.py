@@ -156,10 +156,10 @@ class BackgroundStreamHandler(logging.Handler):
         self._thread = threading.Thread(target=self._write, name="access-log", daemon=True)
         self._thread.start()
 
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self._target.setFormatter(fmt)
 
-    def addFilter(self, filter: Any) -> None:  # noqa: N802, A002
+    def addFilter(self, filter: Any) -> None:
         self._target.addFilter(filter)
 
     def emit(self, record: logging.LogRecord) -> None:

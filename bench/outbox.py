@@ -36,7 +36,7 @@ from tests.pgserver import free_port
 class Sink:
     received = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, _server: Any, _session: Any, _envelope: Any) -> str:
         Sink.received += 1
         return "250 OK"
 
@@ -44,7 +44,7 @@ class Sink:
 class Hook(BaseHTTPRequestHandler):
     received = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["content-length"]))
         Hook.received += 1
         self.send_response(204)

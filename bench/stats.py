@@ -115,7 +115,7 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
     weights = np.array([c.population for c in people], dtype=np.float64)
 
     mediateur_share = sum(s for _, route, s in PROFILES if route == "mediateur")
-    refusals = dict((s, p) for s, p, _ in PATHS)["refusee"]
+    refusals = {s: p for s, p, _ in PATHS}["refusee"]
     per_orientation = mediateur_share * REFERRED * (1 + refusals * REORIENTED)
     n = int(wanted / per_orientation)
     where = rng.choice(len(people), size=n, p=weights / weights.sum())

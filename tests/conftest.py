@@ -233,7 +233,7 @@ def world(engine: Engine) -> World:
             ("coord", Role.COORDINATEUR, {"territory": "departement:19"}),
             ("admin", Role.ADMIN, {}),
         ):
-            _, tokens[name] = create_key(session, role, name=name, **kwargs)  # type: ignore[arg-type]
+            _, tokens[name] = create_key(session, role, name=name, **kwargs)
     return World(places, tokens)
 
 

@@ -1,5 +1,6 @@
 """Roles and scopes: 401, 403 and 404 exactly as the contract says."""
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -8,7 +9,8 @@ from app.services.keys import revoke_key
 from tests.conftest import World, orientation_body
 
 
-def test_no_or_unknown_token_is_401(client: TestClient, world: World) -> None:
+@pytest.mark.usefixtures("world")
+def test_no_or_unknown_token_is_401(client: TestClient) -> None:
     for headers in ({}, {"Authorization": "Bearer psl_nope"}, {"Authorization": "Basic abc"}):
         response = client.get("/v1/referrals", headers=headers)
         assert response.status_code == 401

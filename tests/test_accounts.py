@@ -146,7 +146,10 @@ def sign_in_oidc(client: TestClient, email: str, tamper: Any = None) -> httpx.Re
     if tamper:
         authorization = tamper(authorization)
     back = provider_sign_in(authorization, email)
-    return client.get(back.removeprefix("http://testserver"), follow_redirects=False)
+    answer: httpx.Response = client.get(
+        back.removeprefix("http://testserver"), follow_redirects=False
+    )
+    return answer
 
 
 def landing(answer: httpx.Response) -> str:
@@ -191,8 +194,9 @@ def signed_in(app: Any, engine: Engine, email: str) -> TestClient:
 
 
 @needs_provider
+@pytest.mark.usefixtures("cli_env")
 def test_an_invited_mediateur_signs_in_accepts_a_referral_and_the_logs_name_them(
-    oidc_client: TestClient, world: World, engine: Engine, cli_env: None
+    oidc_client: TestClient, world: World, engine: Engine
 ) -> None:
     client = oidc_client
     invite(
@@ -497,8 +501,9 @@ def test_without_a_provider_or_the_key_setting_the_login_page_offers_the_email_l
         assert missing.status_code == 404 and "pas configurée" in missing.text
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_users_invite_list_and_deactivate_on_the_command_line(
-    cli_env: None, world: World, engine: Engine, client: TestClient
+    world: World, engine: Engine, client: TestClient
 ) -> None:
     runner = CliRunner()
     made = runner.invoke(

@@ -55,7 +55,7 @@ def provider_url() -> str:
 
 @pytest.fixture
 def server(
-    engine: Engine,
+    engine: Engine,  # noqa: ARG001 (asked for its side effect: the tables emptied)
     database_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -135,7 +135,7 @@ def test_an_invited_mediateur_signs_in_with_the_provider_and_accepts_a_referral(
     engine: Engine,
     provider_url: str,
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     invite(
         engine,
         "Marie.Curie@mediatheque-tulle.fr",
@@ -207,7 +207,7 @@ def test_a_person_with_two_memberships_switches_between_them(
     engine: Engine,
     provider_url: str,
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     invite(engine, MARIE, Role.MEDIATEUR, place_id=world.places["demo-med-tulle"])
     invite(engine, MARIE, Role.COORDINATEUR, territory="departement:19")
     page = open_page(new_page)
@@ -239,7 +239,7 @@ def test_a_tampered_state_is_refused_with_a_french_page(
     engine: Engine,
     provider_url: str,
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     invite(engine, MARIE, Role.MEDIATEUR, place_id=world.places["demo-med-tulle"])
     page = open_page(new_page)
     # The provider's answer (its redirect to Passerelle's callback) is held in the browser
@@ -306,7 +306,7 @@ def test_an_email_link_signs_in_once_and_the_second_use_says_why(
     engine: Engine,
     mailbox: Mailbox,
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     address = "jean.perrin@mediatheque-tulle.fr"
     invite(engine, address, Role.MEDIATEUR, place_id=world.places["demo-med-tulle"])
     page = new_page()

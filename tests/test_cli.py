@@ -201,7 +201,8 @@ def test_numbers_the_french_way() -> None:
     assert plural(1200, "essai", "essais") == f"1{THIN}200 essais"
 
 
-def test_coverage_says_its_numbers_the_french_way(world: World, cli_env: None) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_coverage_says_its_numbers_the_french_way() -> None:
     shown = CliRunner().invoke(
         cli, ["stats", "coverage", "--territory", "departement:19", "--top", "3"], env=NARROW
     )
@@ -216,9 +217,8 @@ def test_coverage_says_its_numbers_the_french_way(world: World, cli_env: None) -
 # --- tables at 80 columns, names beside ids --------------------------------------------------
 
 
-def test_keys_list_names_places_and_territories(
-    world: World, cli_env: None, terminal: None
-) -> None:
+@pytest.mark.usefixtures("cli_env", "terminal")
+def test_keys_list_names_places_and_territories(world: World) -> None:
     runner = CliRunner()
     wide = runner.invoke(cli, ["keys", "list"], env=WIDE)
     assert wide.exit_code == 0, wide.output
@@ -244,9 +244,8 @@ def test_keys_list_names_places_and_territories(
     assert "6 clés, dont 5 actives" in after.output
 
 
-def test_audit_names_keys_and_places(
-    client: TestClient, world: World, cli_env: None, terminal: None
-) -> None:
+@pytest.mark.usefixtures("cli_env", "terminal")
+def test_audit_names_keys_and_places(client: TestClient, world: World) -> None:
     referral = client.post(
         "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
     ).json()["referral"]
@@ -262,9 +261,8 @@ def test_audit_names_keys_and_places(
     assert widest(narrow.output) <= 80 and referral["id"] in narrow.output, narrow.output
 
 
-def test_audit_piped_keeps_ids_and_adds_names(
-    client: TestClient, world: World, cli_env: None
-) -> None:
+@pytest.mark.usefixtures("cli_env")
+def test_audit_piped_keeps_ids_and_adds_names(client: TestClient, world: World) -> None:
     referral = client.post(
         "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
     ).json()["referral"]
@@ -276,9 +274,8 @@ def test_audit_piped_keeps_ids_and_adds_names(
     assert fields["nom du lieu"] == "Espace numérique de la médiathèque de Tulle (Tulle)"
 
 
-def test_outbox_and_stats_tables_hold_at_80_columns(
-    client: TestClient, world: World, cli_env: None, terminal: None
-) -> None:
+@pytest.mark.usefixtures("cli_env", "terminal")
+def test_outbox_and_stats_tables_hold_at_80_columns(client: TestClient, world: World) -> None:
     for commune in ("19272", "19272", "19031"):
         body = orientation_body(person={"commune": commune, "consent": False})
         sent = client.post("/v1/orientations", json=body, headers=world.auth("agent_tulle"))
@@ -300,8 +297,9 @@ def test_outbox_and_stats_tables_hold_at_80_columns(
 # --- people's accounts ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_users_invite_queues_the_e_mail_and_lists_the_invitation(
-    world: World, cli_env: None, engine: Engine
+    world: World, engine: Engine
 ) -> None:
     runner = CliRunner()
     args = ["users", "invite", "--email", "Marie.Curie@Mediatheque-Tulle.fr", "--role",
@@ -332,8 +330,9 @@ def test_users_invite_queues_the_e_mail_and_lists_the_invitation(
 # --- links of the e-mails ------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_outbox_links_follow_the_port_or_the_public_address(
-    client: TestClient, world: World, cli_env: None, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     referral = client.post(
         "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
@@ -373,8 +372,9 @@ def test_the_service_starts_without_a_warning_for_its_user() -> None:
     assert loaded.stderr == "", loaded.stderr
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_serve_demo_says_each_step_and_prints_valid_keys_only(
-    client: TestClient, cli_env: None, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served: list[tuple[str, int, int]] = []
     monkeypatch.setattr("app.server.serve", lambda *args: served.append(args))

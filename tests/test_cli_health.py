@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -9,7 +10,8 @@ from app.cli import app as cli
 from tests.conftest import World
 
 
-def test_keys_create_list_revoke(client: TestClient, world: World, cli_env) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.usefixtures("cli_env")
+def test_keys_create_list_revoke(client: TestClient, world: World) -> None:
     runner = CliRunner()
     made = runner.invoke(
         cli,
@@ -37,7 +39,8 @@ def test_keys_create_list_revoke(client: TestClient, world: World, cli_env) -> N
     assert runner.invoke(cli, ["keys", "revoke", "cle_missing"]).exit_code == 1
 
 
-def test_keys_scope_rules(world: World, cli_env) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.usefixtures("cli_env")
+def test_keys_scope_rules(world: World) -> None:
     runner = CliRunner()
     no_place = runner.invoke(cli, ["keys", "create", "--role", "agent"])
     assert no_place.exit_code == 2 and "--place" in no_place.output

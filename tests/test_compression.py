@@ -24,7 +24,7 @@ def fetch(
     client: TestClient, url: str, method: str = "GET", **kwargs: object
 ) -> tuple[httpx.Response, bytes]:
     """The answer and its body as sent (not decoded)."""
-    with client.stream(method, url, **kwargs) as answer:  # type: ignore[arg-type]
+    with client.stream(method, url, **kwargs) as answer:
         raw = b"".join(answer.iter_raw())
     return answer, raw
 

@@ -32,9 +32,8 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.notifications.notify import remind_due
-from tests.conftest import World, count, orientation_body
+from tests.conftest import Mailbox, World, count, orientation_body
 from tests.pgserver import free_port
-from tests.test_notifications import Mailbox
 
 # Three `passerelle serve` processes and more on one PostgreSQL.
 pytestmark = pytest.mark.stress
@@ -62,7 +61,7 @@ class SlowMailbox(Mailbox):
         super().__init__()
         self.delay = delay
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
@@ -83,7 +82,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 time.sleep(delay)
                 outer.received.append((self.headers["webhook-id"], orjson.loads(body)))
@@ -305,10 +304,11 @@ def test_a_thousand_referrals_through_three_instances_notify_exactly_once_each(
                 "email": sum(c - 1 for c in emails.values()),
                 "webhook": sum(c - 1 for c in hooks.values()),
             }
-            print(f"fleet of 3, {n} referrals: stops at {stopped}, duplicates {duplicates}")
             # Only what the killed instance had in flight can come twice: its SMTP message
             # and its webhooks under way (16 at most), and outcomes not yet marked.
-            assert duplicates["email"] <= 2 and duplicates["webhook"] <= 20, duplicates
+            assert duplicates["email"] <= 2 and duplicates["webhook"] <= 20, (
+                f"fleet of 3, {n} referrals: stops at {stopped}, duplicates {duplicates}"
+            )
             with engine.connect() as connection:
                 states: dict[str, int] = dict(
                     connection.execute(
@@ -322,8 +322,9 @@ def test_a_thousand_referrals_through_three_instances_notify_exactly_once_each(
         mailbox.stop()
 
 
+@pytest.mark.usefixtures("engine")
 def test_stopping_an_instance_mid_batch_sends_nothing_twice(
-    pg: str, engine: Engine, world: World, receiver: Receiver, tmp_path: Path
+    pg: str, world: World, receiver: Receiver, tmp_path: Path
 ) -> None:
     """A slow SMTP server and a graceful stop (SIGTERM) while a batch is under way: what the
     stopping instance sent is marked, what it had not tried is given back, none sent twice."""
@@ -355,8 +356,9 @@ def test_stopping_an_instance_mid_batch_sends_nothing_twice(
         mailbox.stop()
 
 
+@pytest.mark.usefixtures("pg")
 def test_a_webhook_whose_subscription_went_is_dead_alone(
-    client: TestClient, pg: str, engine: Engine, world: World, receiver: Receiver
+    client: TestClient, engine: Engine, world: World, receiver: Receiver
 ) -> None:
     """A row that can never be delivered (its subscription deleted after it was claimed)
     is marked dead by itself; the rest of its batch is delivered."""
@@ -516,9 +518,8 @@ def test_deleting_a_subscription_under_load_answers_no_5xx(
 # --- wrong tokens, the client address -----------------------------------------------------------
 
 
-def test_the_wrong_token_limit_is_one_for_the_fleet(
-    pg: str, engine: Engine, world: World, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("engine", "world")
+def test_the_wrong_token_limit_is_one_for_the_fleet(pg: str, tmp_path: Path) -> None:
     limit = Settings().auth_failures_per_minute
     with fleet(pg, tmp_path, expiry_check_seconds="3600", outbox_check_seconds="3600") as fleet_:
         statuses = []
@@ -539,9 +540,8 @@ def test_the_wrong_token_limit_is_one_for_the_fleet(
         assert all(int(a.headers["retry-after"]) > 0 for a in again)
 
 
-def test_a_trusted_proxy_forwards_the_client_address(
-    engine: Engine, world: World
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_a_trusted_proxy_forwards_the_client_address(engine: Engine) -> None:
     from app.main import create_app
 
     settings = Settings(trusted_proxies="testclient")  # TestClient's peer address

@@ -3,6 +3,7 @@
 import json
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,8 +55,9 @@ def _set(body: dict, path: tuple[str, ...], value: object) -> dict:  # type: ign
 
 @FUZZ
 @given(field=st.sampled_from(FIELDS), value=json_values)
+@pytest.mark.usefixtures("engine")
 def test_mutated_orientations_never_fail(
-    client: TestClient, world: World, engine: Engine, field: tuple[str, ...], value: object
+    client: TestClient, world: World, field: tuple[str, ...], value: object
 ) -> None:
     body = _set(json.loads(json.dumps(orientation_body())), field, value)
     response = client.post("/v1/orientations", json=body, headers=world.auth("agent_tulle"))

@@ -147,24 +147,26 @@ def test_the_loop_never_waits_for_another_writer(
 # --- 2, 9. bodies that are not what they claim ----------------------------------------------
 
 
+HOSTILE_BODIES: list[tuple[str, bytes, str, int, str]] = [
+    ("nested 1,000 deep", b"[" * 1000 + b"]" * 1000, "application/json", 400, "imbriqué"),
+    ("objects 320 deep", b'{"a":' * 320 + b"1" + b"}" * 320, JSON, 400, "imbriqué"),
+    ("just too deep", b"[" * 40 + b"]" * 40, "application/json", 400, "imbriqué"),
+    ("invalid UTF-8", b'{"person": "\xff\xfe"}', "application/json", 400, "UTF-8"),
+    ("lone surrogate", b'{"a": "\\ud800"}', "application/json", 400, "JSON"),
+    ("5,000 digits", b'{"already_followed": ' + b"9" * 5000 + b"}", JSON, 400, "Nombre"),
+    ("text/plain", b'{"a": 1}', "text/plain", 415, "Content-Type: application/json"),
+    ("form", b"a=1", "application/x-www-form-urlencoded", 415, "JSON"),
+]
+
+
 @pytest.mark.parametrize(
-    ("label", "raw", "content_type", "status", "words"),
-    [
-        ("nested 1,000 deep", b"[" * 1000 + b"]" * 1000, "application/json", 400, "imbriqué"),
-        ("objects 320 deep", b'{"a":' * 320 + b"1" + b"}" * 320, JSON, 400, "imbriqué"),
-        ("just too deep", b"[" * 40 + b"]" * 40, "application/json", 400, "imbriqué"),
-        ("invalid UTF-8", b'{"person": "\xff\xfe"}', "application/json", 400, "UTF-8"),
-        ("lone surrogate", b'{"a": "\\ud800"}', "application/json", 400, "JSON"),
-        ("5,000 digits", b'{"already_followed": ' + b"9" * 5000 + b"}", JSON, 400, "Nombre"),
-        ("text/plain", b'{"a": 1}', "text/plain", 415, "Content-Type: application/json"),
-        ("form", b"a=1", "application/x-www-form-urlencoded", 415, "JSON"),
-    ],
+    ("raw", "content_type", "status", "words"),
+    [pytest.param(*case, id=label) for label, *case in HOSTILE_BODIES],
 )
 def test_hostile_bodies_get_a_french_problem(
     client: TestClient,
     world: World,
     engine: Engine,
-    label: str,
     raw: bytes,
     content_type: str,
     status: int,
@@ -272,7 +274,8 @@ def test_a_500_says_connection_close(
 # --- 6. wrong tokens -----------------------------------------------------------------------------
 
 
-def test_wrong_tokens_are_slowed_down(client: TestClient, world: World, settings: Settings) -> None:
+@pytest.mark.usefixtures("world")
+def test_wrong_tokens_are_slowed_down(client: TestClient, settings: Settings) -> None:
     limit = settings.auth_failures_per_minute
     for _ in range(limit):
         wrong = client.get("/v1/referrals", headers={"Authorization": "Bearer psl_nope"})
@@ -321,7 +324,8 @@ def test_demo_keys_of_a_previous_start_are_revoked(client: TestClient, engine: E
         assert (old.status_code, new.status_code) == (401, 200), role
 
 
-def test_keys_list_feeds_keys_revoke(world: World, cli_env: None) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_keys_list_feeds_keys_revoke() -> None:
     runner = CliRunner()
     listed = runner.invoke(cli, ["keys", "list"])  # not a terminal: tab-separated lines
     rows = [line.split("\t") for line in listed.output.splitlines() if line]
@@ -386,8 +390,9 @@ def _within(seconds: float, check: Callable[[], bool]) -> bool:
     return False
 
 
+@pytest.mark.usefixtures("world")
 def test_keys_and_places_changed_elsewhere_reach_a_running_service(
-    server: Server, world: World, engine: Engine
+    server: Server, engine: Engine
 ) -> None:
     """The service keeps keys and places in memory; a key created or revoked, a place created
     by another process (here, this test, through the same services) is seen through the

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from select import select as readable
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -79,9 +80,8 @@ def _import(*args: str) -> Result:
     return CliRunner().invoke(cli, ["places", "import", *args], env={"COLUMNS": "200"})
 
 
-def test_a_line_separator_inside_quotes_stays_in_its_cell(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None
-) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_a_line_separator_inside_quotes_stays_in_its_cell(tmp_path: Path, engine: Engine) -> None:
     """U+2028, vertical tab, form feed, U+0085, U+001C… are no record boundary for CSV, in a
     quoted cell or not: each of six places keeps its e-mail, phone and services, and no fake
     row is rejected (before: five places without them, and five rejected halves)."""
@@ -141,9 +141,8 @@ def _hostile_files(tmp_path: Path) -> list[tuple[Path, str]]:
     return files
 
 
-def test_hostile_import_files_are_refused_in_french(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None
-) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_hostile_import_files_are_refused_in_french(tmp_path: Path, engine: Engine) -> None:
     """Too many columns or values, a huge cell, an unterminated quote, JSON nested 10,000
     deep, a 100 MiB file, /dev/zero: refused whole, in French, nothing imported."""
     before = count(engine, "place")
@@ -156,9 +155,8 @@ def test_hostile_import_files_are_refused_in_french(
     assert count(engine, "place") == before
 
 
-def test_200_000_columns_cost_little_memory(
-    tmp_path: Path, world: World, database_url: str
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_200_000_columns_cost_little_memory(tmp_path: Path, database_url: str) -> None:
     """The 41.5 MB file of 200,000 columns took 3.1 GB: the real command, in a process of its
     own, now refuses it within a bound that a normal start already nearly fills."""
     path = tmp_path / "colonnes.csv"
@@ -214,8 +212,9 @@ def _run(database_url: str, *args: str, tty: bool = False, **env: str) -> tuple[
     return process.wait(10), out.decode(errors="replace")
 
 
+@pytest.mark.usefixtures("world")
 def test_names_and_ids_with_brackets_are_printed_as_typed(
-    world: World, engine: Engine, database_url: str
+    engine: Engine, database_url: str
 ) -> None:
     """A key named « [/] » (Rich's closing tag) listed on a terminal, an unknown id or
     territory written the same way: printed as typed, never a MarkupError."""

@@ -5,6 +5,7 @@ import html
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -161,9 +162,7 @@ def test_a_full_place_and_a_paused_place_are_skipped_then_take_referrals_again(
     assert count(engine, "place_event") == len(history)
 
 
-def test_the_coordinators_figures_count_the_needs_stated(
-    client: TestClient, world: World
-) -> None:
+def test_the_coordinators_figures_count_the_needs_stated(client: TestClient, world: World) -> None:
     orient(client, world)
     orient(client, world, {"specific": ["surdite"], "free_only": True})
     orient(client, world, {"specific": ["illettrisme"]})  # none within the distance
@@ -206,8 +205,9 @@ def test_coverage_per_need_and_the_places_that_receive_nothing_today(
     assert "1 sont en pause et 1 sont complets" in page
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_an_operator_sets_a_capacity_and_a_pause_from_the_command_line(
-    client: TestClient, world: World, cli_env: None
+    client: TestClient, world: World
 ) -> None:
     from typer.testing import CliRunner
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from standardwebhooks import Webhook as Signer
 from standardwebhooks import Webhook as Verifier
 
 from app.config import Settings
@@ -35,7 +36,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(outer.answer)
@@ -279,7 +280,7 @@ def test_webhooks_are_signed_and_follow_the_place(
 
 def test_the_specifications_own_signature() -> None:
     """The Standard Webhooks specification's example: what our deliveries sign with."""
-    signed = outbox.Signer("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").sign(
+    signed = Signer("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").sign(
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         datetime.fromtimestamp(1614265330, tz=UTC),
         '{"test": 2432232314}',
@@ -324,11 +325,11 @@ def test_private_addresses_are_refused(
         assert connection.execute(text("SELECT COUNT(*) FROM outbox")).scalar_one() == 2
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_outbox_commands(
     client: TestClient,
     world: World,
     mailbox: Mailbox,
-    cli_env: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from typer.testing import CliRunner

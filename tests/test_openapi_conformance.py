@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
 
 from tests.conftest import World, serving
 from tests.test_places import PLACE
@@ -18,8 +17,8 @@ ST = Path(sys.executable).with_name("st")
 ROLES = ("admin", "agent_tulle", "med_tulle", "coord")
 
 
+@pytest.mark.usefixtures("engine")
 def test_schemathesis_finds_no_conformance_failure(
-    engine: Engine,
     world: World,
     database_url: str,
     tmp_path: Path,

@@ -40,7 +40,7 @@ class _Visible(HTMLParser):
     """The text a reader sees or hears: text nodes outside script and style, and the
     attributes read out (alt, title, aria-label, placeholder, a button's value)."""
 
-    HIDDEN = {"script", "style", "template"}
+    HIDDEN = frozenset({"script", "style", "template"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

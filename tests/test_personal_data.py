@@ -83,7 +83,7 @@ def move(client: TestClient, world: World, referral: str, status: str, who: str 
 def reads(engine: Engine) -> list[tuple[str, str, str]]:
     with engine.connect() as connection:
         return [
-            tuple(row)  # type: ignore[misc]
+            tuple(row)
             for row in connection.execute(
                 text("SELECT role, referral_id, via FROM contact_read ORDER BY id")
             )
@@ -204,8 +204,9 @@ def test_contact_only_while_the_referral_is_open(
     assert count(engine, "contact") == 1  # kept until the retention time, shown to nobody
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_every_read_of_contact_data_is_logged_and_nothing_else(
-    client: TestClient, world: World, engine: Engine, cli_env: None
+    client: TestClient, world: World, engine: Engine
 ) -> None:
     with_contact = orient(client, world)["referral"]
     no_consent = client.post(
@@ -260,8 +261,9 @@ def _backdate(engine: Engine, table: str, column: str, days: int, where: str = "
             )
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_retention_purge_and_statistics_unchanged(
-    client: TestClient, world: World, engine: Engine, cli_env: None
+    client: TestClient, world: World, engine: Engine
 ) -> None:
     finished = orient(client, world)["referral"]["id"]
     move(client, world, finished, "acceptee")

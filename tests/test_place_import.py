@@ -4,6 +4,7 @@ command line, checked in the database."""
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -31,8 +32,9 @@ def places(engine: Engine, source: str) -> dict[str, Place]:
         return {p.source_id or "": p for p in rows}
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_rows_are_checked_located_and_reported(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None, client: TestClient
+    tmp_path: Path, world: World, engine: Engine, client: TestClient
 ) -> None:
     source = tmp_path / "lieux.csv"
     source.write_text(
@@ -103,8 +105,9 @@ def test_rows_are_checked_located_and_reported(
     assert count(engine, "place") == before + 5
 
 
+@pytest.mark.usefixtures("world", "cli_env")
 def test_v0_json_same_place_from_two_sources_and_file_options(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None
+    tmp_path: Path, engine: Engine
 ) -> None:
     v1 = tmp_path / "v1.csv"
     v1.write_text(
@@ -187,9 +190,8 @@ def test_v0_json_same_place_from_two_sources_and_file_options(
     assert not places(engine, "z")["z1"].accepts_referrals
 
 
-def test_files_that_are_not_places_are_refused_whole(
-    tmp_path: Path, world: World, engine: Engine, cli_env: None
-) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_files_that_are_not_places_are_refused_whole(tmp_path: Path, engine: Engine) -> None:
     before = count(engine, "place")
     for name, content, reason in (
         ("broken.json", "[{", "JSON invalide"),
@@ -203,7 +205,8 @@ def test_files_that_are_not_places_are_refused_whole(
     assert count(engine, "place") == before
 
 
-def test_france_services_list(tmp_path: Path, world: World, engine: Engine, cli_env: None) -> None:
+@pytest.mark.usefixtures("world", "cli_env")
+def test_france_services_list(tmp_path: Path, engine: Engine) -> None:
     source = tmp_path / "fs.csv"
     source.write_text(
         '"id_fs","insee_dep","lib_fs","adresse","complement_adresse","insee_com","code_postal",'

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -109,7 +110,8 @@ def test_place_coordinates_must_be_numbers(client: TestClient, world: World) -> 
     assert as_text.json()["errors"][0]["loc"][-1] == "latitude"
 
 
-def test_communes_import_from_a_file(tmp_path: Path, engine: Engine, cli_env: None) -> None:
+@pytest.mark.usefixtures("cli_env")
+def test_communes_import_from_a_file(tmp_path: Path, engine: Engine) -> None:
     before = count(engine, "commune")
     source = tmp_path / "communes.csv"
     source.write_text(

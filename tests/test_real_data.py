@@ -184,8 +184,9 @@ def test_raw_exports_are_refused_whole(name: str, missing: str) -> None:
         read_source(PLACES / name)
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_consolidated_file_then_the_others_then_orientation(
-    engine: Engine, client: TestClient, cli_env: None
+    engine: Engine, client: TestClient
 ) -> None:
     runner = CliRunner(env={"COLUMNS": "200"})
     first = runner.invoke(cli, ["places", "import", str(PLACES / "lieux-consolides-v1.csv")])

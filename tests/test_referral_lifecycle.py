@@ -43,11 +43,13 @@ def _move(
     headers: dict[str, str] | None = None,
     **extra: object,
 ) -> httpx.Response:
-    return client.post(
+    # TestClient's methods come from httpx.Client through starlette, which mypy reads as Any.
+    response: httpx.Response = client.post(
         f"/v1/referrals/{referral}/events",
         json={"status": status, **extra},
         headers={**world.auth(who), **(headers or {})},
     )
+    return response
 
 
 Step = tuple[str, str, str | None]  # who, status, reason
@@ -200,7 +202,8 @@ def test_twenty_concurrent_conflicting_transitions(
         headers = {**world.auth("med_tulle"), **({"If-Match": tag} if i % 4 < 2 else {})}
         start.wait()
         response = client.post(f"/v1/referrals/{referral}/events", json=body, headers=headers)
-        return response.status_code
+        status: int = response.status_code
+        return status
 
     with ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(attempt, range(20)))
@@ -243,8 +246,9 @@ def _age(engine: Engine, referral: str, days: int) -> None:
         )
 
 
+@pytest.mark.usefixtures("cli_env")
 def test_past_due_is_expired_at_once_then_written(
-    client: TestClient, world: World, engine: Engine, cli_env: None
+    client: TestClient, world: World, engine: Engine
 ) -> None:
     waiting, accepted, done = (_referral(client, world) for _ in range(3))
     assert _move(client, world, accepted, "med_tulle", "acceptee").status_code == 200

@@ -31,7 +31,7 @@ CHANGE = st.tuples(st.integers(0, 40), st.sampled_from([*STATUSES, None]), st.bo
 def plain_summary(rows: list[dict[str, Any]], side: str, place: str) -> dict[str, Any]:
     """What the summary says, counted from every row (the computation before the tally)."""
     now = datetime.now(UTC)
-    by_status = Counter({s: 0 for s in STATUSES})
+    by_status = Counter(dict.fromkeys(STATUSES, 0))
     urgent_open = 0
     for row in rows:
         if row[side] != place:

@@ -309,7 +309,8 @@ def test_scope(client: TestClient, stats_world: StatsWorld, engine: Engine) -> N
     w = stats_world.world
 
     def status(query: str, who: str = "coord") -> int:
-        return client.get(f"/v1/stats/referrals?{query}", headers=w.auth(who)).status_code
+        code: int = client.get(f"/v1/stats/referrals?{query}", headers=w.auth(who)).status_code
+        return code
 
     with engine.connect() as connection:
         tulle_epci = connection.execute(
@@ -571,9 +572,8 @@ def test_coverage_without_any_place(client: TestClient, engine: Engine) -> None:
     assert all(r["distance_km"] is None and r["place"] is None for r in doc["communes"])
 
 
-def test_stats_command_line(
-    client: TestClient, stats_world: StatsWorld, cli_env: None, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("cli_env")
+def test_stats_command_line(client: TestClient, stats_world: StatsWorld, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from app.cli import app as cli

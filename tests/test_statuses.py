@@ -8,8 +8,10 @@ from app.triage import words
 from app.triage.lifecycle import (
     EXPIRABLE,
     FINAL,
+    NEW_LINK,
     NOTICES,
     OPEN,
+    REMINDER,
     REORIENTABLE,
     STATUS_TABLE,
     TRANSITIONS,
@@ -85,7 +87,7 @@ def test_every_event_has_its_notice() -> None:
         assert notice.webhook or notice.email_to is not None, event  # it tells someone
     raised = {info.event for info in STATUS_TABLE.values()}
     assert raised == set(WEBHOOK_EVENTS)  # every webhook event is some status's
-    assert set(NOTICES) - raised == {notify.REMINDER, notify.NEW_LINK}
+    assert set(NOTICES) - raised == {REMINDER, NEW_LINK}
 
 
 def test_the_derived_sets_are_the_contracts() -> None:

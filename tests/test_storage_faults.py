@@ -200,9 +200,8 @@ def test_a_full_disk_answers_503_says_so_in_readyz_and_loses_nothing(
         copy.dispose()
 
 
-def test_a_read_only_sqlite_file_at_start_is_a_french_error(
-    engine: Engine, world: World, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_a_read_only_sqlite_file_at_start_is_a_french_error(engine: Engine, tmp_path: Path) -> None:
     """With or without its write-ahead log beside it, a read-only database stops `serve` and
     `migrate` at once, in French, exit code 69 (EX_UNAVAILABLE), no traceback."""
     if engine.dialect.name != "sqlite":
@@ -257,7 +256,7 @@ def _world(engine: Engine, reference: Reference) -> World:
             ("agent_tulle", Role.AGENT, {"place_id": places["demo-fs-tulle"]}),
             ("med_tulle", Role.MEDIATEUR, {"place_id": places["demo-med-tulle"]}),
         ):
-            _, tokens[name] = create_key(session, role, name=name, **kwargs)  # type: ignore[arg-type]
+            _, tokens[name] = create_key(session, role, name=name, **kwargs)
     return World(places, tokens)
 
 

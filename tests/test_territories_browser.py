@@ -4,14 +4,14 @@ page checked by axe-core (the fixtures and checks of test_web_browser.py)."""
 
 from typing import Any
 
-from tests.conftest import Server, World
+from tests.conftest import World
 from tests.test_web_browser import _database, browser, check, login, new_page  # noqa: F401
 
 
 def test_a_coordinator_chooses_a_territory_by_its_name(
-    new_page: Any, world: World, server: Server, database_url: str  # noqa: F811
+    new_page: Any, world: World, database_url: str  # noqa: F811
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     page = new_page()
     login(page, world, "coord")
     page.goto("/coordinateur/couverture")

@@ -158,9 +158,8 @@ def test_suggestions_favour_the_desks_departement_and_postal_codes(
     assert [c.code for c in search_communes(engine, "Ussel (19200)")] == ["19275"]
 
 
-def test_a_commune_of_several_is_chosen_not_assumed(
-    client: TestClient, world: World, engine: Engine
-) -> None:
+@pytest.mark.usefixtures("engine")
+def test_a_commune_of_several_is_chosen_not_assumed(client: TestClient, world: World) -> None:
     token = login(client, world, "agent_tulle")
     answer = client.post("/agent", data=form(csrf=token, commune="Ussel"))
     assert answer.status_code == 422
@@ -223,9 +222,7 @@ def test_the_slip_speaks_to_the_person_and_promises_no_appointment(
         assert not any(re.search(r"\bs'il\b|\bil en a\b", item) for item in what_to_bring(theme))
 
 
-def test_the_slips_qr_code_leads_to_the_public_address(
-    engine: Engine, world: World
-) -> None:
+def test_the_slips_qr_code_leads_to_the_public_address(engine: Engine, world: World) -> None:
     public = Settings(public_url="https://passerelle.example.org/")
     app = create_app(engine, public)
     # Over HTTPS, as the session cookie is Secure with an https public address.

@@ -27,7 +27,7 @@ def _fits(page: Any) -> None:
 def test_a_phone_shows_every_page_without_sideways_scroll(
     new_page: Any, world: World, server: Server, database_url: str  # noqa: F811
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     for _ in range(3):
         sent = _orient(server, world)
     page = new_page()
@@ -83,7 +83,7 @@ def test_a_phone_shows_every_page_without_sideways_scroll(
 def test_erasing_a_contact_asks_first_and_works_from_the_keyboard(
     new_page: Any, world: World, server: Server, database_url: str  # noqa: F811
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     sent = _orient(server, world)
     page = new_page()
     login(page, world, "med_tulle")

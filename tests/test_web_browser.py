@@ -102,14 +102,14 @@ def check(page: Any, name: str, database: str) -> None:
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _database(server: Server, database_url: str) -> str:
+def _database(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgresql"
 
 
 def test_an_agent_orients_a_person_with_the_diagnostic_and_prints_the_slip(
-    new_page: Any, world: World, server: Server, database_url: str
+    new_page: Any, world: World, database_url: str
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     page = new_page()
     login(page, world, "agent_tulle")
     assert page.url.endswith("/agent")
@@ -182,7 +182,7 @@ def _orient(server: Server, world: World, who: str = "agent_tulle", **changes: A
 def test_a_mediateur_finds_a_referral_by_code_and_works_it_to_the_end(
     new_page: Any, world: World, server: Server, database_url: str, engine: Engine
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     sent = _orient(server, world)
     code = sent["referral"]["code"]
     page = new_page()
@@ -225,7 +225,7 @@ def test_a_mediateur_finds_a_referral_by_code_and_works_it_to_the_end(
 def test_a_refusal_with_its_reason_then_the_agent_reorients(
     new_page: Any, world: World, server: Server, database_url: str
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     sent = _orient(server, world)
     page = new_page()
     login(page, world, "med_tulle")
@@ -264,7 +264,7 @@ def test_a_mediateur_cannot_open_another_places_referral(
 
 
 def test_a_form_without_its_csrf_token_is_refused_and_stores_nothing(
-    new_page: Any, world: World, server: Server, engine: Engine
+    new_page: Any, world: World, engine: Engine
 ) -> None:
     page = new_page()
     login(page, world, "agent_tulle")
@@ -283,7 +283,7 @@ def test_a_form_without_its_csrf_token_is_refused_and_stores_nothing(
 def test_a_coordinator_sees_the_figures_the_charts_and_the_map(
     new_page: Any, world: World, server: Server, database_url: str
 ) -> None:
-    db = _database(server, database_url)
+    db = _database(database_url)
     for _ in range(6):
         _orient(server, world)
     _orient(server, world, assessment={"profile": "non_autonome_sans_envie"})
@@ -396,7 +396,7 @@ def test_a_place_without_a_key_works_its_referral_from_the_emails_link(
 
     from app.services import links
 
-    db = _database(server, database_url)
+    db = _database(database_url)
     sent = _orient(server, world)["referral"]
     with Session(engine) as session:  # the link the e-mail carries (test_links.py: the e-mail)
         token = links.make_link(links.link_secret(session), sent["id"], sent["place"]["id"])

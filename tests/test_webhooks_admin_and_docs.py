@@ -77,9 +77,8 @@ def chromium() -> Iterator[Any]:
         launched.close()
 
 
-def test_docs_work_under_their_policy_in_chromium(
-    chromium: Any, server: Server, world: World
-) -> None:
+@pytest.mark.usefixtures("world")
+def test_docs_work_under_their_policy_in_chromium(chromium: Any, server: Server) -> None:
     """Swagger UI renders every operation, opens one and calls it for real, and the browser
     reports no refusal of the policy and no script error."""
     page = chromium.new_page(base_url=server.url)

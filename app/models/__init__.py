@@ -7,11 +7,12 @@ from app.models.commune import Commune, Departement, Epci, Region
 from app.models.data_version import DataVersion
 from app.models.idempotency import IdempotencyRecord
 from app.models.orientation import Contact, Orientation
-from app.models.referral import HandoffEvent, Referral, ReferralStatus
+from app.models.referral import HandoffEvent, Referral
 from app.models.secret import ServerSecret
 from app.models.throttle import AuthFailure
 from app.notifications.models import OutboxMessage, Webhook
 from app.places.models import Place, PlaceEvent, PlaceKind
+from app.triage.lifecycle import ReferralStatus
 
 __all__ = [
     "ApiKey",
@@ -34,8 +35,8 @@ __all__ = [
     "PlaceKind",
     "Principal",
     "Referral",
-    "Region",
     "ReferralStatus",
+    "Region",
     "Role",
     "ServerSecret",
     "User",

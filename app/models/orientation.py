@@ -18,10 +18,12 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import InputModel, UtcDatetime, new_id, utcnow
 from app.models.commune import COMMUNE_PATTERN
-from app.places.models import PlaceAlternative, PlaceSummary, PublicNeed, SpecificNeed
+from app.places.models import PlaceAlternative, PlaceSummary
 from app.triage import PROCEDURE_THEMES, Profile, ProfileSource, Route
 from app.triage.consent import CONSENT_VERSIONS
 from app.triage.needs import Day, Half, Modality, Needs, slot
+from app.triage.needs import Public as PublicNeed
+from app.triage.needs import Specific as SpecificNeed
 
 
 class Orientation(SQLModel, table=True):

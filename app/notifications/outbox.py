@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -48,7 +48,8 @@ CONCURRENT_DELIVERIES = 16
 
 def backoff(attempts: int) -> timedelta:
     """The wait after the `attempts`-th failure: 30 s, 1 min, 2 min, … at most 6 h."""
-    return min(BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF)
+    # int ** int is typed Any (a negative exponent makes a float).
+    return cast(timedelta, min(BACKOFF * 2 ** (attempts - 1), MAX_BACKOFF))
 
 
 # --- what the messages say ------------------------------------------------------------
@@ -225,7 +226,7 @@ def _claim(
             .limit(BATCH)
         )
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=OutboxMessage, skip_locked=True)  # type: ignore[arg-type]
+            query = query.with_for_update(of=OutboxMessage, skip_locked=True)
         claimed = []
         for message, secret in session.exec(query).all():
             message.attempts += 1
@@ -604,7 +605,7 @@ async def deliver_due(
 
 def outbox_counts(session: Session) -> dict[tuple[str, str], int]:
     rows = session.exec(
-        select(OutboxMessage.channel, OutboxMessage.status, func.count()).group_by(  # type: ignore[call-overload]
+        select(OutboxMessage.channel, OutboxMessage.status, func.count()).group_by(
             col(OutboxMessage.channel), col(OutboxMessage.status)
         )
     ).all()

@@ -102,7 +102,7 @@ def cached(engine: Engine, name: str, load: Callable[[Session], T]) -> Cached[T]
 
 def bump(session: Session, name: str) -> None:
     """Says, in the writer's transaction, that table `name` changed."""
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(DataVersion)
         .where(col(DataVersion.name) == name)
         .values(version=col(DataVersion.version) + 1)

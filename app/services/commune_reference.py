@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import shapely
@@ -72,7 +72,8 @@ def _table(read: Callable[[str], bytes], name: str) -> list[dict[str, str]]:
 
 
 def _wkb(values: list[str]) -> np.ndarray:
-    return shapely.from_wkb(np.array([None if v == _NULL else v for v in values], dtype=object))
+    wkb = np.array([None if v == _NULL else v for v in values], dtype=object)
+    return cast(np.ndarray, shapely.from_wkb(wkb))
 
 
 def read_reference(source: Path | None = None) -> Reference:

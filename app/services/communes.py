@@ -98,7 +98,7 @@ def _upsert(
     columns = [getattr(model, name) for name in rows[0]]
     existing = {
         row[0]: tuple(row)
-        for row in session.execute(select(*columns))  # type: ignore[call-overload]
+        for row in session.execute(select(*columns))
     }
     new = [r for r in rows if r[key] not in existing]
     changed = [r for r in rows if r[key] in existing and tuple(r.values()) != existing[r[key]]]

@@ -5,7 +5,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import orjson
@@ -162,7 +162,7 @@ def commune_shapes(session: Session, found: Coverage) -> np.ndarray:
         geometries[missing] = shapely.points(
             [(every[codes[i]].longitude, every[codes[i]].latitude) for i in missing]
         )
-    return geometries
+    return cast(np.ndarray, geometries)
 
 
 def map_of(session: Session, found: Coverage, draw: Callable[[np.ndarray], T]) -> tuple[

@@ -371,14 +371,14 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     past = past_due(now).label("past")
     expirable = [s.value for s in EXPIRABLE]
     rows = list(session.exec(
-        select(Referral.status, Referral.urgent, past, func.count())  # type: ignore[call-overload]
+        select(Referral.status, Referral.urgent, past, func.count())
         .where(scope_filter(principal), col(Referral.status).in_(expirable))
         .group_by(col(Referral.status), col(Referral.urgent), past)
     ).all())
     if principal.role in (Role.MEDIATEUR, Role.AGENT):
         side = "received" if principal.role is Role.MEDIATEUR else "sent"
         rows += session.exec(
-            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"])  # type: ignore[call-overload]
+            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"])
             .where(_tally.c.side == side, _tally.c.place_id == principal.place_id,
                    _tally.c.status.not_in(expirable), _tally.c["count"] != 0)
         ).all()

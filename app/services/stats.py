@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
     and_,
@@ -943,13 +943,13 @@ def key_label(key: str, group: Mapping[str, Any]) -> str | None:
     if value is None:
         return NO_REFERRAL if key in REFERRAL_KEYS else None
     if key == "profile":
-        return words.PROFILES.get(value, value)
+        return cast(str, words.PROFILES.get(value, value))
     if key == "route":
-        return words.ROUTES.get(value, value)
+        return cast(str, words.ROUTES.get(value, value))
     if key == "theme":
         return words.theme_label(value)
     if key == "status":
-        return words.STATUSES.get(value, value)
+        return cast(str, words.STATUSES.get(value, value))
     return str(group.get(f"{key}_name") or value)
 
 

@@ -119,7 +119,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         return answer
 
     @app.exception_handler(LoginRequired)
-    async def _login(request: Request, exc: LoginRequired) -> Response:
+    async def _login(_: Request, exc: LoginRequired) -> Response:
         if exc.next_path == "/espace":  # signed in, with no role to act in yet
             return RedirectResponse("/espace", status_code=303)
         target = f"/connexion?suite={quote(exc.next_path)}" + ("&expiree=1" if exc.expired else "")

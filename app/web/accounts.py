@@ -255,7 +255,7 @@ async def link_page(request: Request, token: Token) -> Response:
 
 
 @router.post("/connexion/lien/{token}")
-async def link_sign_in(request: Request, token: Token, form: Form) -> Response:
+async def link_sign_in(request: Request, token: Token, _csrf: Form) -> Response:
     gone = await _link_or_gone(request, token)
     if gone is not None:
         return gone

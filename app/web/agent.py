@@ -100,7 +100,6 @@ def _summary(errors: dict[str, str], choices: list[CommuneRef]) -> list[tuple[st
 
 async def _form(
     request: Request,
-    principal: Principal,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     choices: list[CommuneRef] | None = None,
@@ -140,8 +139,8 @@ async def _form(
 
 
 @router.get("")
-async def new_orientation(request: Request, principal: AgentUser) -> Response:
-    return await _form(request, principal)
+async def new_orientation(request: Request, _principal: AgentUser) -> Response:
+    return await _form(request)
 
 
 def _payload(form: dict[str, str], commune: str) -> dict[str, Any]:
@@ -248,12 +247,12 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
         )
     if errors:
         choices = found if len(found) > 1 else []  # one found: the text typed stays
-        return await _form(request, principal, form, errors, choices, status_code=422)
+        return await _form(request, form, errors, choices, status_code=422)
     try:
         payload = OrientationIn.model_validate(_payload(form, found[0].code))
     except ValidationError as exc:
         problem = InvalidData("", errors=validation_errors(list(exc.errors())))
-        return await _form(request, principal, form, _on_form(problem), status_code=422)
+        return await _form(request, form, _on_form(problem), status_code=422)
     try:
         body = await db.write(
             lambda session: service.create_orientation(
@@ -268,9 +267,9 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
                 "Vérifiez ce qui est ci-dessous : l'envoyer de nouveau fera une autre "
                 "orientation."
             }
-            return await _form(request, principal, form, said, status_code=422, new_key=True)
+            return await _form(request, form, said, status_code=422, new_key=True)
         return await _form(
-            request, principal, form, _on_form(problem), status_code=problem.status
+            request, form, _on_form(problem), status_code=problem.status
         )
     return RedirectResponse(f"/agent/resultat/{body['id']}", status_code=303)
 
@@ -325,7 +324,7 @@ async def sent(
 
 @router.post("/orientations/{referral_id}/reorienter")
 async def reorient(
-    request: Request, referral_id: str, principal: AgentUser, form: Form
+    request: Request, referral_id: str, principal: AgentUser, _csrf: Form
 ) -> Response:
     """To the next suitable place (a second press finds the referral no longer refused)."""
     settings = db_of(request).settings

@@ -34,7 +34,7 @@ def _safe_next(path: str | None, principal: Principal) -> str:
 
 
 @router.get("/")
-async def home(request: Request, session: Session) -> Response:
+async def home(session: Session) -> Response:
     if session.principal is not None:
         return RedirectResponse(HOME[session.principal.role], status_code=303)
     if session.account is not None:
@@ -103,7 +103,7 @@ async def login(request: Request, form: Form) -> Response:
 
 
 @router.post("/deconnexion")
-async def logout(request: Request, form: Form, session: Session) -> Response:
+async def logout(request: Request, _csrf: Form, session: Session) -> Response:
     if session.person is not None:  # a person's session ends server-side, for every copy
         token = session.person
         await db_of(request).write(lambda s: accounts.end_session(s, token))

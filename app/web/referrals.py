@@ -151,7 +151,7 @@ def step_of(form: dict[str, str], referral_id: str) -> tuple[TransitionIn, str |
     A wrong form: the 422 problem the pages say in words (problem_words)."""
     try:
         change = TransitionIn(
-            status=form.get("status", ""),  # type: ignore[arg-type]
+            status=form.get("status", ""),
             reason=form.get("reason") or None,
             note=form.get("note") or None,
         )
@@ -186,7 +186,7 @@ async def move(
 
 
 async def erase(
-    request: Request, referral_id: str, principal: AgentOrMediateurUser, form: Form
+    request: Request, referral_id: str, principal: AgentOrMediateurUser, _csrf: Form
 ) -> Response:
     return await act(
         request,
