@@ -85,6 +85,7 @@ bench-more: install-test
 # The same checks as .pre-commit-config.yaml.
 lint: install-test
 	$(BIN)/ruff check app tests migrations bench
+	$(BIN)/ruff format --check app tests migrations bench
 	$(BIN)/mypy app tests
 
 clean:

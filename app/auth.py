@@ -72,8 +72,7 @@ def forget_old_failures(session: Session) -> int:
     with writing(session):
         done = session.execute(
             delete(AuthFailure).where(
-                col(AuthFailure.window_start)
-                < utcnow() - timedelta(seconds=FailureThrottle.WINDOW)
+                col(AuthFailure.window_start) < utcnow() - timedelta(seconds=FailureThrottle.WINDOW)
             )
         )
         session.commit()
@@ -215,8 +214,7 @@ class Require(HTTPBearer):
             auto_error=False,
             scheme_name="cle_api",
             description=(
-                "Clé d'API créée par « passerelle keys create » : "
-                "`Authorization: Bearer psl_…`."
+                "Clé d'API créée par « passerelle keys create » : `Authorization: Bearer psl_…`."
             ),
         )
         self.roles = roles

@@ -61,6 +61,7 @@ _TYPE_WORDS = {
 }
 _DATE_FORMAT_WORDS = (("%Y", "AAAA"), ("%m", "MM"), ("%d", "JJ"), ("%H", "hh"), ("%M", "mm"))
 
+
 # Click's and Typer's error messages (and Pydantic's, which Typer reads values with), tried in
 # this order, each on what the earlier ones left.
 def _listed(text: str) -> str:
@@ -144,9 +145,7 @@ def _french_typer() -> None:
         english_error(error)
 
     rich_utils.rich_format_error = format_error  # type: ignore[assignment]
-    parameter: Any = next(
-        (c for c in core.TyperOption.__mro__ if "display_type" in vars(c)), None
-    )
+    parameter: Any = next((c for c in core.TyperOption.__mro__ if "display_type" in vars(c)), None)
     if parameter is not None:
         english_type = parameter.display_type
 
@@ -1023,20 +1022,31 @@ def audit(
     from app.services import contact
 
     with Session(get_engine()) as session:
-        rows = contact.access_log(
-            session, referral, since.replace(tzinfo=UTC) if since else None
-        )
+        rows = contact.access_log(session, referral, since.replace(tzinfo=UTC) if since else None)
         key_ids = {r.api_key_id for r in rows if r.api_key_id}
-        key_names = dict(
-            session.exec(
-                select(ApiKey.id, ApiKey.name).where(col(ApiKey.id).in_(key_ids))
-            ).all()
-        ) if key_ids else {}
+        key_names = (
+            dict(
+                session.exec(
+                    select(ApiKey.id, ApiKey.name).where(col(ApiKey.id).in_(key_ids))
+                ).all()
+            )
+            if key_ids
+            else {}
+        )
         places = _place_names(session, (r.place_id for r in rows))
         people = _people(session, (r.user_id for r in rows))
     if piped():
-        columns = ("quand (UTC)", "clé", "rôle", "lieu", "orientation", "requête", "personne",
-                   "nom de la clé", "nom du lieu")
+        columns = (
+            "quand (UTC)",
+            "clé",
+            "rôle",
+            "lieu",
+            "orientation",
+            "requête",
+            "personne",
+            "nom de la clé",
+            "nom du lieu",
+        )
         for line in (
             columns,
             *(
@@ -1057,7 +1067,9 @@ def audit(
             print("\t".join(line))
         return
     table = Table(
-        "quand (UTC)", "qui (clé, rôle, lieu)", "orientation, requête",
+        "quand (UTC)",
+        "qui (clé, rôle, lieu)",
+        "orientation, requête",
         title=f"{number(len(rows))} accès aux coordonnées",
     )
     table.columns[0].max_width = 10  # « 01/12/2026 » over « 17:23:05 »
@@ -1067,8 +1079,10 @@ def audit(
             when(r.at, seconds=True).replace(" ", "\n"),
             lines(
                 (
-                    people.get(r.user_id, r.user_id) if r.user_id
-                    else key_names.get(r.api_key_id) or "(clé sans nom)" if r.api_key_id
+                    people.get(r.user_id, r.user_id)
+                    if r.user_id
+                    else key_names.get(r.api_key_id) or "(clé sans nom)"
+                    if r.api_key_id
                     else "(sans clé)",
                     "bold",
                 ),
@@ -1090,6 +1104,8 @@ GROUP_HELP = (
     "(profil), route (suite donnée), theme (démarche), status (statut), place (lieu), commune, "
     "epci, departement."
 )
+
+
 def _operator() -> Any:
     """The command line is the operator's: every territory, as an admin key sees them."""
     from app.models import Principal, Role
@@ -1150,7 +1166,11 @@ def stats_referrals(
     # lines: at 80 columns the names keep 25 of them. The CSV has every figure.
     table = Table(
         *([", ".join(stats.GROUP_LABELS.get(k, k) for k in keys)] if keys else []),
-        "orien-\ntations", "envois à\nun lieu", "accep-\ntation", "termi-\nnées", "non\nvenues",
+        "orien-\ntations",
+        "envois à\nun lieu",
+        "accep-\ntation",
+        "termi-\nnées",
+        "non\nvenues",
         title=title,
     )
     for column in table.columns[1 if keys else 0 :]:
@@ -1244,7 +1264,11 @@ def stats_coverage(
     )[:top]
     if farthest:
         table = Table(
-            "commune", "nom", "habitants", "km", "lieu le plus proche",
+            "commune",
+            "nom",
+            "habitants",
+            "km",
+            "lieu le plus proche",
             title=f"{place.name} ({place}) : les {len(farthest)} communes les plus éloignées",
         )
         for column in table.columns[2:4]:
@@ -1333,26 +1357,42 @@ def users_list() -> None:
 
     with Session(get_engine()) as session:
         people = accounts.list_users(session)
-        scopes = _scopes(
-            session, [(m.place_id, m.territory) for _, ms in people for m in ms]
-        )
+        scopes = _scopes(session, [(m.place_id, m.territory) for _, ms in people for m in ms])
     if piped():
-        print("\t".join(("e-mail", "nom", "rôle", "lieu", "territoire", "responsable",
-                          "dernière connexion (UTC)", "désactivé (UTC)")))
+        print(
+            "\t".join(
+                (
+                    "e-mail",
+                    "nom",
+                    "rôle",
+                    "lieu",
+                    "territoire",
+                    "responsable",
+                    "dernière connexion (UTC)",
+                    "désactivé (UTC)",
+                )
+            )
+        )
         for user, memberships in people:
             for m in memberships or [None]:  # type: ignore[list-item]
-                print("\t".join((
-                    user.email or "",
-                    accounts.display_name(user),
-                    m.role if m else "",
-                    (m.place_id or "") if m else "",
-                    (m.territory or "") if m else "",
-                    ("oui" if m.responsable else "non") if m else "",
-                    utc(user.last_login_at).isoformat(timespec="seconds")
-                    if user.last_login_at else "",
-                    utc(user.deactivated_at).isoformat(timespec="seconds")
-                    if user.deactivated_at else "",
-                )))
+                print(
+                    "\t".join(
+                        (
+                            user.email or "",
+                            accounts.display_name(user),
+                            m.role if m else "",
+                            (m.place_id or "") if m else "",
+                            (m.territory or "") if m else "",
+                            ("oui" if m.responsable else "non") if m else "",
+                            utc(user.last_login_at).isoformat(timespec="seconds")
+                            if user.last_login_at
+                            else "",
+                            utc(user.deactivated_at).isoformat(timespec="seconds")
+                            if user.deactivated_at
+                            else "",
+                        )
+                    )
+                )
         return
     table = Table("personne", "rôles", "connexion", title=f"{number(len(people))} personnes")
     table.columns[0].overflow = table.columns[1].overflow = "fold"
@@ -1366,8 +1406,11 @@ def users_list() -> None:
         table.add_row(
             lines((accounts.display_name(user), "bold"), user.email),
             lines(*roles) if roles else Text("aucun"),
-            "désactivé le " + when(user.deactivated_at) if user.deactivated_at
-            else when(user.last_login_at) if user.last_login_at else "jamais",
+            "désactivé le " + when(user.deactivated_at)
+            if user.deactivated_at
+            else when(user.last_login_at)
+            if user.last_login_at
+            else "jamais",
         )
     console.print(table)
 

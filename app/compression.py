@@ -48,9 +48,7 @@ class Compression:
         self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=LEVEL)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            accepts_gzip(scope) or scope["path"].startswith(CACHEABLE)
-        ):
+        if scope["type"] == "http" and (accepts_gzip(scope) or scope["path"].startswith(CACHEABLE)):
             await self.gzip(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -241,8 +241,9 @@ def alembic_config(engine: Engine) -> Config:
 
 def _lock_key(name: str) -> int:
     """A stable 64-bit key for PostgreSQL's advisory locks, from a readable name."""
-    return int.from_bytes(hashlib.sha256(f"passerelle:{name}".encode()).digest()[:8], "big",
-                          signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"passerelle:{name}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 @contextmanager

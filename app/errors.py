@@ -60,9 +60,7 @@ class ProblemOut(BaseModel):
                     "title": "Données invalides",
                     "status": 422,
                     "detail": "Données invalides : corrigez person.commune.",
-                    "errors": [
-                        {"loc": ["body", "person", "commune"], "msg": "Format invalide."}
-                    ],
+                    "errors": [{"loc": ["body", "person", "commune"], "msg": "Format invalide."}],
                 }
             ]
         },

@@ -51,8 +51,9 @@ def main() -> None:
         if "pages" in only:
             load.web_pages(tmp, table)
         if "statistics" in only:
-            stats.national(table, args.referrals, stats.SHARED / "places"
-                           / "lieux-consolides-v1.csv")
+            stats.national(
+                table, args.referrals, stats.SHARED / "places" / "lieux-consolides-v1.csv"
+            )
     table.save()
     table.print()
     if args.check:

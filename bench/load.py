@@ -84,8 +84,16 @@ def wrk(
 ) -> dict[str, float]:
     threads = min(threads, connections)
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-         str(script), url],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -142,8 +150,13 @@ def p50_ms(call: Callable[[], object], n: int = 300) -> float:
 def places_near(tmp: Path) -> None:
     engine = demo_database(f"sqlite:///{tmp / 'places.db'}")
     rng = random.Random(1)
-    services = ["Aide aux démarches administratives", "Prendre en main un ordinateur",
-                "Accompagnement CAF", "Utiliser un smartphone", "Naviguer sur internet"]
+    services = [
+        "Aide aux démarches administratives",
+        "Prendre en main un ordinateur",
+        "Accompagnement CAF",
+        "Utiliser un smartphone",
+        "Naviguer sur internet",
+    ]
     with Session(engine) as session:
         _, token = create_key(session, Role.COORDINATEUR, territory="national")
         session.execute(
@@ -232,8 +245,12 @@ def web_pages(tmp: Path, table: Table) -> None:
         # The place's newest 1% of referrals are open (the inbox), the others final.
         (
             "mediateur",
-            ["/v1/referrals/summary", "/mediateur", "/mediateur?statut=expiree",
-             "/mediateur/orientations/orv_b000000000"],
+            [
+                "/v1/referrals/summary",
+                "/mediateur",
+                "/mediateur?statut=expiree",
+                "/mediateur/orientations/orv_b000000000",
+            ],
             50,
         ),
         ("coordinateur", ["/coordinateur", "/coordinateur/couverture"], 20),
@@ -248,15 +265,19 @@ def web_pages(tmp: Path, table: Table) -> None:
                 h = {"Authorization": f"Bearer {tokens[role]}"} if url.startswith("/v1/") else {}
                 size = len(client.get(url, headers=h).content)
 
-                def get(url: str = url, client: TestClient = client,
-                        h: dict[str, str] = h) -> None:
+                def get(url: str = url, client: TestClient = client, h: dict[str, str] = h) -> None:
                     assert client.get(url, headers=h).status_code == 200
 
                 took = p50_ms(get, n)
                 target = 50 if role == "mediateur" and "orientations/" not in url else None
-                table.timed(f"{url} ({role}, place with 100,000 referrals, SQLite)"
-                            if role == "mediateur" else f"{url} ({role}, SQLite)",
-                            took, target, f"{size / 1e3:,.0f} kB")
+                table.timed(
+                    f"{url} ({role}, place with 100,000 referrals, SQLite)"
+                    if role == "mediateur"
+                    else f"{url} ({role}, SQLite)",
+                    took,
+                    target,
+                    f"{size / 1e3:,.0f} kB",
+                )
     engine.dispose()
 
 
@@ -266,18 +287,46 @@ def web_pages(tmp: Path, table: Table) -> None:
 ORIENTATION_FILL = RowShape.of(
     Orientation,
     (
-        "id", "created_at", "day", "api_key_id", "origin_place_id", "profile", "profile_source",
-        "route", "do_now_at_france_services", "reasons", "rules_version", "theme", "urgent",
-        "already_followed", "commune", "consent", "alternatives",
+        "id",
+        "created_at",
+        "day",
+        "api_key_id",
+        "origin_place_id",
+        "profile",
+        "profile_source",
+        "route",
+        "do_now_at_france_services",
+        "reasons",
+        "rules_version",
+        "theme",
+        "urgent",
+        "already_followed",
+        "commune",
+        "consent",
+        "alternatives",
     ),
     "bench.load.fill",
 )
 REFERRAL_FILL = RowShape.of(
     Referral,
     (
-        "id", "orientation_id", "previous_referral_id", "code", "status", "place_id",
-        "origin_place_id", "distance_km", "profile", "theme", "urgent", "commune", "day",
-        "created_at", "updated_at", "expires_at", "version",
+        "id",
+        "orientation_id",
+        "previous_referral_id",
+        "code",
+        "status",
+        "place_id",
+        "origin_place_id",
+        "distance_km",
+        "profile",
+        "theme",
+        "urgent",
+        "commune",
+        "day",
+        "created_at",
+        "updated_at",
+        "expires_at",
+        "version",
     ),
     "bench.load.fill",
 )
@@ -301,19 +350,53 @@ def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: 
             at = f"2026-{1 + i * 10 // total:02d}-01 00:00:{i % 60:02d}.{i:06d}"[:26]
             oid = f"ori_b{i:09d}"
             if kind == "orientation":
-                yield ORIENTATION_FILL.fill((
-                    oid, at, at[:10], agent_key, origin, "partiellement_autonome", "declared",
-                    "mediateur", 0, "[]", "v", "caf", 0, 0, "19272", 0, "[]",
-                ))
+                yield ORIENTATION_FILL.fill(
+                    (
+                        oid,
+                        at,
+                        at[:10],
+                        agent_key,
+                        origin,
+                        "partiellement_autonome",
+                        "declared",
+                        "mediateur",
+                        0,
+                        "[]",
+                        "v",
+                        "caf",
+                        0,
+                        0,
+                        "19272",
+                        0,
+                        "[]",
+                    )
+                )
             else:
                 target = place if i % step == 0 else others[i % len(others)]
                 status, due = (
                     (opens[i % 3], "2027" + at[4:]) if i >= recent else (finals[i % 5], at)
                 )
-                yield REFERRAL_FILL.fill((
-                    f"orv_b{i:09d}", oid, None, f"B{i:06d}", status, target, origin, 1.0,
-                    "partiellement_autonome", "caf", 0, "19272", at[:10], at, at, due, 1,
-                ))
+                yield REFERRAL_FILL.fill(
+                    (
+                        f"orv_b{i:09d}",
+                        oid,
+                        None,
+                        f"B{i:06d}",
+                        status,
+                        target,
+                        origin,
+                        1.0,
+                        "partiellement_autonome",
+                        "caf",
+                        0,
+                        "19272",
+                        at[:10],
+                        at,
+                        at,
+                        due,
+                        1,
+                    )
+                )
 
     for shape, kind in ((ORIENTATION_FILL, "orientation"), (REFERRAL_FILL, "referral")):
         conn.executemany(

@@ -82,14 +82,11 @@ def main() -> None:
                 f"lieux à {args.km:g} km au plus\n"
             )
             print(
-                f"{'besoin':44} {'servis':>8} {'+km médian':>11} {'+km p90':>9} "
-                f"{'ms/orient.':>11}"
+                f"{'besoin':44} {'servis':>8} {'+km médian':>11} {'+km p90':>9} {'ms/orient.':>11}"
             )
             for label, needs in NEEDS:
                 t0 = time.perf_counter()
-                found = [
-                    match_places(session, c, "caf", args.km, 1, needs).chosen for c in people
-                ]
+                found = [match_places(session, c, "caf", args.km, 1, needs).chosen for c in people]
                 elapsed = (time.perf_counter() - t0) * 1000 / len(people)
                 served = [i for i, f in enumerate(found) if f]
                 extra = [
@@ -98,9 +95,7 @@ def main() -> None:
                 share = len(served) / len(people)
                 median = float(np.median(extra)) if extra else math.nan
                 p90 = float(np.percentile(extra, 90)) if extra else math.nan
-                print(
-                    f"{label:44} {share:8.1%} {median:11.1f} {p90:9.1f} {elapsed:11.2f}"
-                )
+                print(f"{label:44} {share:8.1%} {median:11.1f} {p90:9.1f} {elapsed:11.2f}")
 
 
 if __name__ == "__main__":

@@ -115,8 +115,15 @@ def load(servers: Servers, script: Path, connections: int, seconds: int) -> dict
     share = max(1, connections // len(servers.ports))
 
     def one(port: int) -> None:
-        results.append(wrk(f"http://127.0.0.1:{port}", script, share, seconds,
-                           threads=1 if len(servers.ports) > 1 or share < 2 else 2))
+        results.append(
+            wrk(
+                f"http://127.0.0.1:{port}",
+                script,
+                share,
+                seconds,
+                threads=1 if len(servers.ports) > 1 or share < 2 else 2,
+            )
+        )
 
     cpu = servers.cpu()
     threads = [threading.Thread(target=one, args=(p,)) for p in servers.ports]
@@ -154,8 +161,10 @@ def compare(
                     runs[name].append(load(servers, script, connections, seconds))
             else:
                 runs[name].append(load(servers, script, connections, seconds))
-    ref, pas = ({k: statistics.median(r[k] for r in runs[n]) for k in runs[n][0]}
-                for n in ("reference", "passerelle"))
+    ref, pas = (
+        {k: statistics.median(r[k] for r in runs[n]) for k in runs[n][0]}
+        for n in ("reference", "passerelle")
+    )
     ratio = pas["rps"] / ref["rps"]
     cpu_ratio = pas["cpu_ms"] / ref["cpu_ms"]
     errors = f", {pas['errors']:.0f} errors" if pas["errors"] or connections >= 256 else ""
@@ -178,8 +187,9 @@ class ConnectionCount:
 
     def now(self) -> int:
         with psycopg.connect(self.url, autocommit=True) as c:
-            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                            (self.database,)).fetchone()
+            row = c.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def _watch(self) -> None:
@@ -213,10 +223,21 @@ def sqlite(table: Table, tmp: Path, seconds: int, rounds: int) -> None:
         for s in (reference, ours):
             load(s, script, 32, 2)  # warm-up
         for c in (1, 32, 256):
-            compare(table, f"orientation, SQLite, 1 process, c{c}", reference, ours, script, c,
-                    seconds, rounds)
-        table.add("peak memory, SQLite, 1 process", f"{ours.peak_mib():.0f} MiB",
-                  f"{reference.peak_mib():.0f} MiB")
+            compare(
+                table,
+                f"orientation, SQLite, 1 process, c{c}",
+                reference,
+                ours,
+                script,
+                c,
+                seconds,
+                rounds,
+            )
+        table.add(
+            "peak memory, SQLite, 1 process",
+            f"{ours.peak_mib():.0f} MiB",
+            f"{reference.peak_mib():.0f} MiB",
+        )
     finally:
         reference.stop()
         ours.stop()
@@ -231,8 +252,11 @@ def postgresql(table: Table, tmp: Path, host: str, port: int, seconds: int, roun
     token = prepare(url)
     script = tmp / "orientation-pg.lua"
     lua_script(script, token)
-    env = {"DATABASE_URL": url, "PASSERELLE_SECRET_KEY": "b" * 32,
-           "PASSERELLE_PUBLIC_URL": "http://127.0.0.1"}
+    env = {
+        "DATABASE_URL": url,
+        "PASSERELLE_SECRET_KEY": "b" * 32,
+        "PASSERELLE_PUBLIC_URL": "http://127.0.0.1",
+    }
     ref_env = {"REFERENCE_PG": f"postgresql://postgres@{host}:{port}/reference"}
     count = ConnectionCount(admin, "orientations")
 
@@ -242,10 +266,21 @@ def postgresql(table: Table, tmp: Path, host: str, port: int, seconds: int, roun
         for s in (reference, ours):
             load(s, script, 32, 2)
         for c in (1, 32, 256):
-            compare(table, f"orientation, PostgreSQL, 1 process, c{c}", reference, ours,
-                    script, c, seconds, rounds)
-        table.add("peak memory, PostgreSQL, 1 process", f"{ours.peak_mib():.0f} MiB",
-                  f"{reference.peak_mib():.0f} MiB")
+            compare(
+                table,
+                f"orientation, PostgreSQL, 1 process, c{c}",
+                reference,
+                ours,
+                script,
+                c,
+                seconds,
+                rounds,
+            )
+        table.add(
+            "peak memory, PostgreSQL, 1 process",
+            f"{ours.peak_mib():.0f} MiB",
+            f"{reference.peak_mib():.0f} MiB",
+        )
     finally:
         reference.stop()
         ours.stop()
@@ -262,10 +297,21 @@ def postgresql(table: Table, tmp: Path, host: str, port: int, seconds: int, roun
             time.sleep(1)
             at_rest = count.now()
             count.peak = 0
-            compare(table, f"orientation, PostgreSQL, {label}, c32", reference, ours, script,
-                    32, seconds, rounds, during=count)
-            table.add(f"database connections, {label}",
-                      f"{at_rest} at rest, {count.peak} under load (c32)")
+            compare(
+                table,
+                f"orientation, PostgreSQL, {label}, c32",
+                reference,
+                ours,
+                script,
+                32,
+                seconds,
+                rounds,
+                during=count,
+            )
+            table.add(
+                f"database connections, {label}",
+                f"{at_rest} at rest, {count.peak} under load (c32)",
+            )
         finally:
             reference.stop()
             ours.stop()

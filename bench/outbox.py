@@ -76,9 +76,7 @@ def main() -> None:
         threading.Thread(target=http.serve_forever, daemon=True).start()
         smtp = Controller(Sink(), hostname="127.0.0.1", port=free_port())
         smtp.start()
-        settings = Settings(
-            smtp_url=f"smtp://127.0.0.1:{smtp.port}", webhook_allow_private=True
-        )
+        settings = Settings(smtp_url=f"smtp://127.0.0.1:{smtp.port}", webhook_allow_private=True)
         with Session(engine) as session, writing(session):
             session.add(
                 Webhook(
@@ -97,8 +95,10 @@ def main() -> None:
                 queue(session, referral, None, now, event="referral.created")
             session.commit()
         queued = time.perf_counter() - started
-        print(f"  queued {2 * n:,} messages ({n:,} e-mails, {n:,} webhooks) in {queued:.1f} s "
-              f"({2 * n / queued:,.0f}/s, through notifications.queue)")
+        print(
+            f"  queued {2 * n:,} messages ({n:,} e-mails, {n:,} webhooks) in {queued:.1f} s "
+            f"({2 * n / queued:,.0f}/s, through notifications.queue)"
+        )
 
         db = Db(engine, settings)
         with Session(engine) as session:
@@ -106,22 +106,28 @@ def main() -> None:
             for _ in range(100):
                 outbox._any_due(session, ["email", "webhook"], datetime.now(UTC))
                 session.rollback()
-            print(f"  finding due messages with {2 * n:,} pending: "
-                  f"{(time.perf_counter() - t) * 10:.2f} ms")
+            print(
+                f"  finding due messages with {2 * n:,} pending: "
+                f"{(time.perf_counter() - t) * 10:.2f} ms"
+            )
 
         t = time.perf_counter()
         report = asyncio.run(outbox.deliver_due(db, only="email"))
         mail_s = time.perf_counter() - t
-        print(f"  e-mails: {report.sent:,} delivered in {mail_s:.1f} s "
-              f"= {report.sent / mail_s:,.0f}/s (one SMTP connection per batch of "
-              f"{outbox.BATCH}); received {Sink.received:,}")
+        print(
+            f"  e-mails: {report.sent:,} delivered in {mail_s:.1f} s "
+            f"= {report.sent / mail_s:,.0f}/s (one SMTP connection per batch of "
+            f"{outbox.BATCH}); received {Sink.received:,}"
+        )
         t = time.perf_counter()
         report = asyncio.run(outbox.deliver_due(db))
         hook_s = time.perf_counter() - t
         at_once = outbox.CONCURRENT_DELIVERIES
-        print(f"  webhooks: {report.sent:,} delivered in {hook_s:.1f} s "
-              f"= {report.sent / hook_s:,.0f}/s (signed, {at_once} at a time); "
-              f"received {Hook.received:,}")
+        print(
+            f"  webhooks: {report.sent:,} delivered in {hook_s:.1f} s "
+            f"= {report.sent / hook_s:,.0f}/s (signed, {at_once} at a time); "
+            f"received {Hook.received:,}"
+        )
         smtp.stop()
         http.shutdown()
         engine.dispose()

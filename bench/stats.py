@@ -80,19 +80,49 @@ REORIENTED = 0.5  # of refused referrals, re-oriented by the agent
 ORIENTATION_FILL = RowShape.of(
     Orientation,
     (
-        "id", "created_at", "day", "api_key_id", "origin_place_id", "profile", "profile_source",
-        "route", "do_now_at_france_services", "reasons", "rules_version", "theme", "urgent",
-        "already_followed", "commune", "consent", "alternatives",
+        "id",
+        "created_at",
+        "day",
+        "api_key_id",
+        "origin_place_id",
+        "profile",
+        "profile_source",
+        "route",
+        "do_now_at_france_services",
+        "reasons",
+        "rules_version",
+        "theme",
+        "urgent",
+        "already_followed",
+        "commune",
+        "consent",
+        "alternatives",
     ),
     "bench.stats.generate",
 )
 REFERRAL_FILL = RowShape.of(
     Referral,
     (
-        "id", "orientation_id", "previous_referral_id", "code", "status", "place_id",
-        "origin_place_id", "distance_km", "profile", "theme", "urgent", "commune", "day",
-        "created_at", "updated_at", "expires_at", "version", "accepted_at",
-        "first_contact_hours", "refusal_reason",
+        "id",
+        "orientation_id",
+        "previous_referral_id",
+        "code",
+        "status",
+        "place_id",
+        "origin_place_id",
+        "distance_km",
+        "profile",
+        "theme",
+        "urgent",
+        "commune",
+        "day",
+        "created_at",
+        "updated_at",
+        "expires_at",
+        "version",
+        "accepted_at",
+        "first_contact_hours",
+        "refusal_reason",
     ),
     "bench.stats.generate",
 )
@@ -108,8 +138,9 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
     people = [c for c in coverage_communes(every, Territory("national", "", "")) if c.population]
     lats = np.array([c.latitude for c in people])
     lons = np.array([c.longitude for c in people])
-    to_place, km = index.nearest_each(lats, lons, kind=PlaceKind.MEDIATION,
-                                      accepting_referrals=True)
+    to_place, km = index.nearest_each(
+        lats, lons, kind=PlaceKind.MEDIATION, accepting_referrals=True
+    )
     from_place, _ = index.nearest_each(lats, lons, kind=PlaceKind.FRANCE_SERVICES)
     engine.dispose()
     weights = np.array([c.population for c in people], dtype=np.float64)
@@ -140,14 +171,32 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
         ):
             for i in range(n):
                 c = people[where[i]]
-                at = datetime.combine(first_day + timedelta(days=int(days[i])),
-                                      datetime.min.time(), UTC) + timedelta(seconds=int(seconds[i]))
-                o_copy.write_row(ORIENTATION_FILL.fill((
-                    f"ori_bench{i:010d}", at, at.date(), key_id,
-                    index.places[from_place[where[i]]].id, PROFILES[profile[i]][0], "declared",
-                    PROFILES[profile[i]][1], False, "[]", "bench", themes[theme[i]],
-                    bool(urgent[i]), False, c.code, False, "[]",
-                )))
+                at = datetime.combine(
+                    first_day + timedelta(days=int(days[i])), datetime.min.time(), UTC
+                ) + timedelta(seconds=int(seconds[i]))
+                o_copy.write_row(
+                    ORIENTATION_FILL.fill(
+                        (
+                            f"ori_bench{i:010d}",
+                            at,
+                            at.date(),
+                            key_id,
+                            index.places[from_place[where[i]]].id,
+                            PROFILES[profile[i]][0],
+                            "declared",
+                            PROFILES[profile[i]][1],
+                            False,
+                            "[]",
+                            "bench",
+                            themes[theme[i]],
+                            bool(urgent[i]),
+                            False,
+                            c.code,
+                            False,
+                            "[]",
+                        )
+                    )
+                )
                 orientations += 1
         referral_rows: list[tuple[object, ...]] = []
         event_rows: list[tuple[object, ...]] = []
@@ -159,10 +208,24 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
         for i in np.flatnonzero(referred).tolist():
             c = people[where[i]]
             oid = f"ori_bench{i:010d}"
-            at = datetime.combine(first_day + timedelta(days=int(days[i])),
-                                  datetime.min.time(), UTC) + timedelta(seconds=int(seconds[i]))
-            event_rows.append((oid, None, at, "orientation", "mediateur", key_id, "agent",
-                               None, None, "en_attente", None))
+            at = datetime.combine(
+                first_day + timedelta(days=int(days[i])), datetime.min.time(), UTC
+            ) + timedelta(seconds=int(seconds[i]))
+            event_rows.append(
+                (
+                    oid,
+                    None,
+                    at,
+                    "orientation",
+                    "mediateur",
+                    key_id,
+                    "agent",
+                    None,
+                    None,
+                    "en_attente",
+                    None,
+                )
+            )
             previous = None
             while True:
                 status, _, path = PATHS[chosen[k]]
@@ -174,22 +237,41 @@ def generate(url: str, wanted: int, key_id: str, seed: int = 7) -> tuple[int, in
                 accepted = at + timedelta(hours=2) if "acceptee" in path else None
                 contact = float(round(hours[k], 2)) if "contactee" in path else None
                 refusal = REASONS[reason[k]] if status == "refusee" else None
-                referral_rows.append(REFERRAL_FILL.fill((
-                    rid, oid, previous, f"{k:07d}", status,
-                    index.places[to_place[where[i]]].id,
-                    index.places[from_place[where[i]]].id, float(round(km[where[i]], 1)),
-                    PROFILES[profile[i]][0], themes[theme[i]], bool(urgent[i]), c.code,
-                    at.date(), at, at, at + timedelta(days=14), 1 + len(path),
-                    accepted, contact, refusal,
-                )))
+                referral_rows.append(
+                    REFERRAL_FILL.fill(
+                        (
+                            rid,
+                            oid,
+                            previous,
+                            f"{k:07d}",
+                            status,
+                            index.places[to_place[where[i]]].id,
+                            index.places[from_place[where[i]]].id,
+                            float(round(km[where[i]], 1)),
+                            PROFILES[profile[i]][0],
+                            themes[theme[i]],
+                            bool(urgent[i]),
+                            c.code,
+                            at.date(),
+                            at,
+                            at,
+                            at + timedelta(days=14),
+                            1 + len(path),
+                            accepted,
+                            contact,
+                            refusal,
+                        )
+                    )
+                )
                 step = at
                 last = "en_attente"
                 for target in path:
                     step += timedelta(hours=contact if target == "contactee" and contact else 3)
                     actor = "service" if target == "expiree" else "mediateur"
                     why = refusal if target == "refusee" else None
-                    event_rows.append((oid, rid, step, "transition", None, None, actor,
-                                       None, last, target, why))
+                    event_rows.append(
+                        (oid, rid, step, "transition", None, None, actor, None, last, target, why)
+                    )
                     last = target
                 k += 1
                 if status != "refusee" or not again[k - 1] or previous is not None:
@@ -248,8 +330,9 @@ def national(table: Table | None, referrals: int, places: Path) -> None:
             table.add("statistics and coverage", "not measured", f"{places} is missing")
         return
     with postgres_server("shared_buffers=2GB", "work_mem=64MB") as (host, port):
-        with psycopg.connect(f"postgresql://postgres@{host}:{port}/postgres",
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            f"postgresql://postgres@{host}:{port}/postgres", autocommit=True
+        ) as connection:
             connection.execute("CREATE DATABASE passerelle_bench")
         url = f"postgresql://postgres@{host}:{port}/passerelle_bench"
         engine = make_engine(url.replace("postgresql://", "postgresql+psycopg://"))
@@ -280,8 +363,10 @@ def national(table: Table | None, referrals: int, places: Path) -> None:
         launched = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(serve_port)],
-            env={**os.environ, "DATABASE_URL": url.replace("postgresql://",
-                                                           "postgresql+psycopg://")},
+            env={
+                **os.environ,
+                "DATABASE_URL": url.replace("postgresql://", "postgresql+psycopg://"),
+            },
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -301,22 +386,49 @@ def national(table: Table | None, referrals: int, places: Path) -> None:
                 if table is not None:
                     table.timed(f"serve ready, PostgreSQL, {counts[1]:,} referrals", ready, 5000)
                 cases = (
-                    ("referrals, departement:49, month+profile, a year", coord_token,
-                     f"/v1/stats/referrals?{YEAR}&territory=departement:49"
-                     "&group_by=month,profile", 300),
-                    ("referrals, national, by departement, a year", admin_token,
-                     f"/v1/stats/referrals?{YEAR}&territory=national&group_by=departement",
-                     300),
-                    ("referrals, national, by month, a year", admin_token,
-                     f"/v1/stats/referrals?{YEAR}&territory=national&group_by=month", 300),
-                    ("coverage, departement:49", coord_token,
-                     "/v1/stats/coverage?territory=departement:49", 200),
-                    ("coverage, France", admin_token,
-                     "/v1/stats/coverage?territory=national", 1000),
-                    ("coverage, departement:49, GeoJSON", coord_token,
-                     "/v1/stats/coverage?territory=departement:49&format=geojson", None),
-                    ("coverage, France, GeoJSON", admin_token,
-                     "/v1/stats/coverage?territory=national&format=geojson", 2000),
+                    (
+                        "referrals, departement:49, month+profile, a year",
+                        coord_token,
+                        f"/v1/stats/referrals?{YEAR}&territory=departement:49"
+                        "&group_by=month,profile",
+                        300,
+                    ),
+                    (
+                        "referrals, national, by departement, a year",
+                        admin_token,
+                        f"/v1/stats/referrals?{YEAR}&territory=national&group_by=departement",
+                        300,
+                    ),
+                    (
+                        "referrals, national, by month, a year",
+                        admin_token,
+                        f"/v1/stats/referrals?{YEAR}&territory=national&group_by=month",
+                        300,
+                    ),
+                    (
+                        "coverage, departement:49",
+                        coord_token,
+                        "/v1/stats/coverage?territory=departement:49",
+                        200,
+                    ),
+                    (
+                        "coverage, France",
+                        admin_token,
+                        "/v1/stats/coverage?territory=national",
+                        1000,
+                    ),
+                    (
+                        "coverage, departement:49, GeoJSON",
+                        coord_token,
+                        "/v1/stats/coverage?territory=departement:49&format=geojson",
+                        None,
+                    ),
+                    (
+                        "coverage, France, GeoJSON",
+                        admin_token,
+                        "/v1/stats/coverage?territory=national&format=geojson",
+                        2000,
+                    ),
                 )
                 for label, token, path, target in cases:
                     ms, answer = timed(client, path, token)
@@ -324,20 +436,28 @@ def national(table: Table | None, referrals: int, places: Path) -> None:
                     size = len(answer.content) / 1e6
                     print(f"  {label:<48} p50 {ms:8.1f} ms{goal}, {size:.1f} MB")
                     if table is not None:
-                        table.timed(f"{label}, PostgreSQL, {counts[1]:,} referrals", ms, target,
-                                    f"{size:.1f} MB")
+                        table.timed(
+                            f"{label}, PostgreSQL, {counts[1]:,} referrals",
+                            ms,
+                            target,
+                            f"{size:.1f} MB",
+                        )
                         if "national" in path and "stats/referrals" in path:
                             table.checks[f"ms {label}"] = ms
                     if "stats/referrals" in path:
                         totals = answer.json()["totals"]
-                        print(f"      {totals['orientations']:,} orientations, "
-                              f"{totals['referrals']:,} referrals, "
-                              f"{len(answer.json()['groups'])} groups")
+                        print(
+                            f"      {totals['orientations']:,} orientations, "
+                            f"{totals['referrals']:,} referrals, "
+                            f"{len(answer.json()['groups'])} groups"
+                        )
                     elif "geojson" not in path:
                         t = answer.json()["totals"]
-                        print(f"      {t['communes']:,} communes, {t['places']:,} places, "
-                              f"{t['share_beyond']:.2%} of {t['population']:,} people beyond "
-                              "30 km")
+                        print(
+                            f"      {t['communes']:,} communes, {t['places']:,} places, "
+                            f"{t['share_beyond']:.2%} of {t['population']:,} people beyond "
+                            "30 km"
+                        )
         finally:
             server.terminate()
             server.wait(timeout=30)

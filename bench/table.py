@@ -44,19 +44,28 @@ class Table:
             "| measure | Passerelle | reference app or target | ratio or verdict |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {r.measure} | {r.passerelle} | {r.reference} | {r.verdict} |"
-                  for r in self.rows]
+        lines += [
+            f"| {r.measure} | {r.passerelle} | {r.reference} | {r.verdict} |" for r in self.rows
+        ]
         return "\n".join(lines)
 
     def save(self) -> None:
-        RESULTS.write_text(json.dumps(
-            {"date": date.today().isoformat(), "machine": platform.node(),
-             "cpus": os.cpu_count(), "rows": [asdict(r) for r in self.rows],
-             "checks": self.checks},
-            indent=1,
-        ))
+        RESULTS.write_text(
+            json.dumps(
+                {
+                    "date": date.today().isoformat(),
+                    "machine": platform.node(),
+                    "cpus": os.cpu_count(),
+                    "rows": [asdict(r) for r in self.rows],
+                    "checks": self.checks,
+                },
+                indent=1,
+            )
+        )
 
     def print(self) -> None:
-        print(f"\nmake bench, {date.today().isoformat()}, {os.cpu_count()} CPUs "
-              f"({RESULTS} keeps it)\n")
+        print(
+            f"\nmake bench, {date.today().isoformat()}, {os.cpu_count()} CPUs "
+            f"({RESULTS} keeps it)\n"
+        )
         print(self.markdown())

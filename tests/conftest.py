@@ -83,8 +83,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def postgres_url() -> Iterator[str]:
     """A throw-away PostgreSQL server, started by the suite itself (tests/pgserver.py)."""
     try:
-        with postgres_server() as (host, port), DatabaseJanitor(
-            user="postgres", host=host, port=port, dbname="passerelle_test"
+        with (
+            postgres_server() as (host, port),
+            DatabaseJanitor(user="postgres", host=host, port=port, dbname="passerelle_test"),
         ):
             yield f"postgresql+psycopg://postgres@{host}:{port}/passerelle_test"
     except PostgresMissing as exc:

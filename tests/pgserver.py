@@ -47,13 +47,10 @@ def postgres_server(*settings: str) -> Iterator[tuple[str, int]]:
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = workdir / "data", free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-    subprocess.run(
-        [*prefix, *initdb, "-E", "UTF8", "--locale=C"], check=True, capture_output=True
-    )
+    subprocess.run([*prefix, *initdb, "-E", "UTF8", "--locale=C"], check=True, capture_output=True)
     options = (
         f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-        + "".join(f" -c {s}" for s in settings)
+        "-c synchronous_commit=off -c full_page_writes=off" + "".join(f" -c {s}" for s in settings)
     )
     pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
     subprocess.run(

@@ -78,8 +78,19 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 HEAVY = (
-    "fastapi", "uvicorn", "starlette", "sqlalchemy", "sqlmodel", "alembic", "shapely", "numpy",
-    "scipy", "app.models", "app.db", "app.main", "app.services",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "sqlalchemy",
+    "sqlmodel",
+    "alembic",
+    "shapely",
+    "numpy",
+    "scipy",
+    "app.models",
+    "app.db",
+    "app.main",
+    "app.services",
 )
 
 
@@ -121,7 +132,10 @@ def test_python_m_app_cli_has_every_command() -> None:
     """`python -m app.cli` (the benchmarks start `serve` so) knows the commands defined last."""
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "users", "list", "--help"],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **NARROW},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **NARROW},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Liste les personnes et leurs rôles." in done.stdout
@@ -302,8 +316,17 @@ def test_users_invite_queues_the_e_mail_and_lists_the_invitation(
     world: World, engine: Engine
 ) -> None:
     runner = CliRunner()
-    args = ["users", "invite", "--email", "Marie.Curie@Mediatheque-Tulle.fr", "--role",
-            "mediateur", "--place", "demo-med-tulle", "--responsable"]
+    args = [
+        "users",
+        "invite",
+        "--email",
+        "Marie.Curie@Mediatheque-Tulle.fr",
+        "--role",
+        "mediateur",
+        "--place",
+        "demo-med-tulle",
+        "--responsable",
+    ]
     invited = runner.invoke(cli, args, env=WIDE)
     assert invited.exit_code == 0, invited.output
     said = flat(invited.output)

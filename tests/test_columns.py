@@ -55,8 +55,12 @@ def _widened(column: Column[object]) -> Table:
 def test_a_required_column_no_use_case_sets_fails_the_shape() -> None:
     sets = referral_service.NEW_REFERRAL.sets
     with pytest.raises(TypeError, match=r"referral\.outcome required"):
-        RowShape(_widened(Column("outcome", String, nullable=False)), Referral.model_fields,
-                 sets, "new_referral")
+        RowShape(
+            _widened(Column("outcome", String, nullable=False)),
+            Referral.model_fields,
+            sets,
+            "new_referral",
+        )
     # Forgetting a column the model gives no default fails the same way.
     with pytest.raises(TypeError, match=r"referral\.distance_km required"):
         RowShape.of(Referral, [s for s in sets if s != "distance_km"], "new_referral")
@@ -65,13 +69,19 @@ def test_a_required_column_no_use_case_sets_fails_the_shape() -> None:
 
 
 def test_a_column_that_may_be_left_out_is_written_or_left_to_the_database() -> None:
-    nullable = RowShape(_widened(Column("outcome", String, nullable=True)),
-                        Referral.model_fields, referral_service.NEW_REFERRAL.sets, "new_referral")
+    nullable = RowShape(
+        _widened(Column("outcome", String, nullable=True)),
+        Referral.model_fields,
+        referral_service.NEW_REFERRAL.sets,
+        "new_referral",
+    )
     assert "outcome" in nullable.names
     assert nullable.row(**dict.fromkeys(nullable.sets))["outcome"] is None
     served = RowShape(
         _widened(Column("outcome", Integer, nullable=False, server_default=text("0"))),
-        Referral.model_fields, referral_service.NEW_REFERRAL.sets, "new_referral",
+        Referral.model_fields,
+        referral_service.NEW_REFERRAL.sets,
+        "new_referral",
     )
     assert "outcome" not in served.names
 
@@ -79,18 +89,34 @@ def test_a_column_that_may_be_left_out_is_written_or_left_to_the_database() -> N
 def test_a_row_takes_the_model_defaults_and_the_use_case_wins() -> None:
     now = datetime(2026, 3, 2, 9, tzinfo=UTC)
     row = referral_service.new_referral(
-        orientation_id="ori_x", place_id="lieu_x", distance_km=1.5, now=now, ttl_days=14,
-        origin_place_id="lieu_y", profile="autonome", theme="caf", urgent=False,
-        commune="19272", day=date(2026, 3, 2),
+        orientation_id="ori_x",
+        place_id="lieu_x",
+        distance_km=1.5,
+        now=now,
+        ttl_days=14,
+        origin_place_id="lieu_y",
+        profile="autonome",
+        theme="caf",
+        urgent=False,
+        commune="19272",
+        day=date(2026, 3, 2),
     )
     assert set(row) == set(column_names(Referral))
     assert row["status"] == "en_attente" and type(row["status"]) is str  # the value, for SQL
     assert row["version"] == 1 and row["accepted_at"] is None
     assert row["id"].startswith("orv_") and row["created_at"] == now
     other = referral_service.new_referral(
-        orientation_id="ori_x", place_id="lieu_x", distance_km=1.5, now=now, ttl_days=14,
-        origin_place_id="lieu_y", profile="autonome", theme="caf", urgent=False,
-        commune="19272", day=date(2026, 3, 2),
+        orientation_id="ori_x",
+        place_id="lieu_x",
+        distance_km=1.5,
+        now=now,
+        ttl_days=14,
+        origin_place_id="lieu_y",
+        profile="autonome",
+        theme="caf",
+        urgent=False,
+        commune="19272",
+        day=date(2026, 3, 2),
     )
     assert other["id"] != row["id"]  # a factory default is called per row
     fill = bench_load.REFERRAL_FILL
@@ -123,12 +149,20 @@ def test_an_enum_field_is_copied_into_its_enum() -> None:
     shape = orientation_service.ORIENTATION_OUT
     written = orientation_service.NEW_ORIENTATION
     row = written.row(**dict.fromkeys(written.sets)) | {
-        "profile": "autonome", "profile_source": "declared", "route": "aucune",
-        "created_at": datetime(2026, 3, 2, tzinfo=UTC), "reasons": [], "alternatives": [],
+        "profile": "autonome",
+        "profile_source": "declared",
+        "route": "aucune",
+        "created_at": datetime(2026, 3, 2, tzinfo=UTC),
+        "reasons": [],
+        "alternatives": [],
     }
     out = shape.of_row(
-        row, procedure=ProcedureOut.model_construct(theme="caf", urgent=False),
-        consent=None, referral=None, alternatives=[], nearest_suitable=None,
+        row,
+        procedure=ProcedureOut.model_construct(theme="caf", urgent=False),
+        consent=None,
+        referral=None,
+        alternatives=[],
+        nearest_suitable=None,
     )
     assert out.profile is Profile.AUTONOME
     with warnings.catch_warnings():

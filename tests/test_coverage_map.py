@@ -27,9 +27,7 @@ def the_map(page: str) -> str:
     return found[0]
 
 
-def test_a_departements_map_draws_and_names_each_commune(
-    client: TestClient, world: World
-) -> None:
+def test_a_departements_map_draws_and_names_each_commune(client: TestClient, world: World) -> None:
     login(client, world, "coord")
     drawn = the_map(client.get("/coordinateur/couverture").text)
     paths = re.findall(r'<path d="([^"]+)" fill="(#[0-9a-f]{6})"><title>([^<]+)</title>', drawn)
@@ -80,9 +78,7 @@ def test_the_national_outlines_are_drawn_once_per_copy_of_the_reference(
     assert len(drawn) == 2
 
 
-def test_the_national_geojson_is_simplified_for_its_scale(
-    client: TestClient, world: World
-) -> None:
+def test_the_national_geojson_is_simplified_for_its_scale(client: TestClient, world: World) -> None:
     admin = world.auth("admin")
     national = client.get("/v1/stats/coverage?format=geojson", headers=admin)
     assert national.status_code == 200

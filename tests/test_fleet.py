@@ -347,9 +347,10 @@ def test_stopping_an_instance_mid_batch_sends_nothing_twice(
             assert _wait_until(lambda: sum(mailbox.ids().values()) >= n // 4, 60)
             instances[0].process.send_signal(signal.SIGTERM)
             _stopped_gracefully(instances[0])
-            assert _wait_until(
-                lambda: len(mailbox.ids()) == n and len(receiver.ids()) == n, 120
-            ), (len(mailbox.ids()), len(receiver.ids()))
+            assert _wait_until(lambda: len(mailbox.ids()) == n and len(receiver.ids()) == n, 120), (
+                len(mailbox.ids()),
+                len(receiver.ids()),
+            )
             time.sleep(1)
             assert max(mailbox.ids().values()) == 1 and max(receiver.ids().values()) == 1
     finally:
@@ -372,9 +373,12 @@ def test_a_webhook_whose_subscription_went_is_dead_alone(
         headers=world.auth("admin"),
     ).json()
     for _ in range(3):
-        assert client.post(
-            "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
-        ).status_code == 201
+        assert (
+            client.post(
+                "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+            ).status_code
+            == 201
+        )
     with engine.begin() as connection:  # one row loses its secret, as after a deletion race
         connection.execute(
             text(
@@ -396,9 +400,12 @@ def test_reminders_are_queued_once_whatever_the_number_of_processes(
 ) -> None:
     n = 120
     for _ in range(n):
-        assert client.post(
-            "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
-        ).status_code == 201
+        assert (
+            client.post(
+                "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+            ).status_code
+            == 201
+        )
     with engine.begin() as connection:  # all of them due for a reminder
         connection.execute(text("UPDATE referral SET expires_at = now() + interval '1 day'"))
 
@@ -464,9 +471,7 @@ def test_a_subscription_made_on_one_instance_hears_every_later_event_on_any(
 def test_deleting_a_subscription_under_load_answers_no_5xx(
     pg: str, engine: Engine, world: World, receiver: Receiver, tmp_path: Path
 ) -> None:
-    with fleet(
-        pg, tmp_path, outbox_check_seconds="0.3", expiry_check_seconds="3600"
-    ) as instances:
+    with fleet(pg, tmp_path, outbox_check_seconds="0.3", expiry_check_seconds="3600") as instances:
         statuses: list[int] = []
         running = threading.Event()
         running.set()
@@ -531,9 +536,7 @@ def test_the_wrong_token_limit_is_one_for_the_fleet(pg: str, tmp_path: Path) -> 
             )
         assert statuses == [401] * limit + [429]
         again = [
-            httpx.get(
-                instance.url + "/v1/referrals", headers={"Authorization": "Bearer psl_faux"}
-            )
+            httpx.get(instance.url + "/v1/referrals", headers={"Authorization": "Bearer psl_faux"})
             for instance in fleet_
         ]
         assert [a.status_code for a in again] == [429] * 3

@@ -42,22 +42,37 @@ def test_csv_cells_never_start_a_formula(client: TestClient, world: World) -> No
     admin = world.auth("admin")
     place_id = world.places["demo-med-tulle"]
     place = client.get(f"/v1/places/{place_id}", headers=admin).json()
-    body = {k: place[k] for k in ("kind", "address", "postal_code", "commune", "latitude",
-                                  "longitude", "services", "phone", "email", "hours")}
-    assert client.put(
-        f"/v1/places/{place_id}", headers=admin, json={**body, "name": FORMULA}
-    ).status_code == 200
-    answer = client.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                         json=orientation_body())
+    body = {
+        k: place[k]
+        for k in (
+            "kind",
+            "address",
+            "postal_code",
+            "commune",
+            "latitude",
+            "longitude",
+            "services",
+            "phone",
+            "email",
+            "hours",
+        )
+    }
+    assert (
+        client.put(
+            f"/v1/places/{place_id}", headers=admin, json={**body, "name": FORMULA}
+        ).status_code
+        == 200
+    )
+    answer = client.post(
+        "/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body()
+    )
     assert answer.status_code == 201 and answer.json()["referral"]["place"]["id"] == place_id
 
     coord = world.auth("coord")
     coverage = _csv(client.get("/v1/stats/coverage?format=csv", headers=coord).content)
     names = {row["Lieu le plus proche"] for row in coverage}
     assert "'" + FORMULA in names and FORMULA not in names
-    stats = _csv(
-        client.get("/v1/stats/referrals?group_by=place&format=csv", headers=coord).content
-    )
+    stats = _csv(client.get("/v1/stats/referrals?group_by=place&format=csv", headers=coord).content)
     labels = {row["Lieu de médiation"] for row in stats}
     assert "'" + FORMULA in labels
     for row in coverage + stats:
@@ -119,19 +134,37 @@ def _hostile_files(tmp_path: Path) -> list[tuple[Path, str]]:
         files.append((path, reason))
 
     columns = ",".join(f"c{i}" for i in range(200_000))
-    add("colonnes.csv", "nom,adresse,code_postal," + columns + "\n" + "," * 200_000 + "\n",
-        "Trop de colonnes : 200003")
-    add("valeurs.csv", "nom,adresse,code_postal\n" + "a," * 200_000 + "\n",
-        "Ligne 2 : 200001 valeurs")
-    add("champ.csv", 'nom,adresse,code_postal\nEPN,"' + "x" * 200_000 + '",19000\n',
-        "une valeur dépasse 100\u202f000 caractères")
-    add("guillemet.csv", 'nom,adresse,code_postal\nEPN,"rue,19000\nAutre,rue,19000\n',
-        "un guillemet ouvert n'est jamais fermé")
+    add(
+        "colonnes.csv",
+        "nom,adresse,code_postal," + columns + "\n" + "," * 200_000 + "\n",
+        "Trop de colonnes : 200003",
+    )
+    add(
+        "valeurs.csv",
+        "nom,adresse,code_postal\n" + "a," * 200_000 + "\n",
+        "Ligne 2 : 200001 valeurs",
+    )
+    add(
+        "champ.csv",
+        'nom,adresse,code_postal\nEPN,"' + "x" * 200_000 + '",19000\n',
+        "une valeur dépasse 100\u202f000 caractères",
+    )
+    add(
+        "guillemet.csv",
+        'nom,adresse,code_postal\nEPN,"rue,19000\nAutre,rue,19000\n',
+        "un guillemet ouvert n'est jamais fermé",
+    )
     add("profond.json", "[" * 10_000 + "]" * 10_000, "JSON imbriqué sur plus de 16 niveaux")
-    add("profond2.json", '[{"nom": ' + "[" * 30 + "]" * 30 + "}]",
-        "JSON imbriqué sur plus de 16 niveaux")
-    add("champ.json", json.dumps([{"nom": "x" * 200_000, "adresse": "r", "code_postal": "1"}]),
-        "une valeur dépasse 100\u202f000 caractères")
+    add(
+        "profond2.json",
+        '[{"nom": ' + "[" * 30 + "]" * 30 + "}]",
+        "JSON imbriqué sur plus de 16 niveaux",
+    )
+    add(
+        "champ.json",
+        json.dumps([{"nom": "x" * 200_000, "adresse": "r", "code_postal": "1"}]),
+        "une valeur dépasse 100\u202f000 caractères",
+    )
     huge = tmp_path / "enorme.csv"
     with huge.open("wb") as handle:  # sparse: 100 MiB + 1 byte, no disk used
         handle.truncate(MAX_FILE_BYTES + 1)
@@ -172,7 +205,9 @@ def test_200_000_columns_cost_little_memory(tmp_path: Path, database_url: str) -
     )
     out = subprocess.run(
         [sys.executable, "-c", measure, str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "DATABASE_URL": database_url, "COLUMNS": "200"},
     ).stdout
     code, peak_kb = out.split("\n", 1)[0].split()
@@ -192,8 +227,7 @@ def _run(database_url: str, *args: str, tty: bool = False, **env: str) -> tuple[
         if name not in env:
             environment.pop(name, None)
     if not tty:
-        done = subprocess.run(command, env=environment, capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
         return done.returncode, done.stdout + done.stderr
     leader, follower = pty.openpty()
     process = subprocess.Popen(command, env=environment, stdout=follower, stderr=follower)
@@ -238,16 +272,22 @@ def test_outbox_deliver_needs_the_public_address(
 ) -> None:
     """From a cron without PASSERELLE_PUBLIC_URL, the links would lead to 127.0.0.1:8000:
     nothing is sent, and the command says what to set; with it, the links lead there."""
-    referral = client.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                           json=orientation_body()).json()["referral"]
+    referral = client.post(
+        "/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body()
+    ).json()["referral"]
     smtp = f"smtp://127.0.0.1:{mailbox.port}"
     code, out = _run(database_url, "outbox", "deliver", PASSERELLE_SMTP_URL=smtp)
     assert code == 1 and "Adresse publique inconnue : définissez PASSERELLE_PUBLIC_URL" in out
     assert mailbox.messages == [] and count(engine, "outbox") >= 1
-    code, out = _run(database_url, "outbox", "deliver", PASSERELLE_SMTP_URL=smtp,
-                     PASSERELLE_PUBLIC_URL="https://passerelle.exemple.fr")
+    code, out = _run(
+        database_url,
+        "outbox",
+        "deliver",
+        PASSERELLE_SMTP_URL=smtp,
+        PASSERELLE_PUBLIC_URL="https://passerelle.exemple.fr",
+    )
     assert code == 0 and "1 envoyées" in out, out
-    (_, message), = mailbox.messages
+    ((_, message),) = mailbox.messages
     text, _ = parts(message)
     # The one message goes to the receiving place: its link to act without an account.
     assert "https://passerelle.exemple.fr/lien/" in text and referral["code"] in text, text
@@ -263,37 +303,61 @@ def test_reorienting_to_a_named_place_keeps_the_distance_limit(
     """Corrèze to Corsica was accepted: a named place beyond PASSERELLE_MAX_REFERRAL_DISTANCE_KM
     is a French 422 that stores nothing; a named place within it is taken."""
     admin = world.auth("admin")
-    corsica = client.post("/v1/places", headers=admin, json={
-        "name": "Espace numérique d'Ajaccio", "kind": "mediation", "commune": "2A004",
-        "latitude": 41.9267, "longitude": 8.7369,
-        "services": ["Aide aux démarches administratives"],
-    })
+    corsica = client.post(
+        "/v1/places",
+        headers=admin,
+        json={
+            "name": "Espace numérique d'Ajaccio",
+            "kind": "mediation",
+            "commune": "2A004",
+            "latitude": 41.9267,
+            "longitude": 8.7369,
+            "services": ["Aide aux démarches administratives"],
+        },
+    )
     assert corsica.status_code == 201, corsica.text
     agent = world.auth("agent_tulle")
     first = client.post("/v1/orientations", headers=agent, json=orientation_body()).json()
     referral = first["referral"]
     refused = client.post(
-        f"/v1/referrals/{referral['id']}/events", headers=world.auth("med_tulle"),
+        f"/v1/referrals/{referral['id']}/events",
+        headers=world.auth("med_tulle"),
         json={"status": "refusee", "reason": "pas_de_capacite"},
     )
     assert refused.status_code == 200, refused.text
     before = count(engine, "referral"), count(engine, "handoff_event"), count(engine, "outbox")
-    far = client.post(f"/v1/referrals/{referral['id']}/reorient", headers=agent,
-                      json={"place_id": corsica.json()["id"]})
+    far = client.post(
+        f"/v1/referrals/{referral['id']}/reorient",
+        headers=agent,
+        json={"place_id": corsica.json()["id"]},
+    )
     assert far.status_code == 422 and far.headers["content-type"] == PROBLEM, far.text
     (error,) = far.json()["errors"]
     assert error["loc"] == ["body", "place_id"]
     assert "au-delà des 30 km" in error["msg"]
     assert "PASSERELLE_MAX_REFERRAL_DISTANCE_KM" in error["msg"]
-    assert (count(engine, "referral"), count(engine, "handoff_event"),
-            count(engine, "outbox")) == before
-    nearby = client.post("/v1/places", headers=admin, json={
-        "name": "Médiathèque de Laguenne", "kind": "mediation", "commune": "19272",
-        "latitude": 45.2656, "longitude": 1.7700,
-        "services": ["Aide aux démarches administratives"],
-    })
+    assert (
+        count(engine, "referral"),
+        count(engine, "handoff_event"),
+        count(engine, "outbox"),
+    ) == before
+    nearby = client.post(
+        "/v1/places",
+        headers=admin,
+        json={
+            "name": "Médiathèque de Laguenne",
+            "kind": "mediation",
+            "commune": "19272",
+            "latitude": 45.2656,
+            "longitude": 1.7700,
+            "services": ["Aide aux démarches administratives"],
+        },
+    )
     assert nearby.status_code == 201, nearby.text
-    near = client.post(f"/v1/referrals/{referral['id']}/reorient", headers=agent,
-                       json={"place_id": nearby.json()["id"]})
+    near = client.post(
+        f"/v1/referrals/{referral['id']}/reorient",
+        headers=agent,
+        json={"place_id": nearby.json()["id"]},
+    )
     assert near.status_code == 201, near.text
     assert near.json()["place"]["id"] == nearby.json()["id"]

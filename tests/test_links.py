@@ -104,9 +104,7 @@ def test_a_place_without_a_key_accepts_contacts_and_completes_from_its_email(
         path + "/statut", data={"csrf": csrf, "status": "telepathie", "version": version}
     )
     assert wrong.status_code == 422
-    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(
-        wrong.text
-    )
+    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(wrong.text)
     assert snapshot(engine) == before
     for status in ("acceptee", "contactee", "terminee"):
         answer = client.post(
@@ -274,8 +272,13 @@ def test_a_paused_place_is_skipped_and_the_orientation_says_why(
     until = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
     answer = client.post(
         place_path,
-        data={"csrf": csrf, "paused_until": until, "email": "nouvelle@mediatheque.example",
-              "phone": "05 55 00 99 99", "hours": "Mo-Fr 09:00-12:00"},
+        data={
+            "csrf": csrf,
+            "paused_until": until,
+            "email": "nouvelle@mediatheque.example",
+            "phone": "05 55 00 99 99",
+            "hours": "Mo-Fr 09:00-12:00",
+        },
         follow_redirects=False,
     )
     assert answer.status_code == 303

@@ -148,8 +148,10 @@ def test_a_full_place_and_a_paused_place_are_skipped_then_take_referrals_again(
     # nothing writes nothing.
     with engine.connect() as connection:
         history = connection.execute(
-            text("SELECT field, new_value, actor_role FROM place_event WHERE place_id = :id"
-                 " ORDER BY id"),
+            text(
+                "SELECT field, new_value, actor_role FROM place_event WHERE place_id = :id"
+                " ORDER BY id"
+            ),
             {"id": tulle},
         ).all()
     assert [tuple(row) for row in history] == [

@@ -119,10 +119,12 @@ def test_each_event_mails_the_right_place(
 
     first = orient(client, world)
     assert deliver(engine, settings).sent == 1
-    (to, message), = mailbox.messages
+    ((to, message),) = mailbox.messages
     assert to == [receiving]
-    assert message["Subject"] == f"[URGENT] Nouvelle orientation {first['code']} : " \
+    assert (
+        message["Subject"] == f"[URGENT] Nouvelle orientation {first['code']} : "
         "Caisse d'allocations familiales (CAF)"
+    )
     assert message["From"] == "Passerelle <passerelle@example.org>"
     assert message["Message-ID"].startswith("<msg_")
     body, page = parts(message)
@@ -303,17 +305,23 @@ def test_private_addresses_are_refused(
             "ftp://example.org/x",
         ):
             refused = guarded.post(
-                "/v1/webhooks", json={"url": url, "events": ["referral.created"]},
+                "/v1/webhooks",
+                json={"url": url, "events": ["referral.created"]},
                 headers=world.auth("agent_tulle"),
             )
             assert refused.status_code == 422, (url, refused.text)
-        assert guarded.post(
-            "/v1/webhooks", json={"url": receiver.url, "events": ["referral.nope"]},
-            headers=world.auth("agent_tulle"),
-        ).status_code == 422
+        assert (
+            guarded.post(
+                "/v1/webhooks",
+                json={"url": receiver.url, "events": ["referral.nope"]},
+                headers=world.auth("agent_tulle"),
+            ).status_code
+            == 422
+        )
     # Allowed once, refused at delivery when the admin no longer allows it.
     allowed = client.post(
-        "/v1/webhooks", json={"url": receiver.url, "events": ["referral.created"]},
+        "/v1/webhooks",
+        json={"url": receiver.url, "events": ["referral.created"]},
         headers=world.auth("agent_tulle"),
     )
     assert allowed.status_code == 201

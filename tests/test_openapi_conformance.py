@@ -34,17 +34,26 @@ def test_schemathesis_finds_no_conformance_failure(
         for role in ROLES:
             done = subprocess.run(
                 [
-                    str(ST), "run", f"{server.url}/openapi.json",
-                    "--checks", "all",
+                    str(ST),
+                    "run",
+                    f"{server.url}/openapi.json",
+                    "--checks",
+                    "all",
                     # A commune code of the right form may still be unknown (a 422, as the
                     # contract says): the document cannot list 35,000 communes.
-                    "--exclude-checks", "positive_data_acceptance",
-                    "--phases", "examples,coverage,fuzzing,stateful",
-                    "--max-examples", "10",
-                    "--workers", "1",
-                    "--seed", "21",
+                    "--exclude-checks",
+                    "positive_data_acceptance",
+                    "--phases",
+                    "examples,coverage,fuzzing,stateful",
+                    "--max-examples",
+                    "10",
+                    "--workers",
+                    "1",
+                    "--seed",
+                    "21",
                     "--no-color",
-                    "-H", f"Authorization: Bearer {world.tokens[role]}",
+                    "-H",
+                    f"Authorization: Bearer {world.tokens[role]}",
                 ],
                 capture_output=True,
                 text=True,
@@ -59,8 +68,11 @@ def test_schemathesis_finds_no_conformance_failure(
 def test_what_the_probe_found_is_fixed(client: TestClient, world: World) -> None:
     """ST205: a 405 names every method of the path (Starlette named the first route's only);
     ST201: 0 is no date, false no number, 0 no boolean — each a French 422."""
-    for path, methods in (("/v1/webhooks", "GET, POST"), ("/v1/places/x", "GET, PUT"),
-                          ("/v1/referrals/x/events", "GET, POST")):
+    for path, methods in (
+        ("/v1/webhooks", "GET, POST"),
+        ("/v1/places/x", "GET, PUT"),
+        ("/v1/referrals/x/events", "GET, POST"),
+    ):
         answer = client.options(path, headers=world.auth("admin"))
         assert answer.status_code == 405 and answer.headers["allow"] == methods
 
@@ -71,13 +83,19 @@ def test_what_the_probe_found_is_fixed(client: TestClient, world: World) -> None
     assert good.status_code == 200
 
     admin = world.auth("admin")
-    for field, value in (("capacity", False), ("accepts_referrals", 0), ("longitude", False),
-                         ("latitude", True), ("paused_until", 0)):
+    for field, value in (
+        ("capacity", False),
+        ("accepts_referrals", 0),
+        ("longitude", False),
+        ("latitude", True),
+        ("paused_until", 0),
+    ):
         refused = client.post("/v1/places", headers=admin, json={**PLACE, field: value})
         assert refused.status_code == 422, (field, refused.text)
         assert refused.json()["errors"][0]["loc"][-1] == field
     accepted = client.post(
-        "/v1/places", headers=admin,
+        "/v1/places",
+        headers=admin,
         json={**PLACE, "latitude": 45, "capacity": 3, "paused_until": "2026-12-24"},
     )
     assert accepted.status_code == 201, accepted.text

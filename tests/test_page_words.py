@@ -18,20 +18,84 @@ from tests.test_web import login
 # The API's names that are also plain French, as a sentence may use them ("non autonome",
 # "la commune", "le code"): they stay allowed on a page.
 FRENCH = {
-    "aucune", "autonome", "autre", "code", "commune", "communes", "diagnostic", "note",
-    "orientations", "place", "population", "retraite", "service", "services", "sort",
+    "aucune",
+    "autonome",
+    "autre",
+    "code",
+    "commune",
+    "communes",
+    "diagnostic",
+    "note",
+    "orientations",
+    "place",
+    "population",
+    "retraite",
+    "service",
+    "services",
+    "sort",
     # The days and the needs of app.triage.needs are plain French too.
-    "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche", "matin",
-    "public", "publics", "individuel", "collectif", "gratuit", "payant", "jeunes", "seniors",
-    "femmes", "illettrisme",
+    "lundi",
+    "mardi",
+    "mercredi",
+    "jeudi",
+    "vendredi",
+    "samedi",
+    "dimanche",
+    "matin",
+    "public",
+    "publics",
+    "individuel",
+    "collectif",
+    "gratuit",
+    "payant",
+    "jeunes",
+    "seniors",
+    "femmes",
+    "illettrisme",
 }
 # Words a French page would never show but an untranslated one does.
 ENGLISH = {
-    "the", "and", "not", "found", "error", "none", "None", "null", "true", "false", "True",
-    "False", "field", "required", "invalid", "Invalid", "ETag", "Internal", "Server",
-    "Method", "Allowed", "Unauthorized", "Forbidden", "Missing", "value", "is", "of",
-    "Not", "Found", "Error", "Bad", "Request", "Unprocessable", "Entity", "undefined", "NaN",
-    "Traceback", "Exception", "detail", "loc", "msg",
+    "the",
+    "and",
+    "not",
+    "found",
+    "error",
+    "none",
+    "None",
+    "null",
+    "true",
+    "false",
+    "True",
+    "False",
+    "field",
+    "required",
+    "invalid",
+    "Invalid",
+    "ETag",
+    "Internal",
+    "Server",
+    "Method",
+    "Allowed",
+    "Unauthorized",
+    "Forbidden",
+    "Missing",
+    "value",
+    "is",
+    "of",
+    "Not",
+    "Found",
+    "Error",
+    "Bad",
+    "Request",
+    "Unprocessable",
+    "Entity",
+    "undefined",
+    "NaN",
+    "Traceback",
+    "Exception",
+    "detail",
+    "loc",
+    "msg",
 }
 WORD = re.compile(r"[^\W\d][\w\-]*")
 
@@ -134,10 +198,15 @@ def _world_of_referrals(client: TestClient, world: World) -> dict[str, Any]:
         ),
         "non_urgent": orient(procedure={"theme": "impots", "urgent": False}),
         # Needs stated: the coordinator's figures then list them, in words.
-        "besoins": orient(needs={
-            "specific": ["surdite"], "public": ["jeunes"], "free_only": True,
-            "modality": "individuel", "availability": [{"day": "lundi", "half": "matin"}],
-        }),
+        "besoins": orient(
+            needs={
+                "specific": ["surdite"],
+                "public": ["jeunes"],
+                "free_only": True,
+                "modality": "individuel",
+                "availability": [{"day": "lundi", "half": "matin"}],
+            }
+        ),
         "besoin_sans_lieu": orient(needs={"specific": ["illettrisme"]}),
     }
     done = orient()
@@ -155,7 +224,15 @@ def _pages(made: dict[str, Any]) -> dict[str, list[str]]:
     done, refused = made["terminee"]["referral"], made["refusee"]["referral"]
     results = [f"/agent/resultat/{o['id']}" for o in made.values()]
     by = [
-        "month", "week", "profile", "route", "theme", "status", "place", "commune", "epci",
+        "month",
+        "week",
+        "profile",
+        "route",
+        "theme",
+        "status",
+        "place",
+        "commune",
+        "epci",
         "departement",
     ]
     return {
@@ -239,22 +316,49 @@ def test_every_error_a_page_shows_is_in_the_readers_words(
     answers["empty form"] = client.post("/agent", data={"csrf": token})
     answers["half diagnostic"] = client.post(
         "/agent",
-        data={"csrf": token, "mode": "diagnostic", "q_usage_appareil": "jamais",
-              "q_courriel": "avec_aide", "theme": "caf", "commune": "Tulle"},
+        data={
+            "csrf": token,
+            "mode": "diagnostic",
+            "q_usage_appareil": "jamais",
+            "q_courriel": "avec_aide",
+            "theme": "caf",
+            "commune": "Tulle",
+        },
     )
     answers["a forged answer"] = client.post(
         "/agent",
-        data={"csrf": token, "mode": "diagnostic", "q_usage_appareil": "jamais",
-              "q_courriel": "peut-etre", "q_identifiants": "non", "q_demarches_en_ligne": "seul",
-              "q_envie_apprendre": "oui", "theme": "caf", "commune": "Tulle"},
+        data={
+            "csrf": token,
+            "mode": "diagnostic",
+            "q_usage_appareil": "jamais",
+            "q_courriel": "peut-etre",
+            "q_identifiants": "non",
+            "q_demarches_en_ligne": "seul",
+            "q_envie_apprendre": "oui",
+            "theme": "caf",
+            "commune": "Tulle",
+        },
     )
     answers["unknown commune"] = client.post(
-        "/agent", data={"csrf": token, "mode": "profil", "profile": "autonome",
-                        "theme": "caf", "commune": "Xyzzyville"},
+        "/agent",
+        data={
+            "csrf": token,
+            "mode": "profil",
+            "profile": "autonome",
+            "theme": "caf",
+            "commune": "Xyzzyville",
+        },
     )
     answers["contact without consent"] = client.post(
-        "/agent", data={"csrf": token, "mode": "profil", "profile": "autonome", "theme": "caf",
-                        "commune": "Tulle", "phone": "06 01 02 03 04"},
+        "/agent",
+        data={
+            "csrf": token,
+            "mode": "profil",
+            "profile": "autonome",
+            "theme": "caf",
+            "commune": "Tulle",
+            "phone": "06 01 02 03 04",
+        },
     )
     answers["not the agent's step"] = client.post(
         f"/agent/orientations/{referral['id']}/statut",

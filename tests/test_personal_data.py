@@ -68,8 +68,15 @@ def orient(client: TestClient, world: World, key: str | None = None, **body: obj
     return answer.json()  # type: ignore[no-any-return]
 
 
-def move(client: TestClient, world: World, referral: str, status: str, who: str = "med_tulle",
-         key: str | None = None, **extra: str) -> dict:  # type: ignore[type-arg]
+def move(
+    client: TestClient,
+    world: World,
+    referral: str,
+    status: str,
+    who: str = "med_tulle",
+    key: str | None = None,
+    **extra: str,
+) -> dict:  # type: ignore[type-arg]
     headers = world.auth(who)
     if key:
         headers["Idempotency-Key"] = key
@@ -323,15 +330,20 @@ def test_retention_purge_and_statistics_unchanged(
     assert "3 dossiers anonymisés" in runner.invoke(cli, ["purge"]).output
     assert traces(engine, *PERSONAL, "Paulette", "0611223344", NOTE[:20], "jamais") == []
     with engine.connect() as connection:
-        assert connection.execute(
-            text(
-                "SELECT COUNT(*) FROM orientation "
-                "WHERE answers IS NOT NULL AND CAST(answers AS TEXT) <> 'null'"
-            )
-        ).scalar_one() == 0
+        assert (
+            connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM orientation "
+                    "WHERE answers IS NOT NULL AND CAST(answers AS TEXT) <> 'null'"
+                )
+            ).scalar_one()
+            == 0
+        )
         reasons = connection.execute(
-            text("SELECT to_status, reason FROM handoff_event WHERE reason IS NOT NULL "
-                 "AND kind = 'transition'")
+            text(
+                "SELECT to_status, reason FROM handoff_event WHERE reason IS NOT NULL "
+                "AND kind = 'transition'"
+            )
         ).all()
     assert [tuple(r) for r in reasons] == [("refusee", "pas_de_capacite")]
     assert stats() == before  # byte for byte, JSON and CSV
@@ -376,9 +388,18 @@ def test_migration_drops_contact_data_from_stored_answers(tmp_path: Path) -> Non
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     command.upgrade(alembic_config(engine), "0005")
-    answer = {"id": "orv_1", "orientation_id": "ori_1", "status": "acceptee",
-              "person": {"consent": True, "first_name": FIRST_NAME, "phone": PHONE,
-                         "email": EMAIL, "availability": AVAILABILITY}}
+    answer = {
+        "id": "orv_1",
+        "orientation_id": "ori_1",
+        "status": "acceptee",
+        "person": {
+            "consent": True,
+            "first_name": FIRST_NAME,
+            "phone": PHONE,
+            "email": EMAIL,
+            "availability": AVAILABILITY,
+        },
+    }
     with sqlite3.connect(tmp_path / "old.db") as db:
         db.execute(
             "INSERT INTO api_key (id, name, role, token_hash, prefix, created_at) "
@@ -393,8 +414,10 @@ def test_migration_drops_contact_data_from_stored_answers(tmp_path: Path) -> Non
     command.upgrade(alembic_config(engine), "head")
     assert traces(engine, *PERSONAL) == []
     with engine.connect() as connection:
-        tied = connection.execute(
-            text("SELECT orientation_id FROM idempotency_record ORDER BY id")
-        ).scalars().all()
+        tied = (
+            connection.execute(text("SELECT orientation_id FROM idempotency_record ORDER BY id"))
+            .scalars()
+            .all()
+        )
     assert tied == ["ori_1", "ori_2"]
     engine.dispose()

@@ -37,9 +37,21 @@ def test_place_index_orders_like_a_plain_loop(
     now = datetime.now(UTC)
     outs = [
         PlaceOut(
-            id=f"lieu_{i:03d}", name=str(i), kind=kind, address="", postal_code="",
-            commune="19272", commune_name="", latitude=lat, longitude=lon, services=[],
-            phone=None, email=None, website=None, hours=None, accepts_referrals=True,
+            id=f"lieu_{i:03d}",
+            name=str(i),
+            kind=kind,
+            address="",
+            postal_code="",
+            commune="19272",
+            commune_name="",
+            latitude=lat,
+            longitude=lon,
+            services=[],
+            phone=None,
+            email=None,
+            website=None,
+            hours=None,
+            accepts_referrals=True,
             updated_at=now,
         )
         for i, (lat, lon, kind) in enumerate(places)

@@ -195,9 +195,7 @@ def test_twenty_concurrent_conflicting_transitions(
 
     def attempt(i: int) -> int:
         body = (
-            {"status": "acceptee"}
-            if i % 2
-            else {"status": "refusee", "reason": "pas_de_capacite"}
+            {"status": "acceptee"} if i % 2 else {"status": "refusee", "reason": "pas_de_capacite"}
         )
         headers = {**world.auth("med_tulle"), **({"If-Match": tag} if i % 4 < 2 else {})}
         start.wait()
@@ -216,8 +214,13 @@ def test_twenty_concurrent_conflicting_transitions(
 
 def test_the_log_is_only_for_the_two_places(client: TestClient, world: World) -> None:
     referral = _referral(client, world)
-    for who, status in (("agent_tulle", 200), ("med_tulle", 200), ("med_ussel", 404),
-                        ("agent_ussel", 404), ("coord", 403)):
+    for who, status in (
+        ("agent_tulle", 200),
+        ("med_tulle", 200),
+        ("med_ussel", 404),
+        ("agent_ussel", 404),
+        ("coord", 403),
+    ):
         response = client.get(f"/v1/referrals/{referral}/events", headers=world.auth(who))
         assert response.status_code == status, who
 
@@ -376,9 +379,12 @@ def test_a_refused_referral_is_reoriented_elsewhere(
     early = client.post(f"/v1/referrals/{first['id']}/reorient", headers=agent)
     assert early.status_code == 409 and early.json()["current_status"] == "en_attente"
     _move(client, world, first["id"], "med_tulle", "refusee", reason="pas_de_capacite")
-    assert client.post(
-        f"/v1/referrals/{first['id']}/reorient", headers=world.auth("med_tulle")
-    ).status_code == 403
+    assert (
+        client.post(
+            f"/v1/referrals/{first['id']}/reorient", headers=world.auth("med_tulle")
+        ).status_code
+        == 403
+    )
     again = client.post(f"/v1/referrals/{first['id']}/reorient", headers=agent)
     assert again.status_code == 201, again.text
     second = again.json()
@@ -391,9 +397,7 @@ def test_a_refused_referral_is_reoriented_elsewhere(
     log = client.get(f"/v1/referrals/{second['id']}/events", headers=agent).json()
     assert [e["kind"] for e in log] == ["orientation", "reorientation"]
     # Refused again: never back to a place that refused; a named place is honoured.
-    other = client.get(
-        f"/v1/referrals/{second['id']}", headers=agent
-    ).json()["place"]["id"]
+    other = client.get(f"/v1/referrals/{second['id']}", headers=agent).json()["place"]["id"]
     with engine.begin() as connection:  # the second place refuses (no key for it here)
         connection.execute(
             text("UPDATE referral SET status = 'refusee' WHERE id = :id"), {"id": second["id"]}

@@ -22,8 +22,9 @@ from tests.conftest import World
 
 STATUSES = [s.value for s in ReferralStatus]
 # A referral: (index of its place, of its desk, status, urgent, past its deadline)
-ROW = st.tuples(st.integers(0, 1), st.integers(0, 1), st.sampled_from(STATUSES),
-                st.booleans(), st.booleans())
+ROW = st.tuples(
+    st.integers(0, 1), st.integers(0, 1), st.sampled_from(STATUSES), st.booleans(), st.booleans()
+)
 # A change after the insert: (index of the row, new status or None to delete it, urgent)
 CHANGE = st.tuples(st.integers(0, 40), st.sampled_from([*STATUSES, None]), st.booleans())
 
@@ -39,8 +40,11 @@ def plain_summary(rows: list[dict[str, Any]], side: str, place: str) -> dict[str
         shown = shown_status(ReferralStatus(row["status"]), row["expires_at"] <= now)
         by_status[shown.value] += 1
         urgent_open += 1 if row["urgent"] and shown in OPEN else 0
-    return {"by_status": dict(by_status), "open": sum(by_status[s.value] for s in OPEN),
-            "urgent_open": urgent_open}
+    return {
+        "by_status": dict(by_status),
+        "open": sum(by_status[s.value] for s in OPEN),
+        "urgent_open": urgent_open,
+    }
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
@@ -65,18 +69,41 @@ def test_summary_is_the_count_of_the_rows(
             session.execute(text("DELETE FROM orientation"))
             for place, desk, status, urgent, past in made:
                 oid = new_id("ori")
-                insert_row(session, Orientation, {
-                    "id": oid, "created_at": now, "day": now.date(), "api_key_id": key_id,
-                    "origin_place_id": desks[desk], "profile": "partiellement_autonome",
-                    "profile_source": "declared", "route": "mediateur",
-                    "do_now_at_france_services": False, "reasons": [], "rules_version": "test",
-                    "theme": "caf", "urgent": urgent, "already_followed": False,
-                    "commune": "19272", "consent": False, "alternatives": [],
-                })
+                insert_row(
+                    session,
+                    Orientation,
+                    {
+                        "id": oid,
+                        "created_at": now,
+                        "day": now.date(),
+                        "api_key_id": key_id,
+                        "origin_place_id": desks[desk],
+                        "profile": "partiellement_autonome",
+                        "profile_source": "declared",
+                        "route": "mediateur",
+                        "do_now_at_france_services": False,
+                        "reasons": [],
+                        "rules_version": "test",
+                        "theme": "caf",
+                        "urgent": urgent,
+                        "already_followed": False,
+                        "commune": "19272",
+                        "consent": False,
+                        "alternatives": [],
+                    },
+                )
                 row = new_referral(
-                    orientation_id=oid, place_id=mediation[place], origin_place_id=desks[desk],
-                    distance_km=1.0, profile="partiellement_autonome", theme="caf", urgent=urgent,
-                    commune="19272", day=now.date(), now=now, ttl_days=14,
+                    orientation_id=oid,
+                    place_id=mediation[place],
+                    origin_place_id=desks[desk],
+                    distance_km=1.0,
+                    profile="partiellement_autonome",
+                    theme="caf",
+                    urgent=urgent,
+                    commune="19272",
+                    day=now.date(),
+                    now=now,
+                    ttl_days=14,
                 )
                 row["status"] = status
                 row["expires_at"] = now + timedelta(days=-1 if past else 14)

@@ -34,8 +34,9 @@ class StatsWorld:
     reoriented_place: str  # where R6's re-orientation (R9) went
 
 
-def _orient(client: TestClient, world: World, agent: str, profile: str, commune: str,
-            theme: str) -> dict[str, object]:
+def _orient(
+    client: TestClient, world: World, agent: str, profile: str, commune: str, theme: str
+) -> dict[str, object]:
     body = orientation_body(
         assessment={"profile": profile},
         procedure={"theme": theme, "urgent": False},
@@ -46,8 +47,14 @@ def _orient(client: TestClient, world: World, agent: str, profile: str, commune:
     return answer.json()  # type: ignore[no-any-return]
 
 
-def _move(client: TestClient, world: World, who: str, referral: str, status: str,
-          reason: str | None = None) -> None:
+def _move(
+    client: TestClient,
+    world: World,
+    who: str,
+    referral: str,
+    status: str,
+    reason: str | None = None,
+) -> None:
     body = {"status": status, **({"reason": reason} if reason else {})}
     answer = client.post(f"/v1/referrals/{referral}/events", json=body, headers=world.auth(who))
     assert answer.status_code == 200, answer.text
@@ -96,8 +103,9 @@ def stats_world(client: TestClient, world: World, engine: Engine) -> StatsWorld:
     for i in range(10, 15):
         refs[f"R{i}"] = tulle("partiellement_autonome")  # type: ignore[assignment]
     for name in ("R6", "R7", "R8"):
-        doc = _orient(client, world, "agent_ussel", "non_autonome_non_refractaire", USSEL,
-                      "retraite")
+        doc = _orient(
+            client, world, "agent_ussel", "non_autonome_non_refractaire", USSEL, "retraite"
+        )
         refs[name] = doc["referral"]["id"]  # type: ignore[index]
 
     for name, hours in (("R1", 10), ("R2", 30), ("R4", 4)):
@@ -127,10 +135,14 @@ def stats_world(client: TestClient, world: World, engine: Engine) -> StatsWorld:
                 text(f"UPDATE {table} SET day = :day WHERE commune = :c"),
                 {"day": date.fromisoformat(NOVEMBER_MONDAY), "c": TULLE},
             )
-        ussel = connection.execute(
-            text("SELECT id FROM orientation WHERE commune = :c ORDER BY created_at"),
-            {"c": USSEL},
-        ).scalars().all()
+        ussel = (
+            connection.execute(
+                text("SELECT id FROM orientation WHERE commune = :c ORDER BY created_at"),
+                {"c": USSEL},
+            )
+            .scalars()
+            .all()
+        )
         for oid, day in zip(ussel, USSEL_DAYS, strict=True):
             connection.execute(
                 text("UPDATE orientation SET day = :day WHERE id = :id"),
@@ -155,13 +167,31 @@ def _groups(doc: dict, *keys: str) -> dict:  # type: ignore[type-arg]
 
 
 FIGURES_COUNTED = (
-    "to_mediateur", "not_sent", "to_france_services", "no_orientation", "reoriented",
-    "answered", "accepted", "refused", "expired_unanswered", "accepted_closed", "completed",
+    "to_mediateur",
+    "not_sent",
+    "to_france_services",
+    "no_orientation",
+    "reoriented",
+    "answered",
+    "accepted",
+    "refused",
+    "expired_unanswered",
+    "accepted_closed",
+    "completed",
     "no_show",
 )
 STATUSES_ZERO = dict.fromkeys(
-    ("en_attente", "acceptee", "refusee", "annulee", "expiree", "contactee", "non_venue",
-     "terminee", "reorientee"),
+    (
+        "en_attente",
+        "acceptee",
+        "refusee",
+        "annulee",
+        "expiree",
+        "contactee",
+        "non_venue",
+        "terminee",
+        "reorientee",
+    ),
     0,
 )
 
@@ -169,16 +199,25 @@ STATUSES_ZERO = dict.fromkeys(
 def test_totals_and_rates_match_the_hand_count(client: TestClient, stats_world: StatsWorld) -> None:
     doc = _stats(client, stats_world.world, "")
     assert doc["filters"] == {
-        "from": "2025-12-01", "to": "2026-11-30", "territory": "departement:19",
-        "territory_name": "Corrèze", "group_by": [],
+        "from": "2025-12-01",
+        "to": "2026-11-30",
+        "territory": "departement:19",
+        "territory_name": "Corrèze",
+        "group_by": [],
     }
     assert doc["groups"] == []
     totals = doc["totals"]
     assert totals["orientations"] == 15 and totals["referrals"] == 14
     assert totals["by_route"] == {"france_services": 1, "mediateur": 13, "aucune": 1}
     assert totals["by_status"] == {
-        **STATUSES_ZERO, "en_attente": 7, "contactee": 1, "terminee": 1, "non_venue": 1,
-        "refusee": 2, "expiree": 1, "annulee": 1,
+        **STATUSES_ZERO,
+        "en_attente": 7,
+        "contactee": 1,
+        "terminee": 1,
+        "non_venue": 1,
+        "refusee": 2,
+        "expiree": 1,
+        "annulee": 1,
     }
     # accepted R1 R2 R4 R7; answered: those, refused R3 R6, expired unanswered R5.
     assert totals["acceptance_rate"] == round(4 / 7, 4)
@@ -190,9 +229,18 @@ def test_totals_and_rates_match_the_hand_count(client: TestClient, stats_world: 
     # The counts each rate is made of, cumulative: R7 was accepted, then cancelled; R1 and R2
     # were accepted, and are now terminee and non_venue.
     assert {k: totals[k] for k in FIGURES_COUNTED} == {
-        "to_mediateur": 13, "not_sent": 0, "to_france_services": 1, "no_orientation": 1,
-        "reoriented": 1, "answered": 7, "accepted": 4, "refused": 2, "expired_unanswered": 1,
-        "accepted_closed": 3, "completed": 1, "no_show": 1,
+        "to_mediateur": 13,
+        "not_sent": 0,
+        "to_france_services": 1,
+        "no_orientation": 1,
+        "reoriented": 1,
+        "answered": 7,
+        "accepted": 4,
+        "refused": 2,
+        "expired_unanswered": 1,
+        "accepted_closed": 3,
+        "completed": 1,
+        "no_show": 1,
     }
 
 
@@ -208,15 +256,34 @@ def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
     assert is_masked(by_month["2025-12"]) and is_masked(by_month["2026-01"])
     november = by_month["2026-11"]
     assert november == {
-        "month": "2026-11", "masked": False, "orientations": 12, "referrals": 10,
-        **STATUSES_ZERO, "en_attente": 5, "contactee": 1, "terminee": 1, "non_venue": 1,
-        "refusee": 1, "expiree": 1,
-        "acceptance_rate": 0.6, "completion_rate": 0.5, "no_show_rate": 0.5,
+        "month": "2026-11",
+        "masked": False,
+        "orientations": 12,
+        "referrals": 10,
+        **STATUSES_ZERO,
+        "en_attente": 5,
+        "contactee": 1,
+        "terminee": 1,
+        "non_venue": 1,
+        "refusee": 1,
+        "expiree": 1,
+        "acceptance_rate": 0.6,
+        "completion_rate": 0.5,
+        "no_show_rate": 0.5,
         # T1–T5, T8–T12 to a médiateur, T6 France Services, T7 autonomous; accepted R1 R2 R4,
         # refused R3, R5 expired unanswered; closed after acceptance: R1 R2.
-        "to_mediateur": 10, "not_sent": 0, "to_france_services": 1, "no_orientation": 1,
-        "reoriented": 0, "answered": 5, "accepted": 3, "refused": 1, "expired_unanswered": 1,
-        "accepted_closed": 2, "completed": 1, "no_show": 1,
+        "to_mediateur": 10,
+        "not_sent": 0,
+        "to_france_services": 1,
+        "no_orientation": 1,
+        "reoriented": 0,
+        "answered": 5,
+        "accepted": 3,
+        "refused": 1,
+        "expired_unanswered": 1,
+        "accepted_closed": 2,
+        "completed": 1,
+        "no_show": 1,
     }
 
     by_week = _groups(_stats(client, w, "group_by=week"), "week")
@@ -241,8 +308,16 @@ def test_every_group_by(client: TestClient, stats_world: StatsWorld) -> None:
     assert by_theme["caf"]["orientations"] == 12 and is_masked(by_theme["retraite"])
 
     by_status = _groups(_stats(client, w, "group_by=status"), "status")
-    assert set(by_status) == {None, "en_attente", "contactee", "terminee", "non_venue",
-                              "refusee", "expiree", "annulee"}
+    assert set(by_status) == {
+        None,
+        "en_attente",
+        "contactee",
+        "terminee",
+        "non_venue",
+        "refusee",
+        "expiree",
+        "annulee",
+    }
     waiting = by_status["en_attente"]  # R8, R9 (re-orientation of U1), R10–R14
     assert (waiting["orientations"], waiting["referrals"], waiting["en_attente"]) == (7, 7, 7)
     assert waiting["acceptance_rate"] is None  # nothing answered among them
@@ -317,13 +392,17 @@ def test_scope(client: TestClient, stats_world: StatsWorld, engine: Engine) -> N
             text("SELECT epci FROM commune WHERE code = :c"), {"c": TULLE}
         ).scalar_one()
         # An EPCI with communes in Corrèze and elsewhere lies in no single département.
-        astride = connection.execute(
-            text(
-                "SELECT epci FROM commune WHERE epci <> '' GROUP BY epci "
-                "HAVING COUNT(DISTINCT departement) > 1 "
-                "AND SUM(CASE WHEN departement = '19' THEN 1 ELSE 0 END) > 0"
+        astride = (
+            connection.execute(
+                text(
+                    "SELECT epci FROM commune WHERE epci <> '' GROUP BY epci "
+                    "HAVING COUNT(DISTINCT departement) > 1 "
+                    "AND SUM(CASE WHEN departement = '19' THEN 1 ELSE 0 END) > 0"
+                )
             )
-        ).scalars().first()
+            .scalars()
+            .first()
+        )
     assert status("territory=departement:19") == 200
     assert status(f"territory=epci:{tulle_epci}") == 200
     assert status("territory=departement:23") == 403
@@ -393,7 +472,9 @@ def test_csv_both_ways(client: TestClient, stats_world: StatsWorld) -> None:
         assert masked["Orientations"] == "" and masked["Taux d'acceptation (%)"] == ""
         total = rows["Total"]
         assert (total["Orientations"], total["Vers un médiateur"], total["Envois à un lieu"]) == (
-            "15", "13", "14"
+            "15",
+            "13",
+            "14",
         )
         assert total["Taux d'acceptation (%)"] == "57,1"  # 4 / 7, as the page's 57 %
         assert total["Statut actuel : En attente"] == "7"
@@ -409,12 +490,17 @@ def test_csv_in_the_words_of_the_page(client: TestClient, stats_world: StatsWorl
     )
     header = answer.content.decode("utf-8-sig").splitlines()[0].split(";")
     assert header[:5] == [
-        "Profil (code)", "Profil", "Statut (code)", "Statut", "Masqué (moins de 5 orientations)"
+        "Profil (code)",
+        "Profil",
+        "Statut (code)",
+        "Statut",
+        "Masqué (moins de 5 orientations)",
     ]
     assert all(not re.fullmatch(r"[a-z_]+", h) for h in header), header  # no field name
     rows = _read_csv(answer)
     waiting = next(
-        r for r in rows
+        r
+        for r in rows
         if (r["Profil (code)"], r["Statut (code)"]) == ("partiellement_autonome", "en_attente")
     )
     assert waiting["Profil"] == "Partiellement autonome et volontaire"
@@ -423,9 +509,11 @@ def test_csv_in_the_words_of_the_page(client: TestClient, stats_world: StatsWorl
     assert no_referral["Statut"] == "Aucun envoi"
     assert rows[-1]["Profil (code)"] == "Total" and rows[-1]["Orientations"] == "15"
     # Without any grouping, the file is the total alone.
-    alone = _read_csv(client.get(
-        f"/v1/stats/referrals?{PERIOD}&format=csv", headers=stats_world.world.auth("coord")
-    ))
+    alone = _read_csv(
+        client.get(
+            f"/v1/stats/referrals?{PERIOD}&format=csv", headers=stats_world.world.auth("coord")
+        )
+    )
     assert len(alone) == 1 and alone[0]["Orientations"] == "15"
     assert alone[0]["Taux d'accompagnements terminés (%)"] == "33,3"
 
@@ -437,9 +525,10 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Written again here, apart from app.triage.geo, to check the k-d tree's answers."""
     from math import asin, cos, radians, sin, sqrt
 
-    a = sin(radians(lat2 - lat1) / 2) ** 2 + cos(radians(lat1)) * cos(radians(lat2)) * sin(
-        radians(lon2 - lon1) / 2
-    ) ** 2
+    a = (
+        sin(radians(lat2 - lat1) / 2) ** 2
+        + cos(radians(lat1)) * cos(radians(lat2)) * sin(radians(lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6371.0088 * asin(sqrt(a))
 
 
@@ -447,7 +536,8 @@ def test_coverage_distances_against_brute_force(
     client: TestClient, world: World, engine: Engine
 ) -> None:
     places = [
-        p for p in client.get(
+        p
+        for p in client.get(
             "/v1/places?kind=mediation&limit=500", headers=world.auth("coord")
         ).json()
         if p["accepts_referrals"]
@@ -457,7 +547,10 @@ def test_coverage_distances_against_brute_force(
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     assert doc["filters"] == {
-        "territory": "departement:19", "territory_name": "Corrèze", "max_km": 12.0, "need": None
+        "territory": "departement:19",
+        "territory_name": "Corrèze",
+        "max_km": 12.0,
+        "need": None,
     }
     with engine.connect() as connection:
         expected = {
@@ -539,9 +632,7 @@ def test_coverage_formats_and_scope(client: TestClient, world: World) -> None:
     assert outside.status_code == 403
     assert client.get("/v1/stats/coverage?max_km=0", headers=auth).status_code == 422
     assert client.get("/v1/stats/coverage?format=xml", headers=auth).status_code == 422
-    assert client.get(
-        "/v1/stats/coverage", headers=world.auth("agent_tulle")
-    ).status_code == 403
+    assert client.get("/v1/stats/coverage", headers=world.auth("agent_tulle")).status_code == 403
 
 
 def test_coverage_cities_by_arrondissement_and_no_place(client: TestClient, world: World) -> None:
@@ -564,9 +655,7 @@ def test_coverage_without_any_place(client: TestClient, engine: Engine) -> None:
 
     with Session(engine) as session:
         _, token = create_key(session, Role.COORDINATEUR, territory="departement:19")
-    doc = client.get(
-        "/v1/stats/coverage", headers={"Authorization": f"Bearer {token}"}
-    ).json()
+    doc = client.get("/v1/stats/coverage", headers={"Authorization": f"Bearer {token}"}).json()
     assert doc["totals"]["places"] == 0
     assert doc["totals"]["communes_beyond"] == doc["totals"]["communes"] > 250
     assert all(r["distance_km"] is None and r["place"] is None for r in doc["communes"])
@@ -582,8 +671,20 @@ def test_stats_command_line(client: TestClient, stats_world: StatsWorld, tmp_pat
     out = tmp_path / "mois.csv"
     shown = runner.invoke(
         cli,
-        ["stats", "referrals", "--territory", "departement:19", "--from", "2025-12-01",
-         "--to", "2026-11-30", "--group-by", "month", "--csv", str(out)],
+        [
+            "stats",
+            "referrals",
+            "--territory",
+            "departement:19",
+            "--from",
+            "2025-12-01",
+            "--to",
+            "2026-11-30",
+            "--group-by",
+            "month",
+            "--csv",
+            str(out),
+        ],
         env={"COLUMNS": "250"},
     )
     assert shown.exit_code == 0, shown.output
@@ -602,8 +703,18 @@ def test_stats_command_line(client: TestClient, stats_world: StatsWorld, tmp_pat
     mapped = tmp_path / "couverture.geojson"
     covered = runner.invoke(
         cli,
-        ["stats", "coverage", "--territory", "departement:19", "--max-km", "10",
-         "--csv", str(cover), "--geojson", str(mapped)],
+        [
+            "stats",
+            "coverage",
+            "--territory",
+            "departement:19",
+            "--max-km",
+            "10",
+            "--csv",
+            str(cover),
+            "--geojson",
+            str(mapped),
+        ],
         env={"COLUMNS": "250"},
     )
     assert covered.exit_code == 0, covered.output
@@ -622,9 +733,12 @@ def parent(db: sqlite3.Connection, table: str, key: str, value: str) -> None:
         if notnull and default is None and name not in columns:
             kind = kind.upper()
             columns[name] = (
-                0 if kind.startswith(("INT", "FLOAT", "BOOL", "NUMERIC"))
-                else "[]" if kind == "JSON"
-                else "2026-01-01 00:00:00.000000" if kind.startswith(("DATE", "TIME"))
+                0
+                if kind.startswith(("INT", "FLOAT", "BOOL", "NUMERIC"))
+                else "[]"
+                if kind == "JSON"
+                else "2026-01-01 00:00:00.000000"
+                if kind.startswith(("DATE", "TIME"))
                 else ""
             )
     db.execute(
@@ -721,8 +835,9 @@ def test_orientations_without_needs_hold_no_json_null(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_geojson_of_a_commune_without_outline(client: TestClient, world: World,
-                                              engine: Engine) -> None:
+def test_geojson_of_a_commune_without_outline(
+    client: TestClient, world: World, engine: Engine
+) -> None:
     """Four Cantal communes restored in 2024 have no outline in the reference: their
     features are their routing points."""
     with engine.connect() as connection:
@@ -774,8 +889,11 @@ def test_the_page_says_what_the_api_and_the_csv_say(
     # Each row adds up: its parts within it, beside the CSV's row.
     desk, sent, closed = Tables(page.text).tables
     assert closed[0][1:] == [
-        "Acceptés et clos", "dont accompagnements terminés", "dont personnes non venues",
-        "Taux d'accompagnements terminés", "Taux de personnes non venues",
+        "Acceptés et clos",
+        "dont accompagnements terminés",
+        "dont personnes non venues",
+        "Taux d'accompagnements terminés",
+        "Taux de personnes non venues",
     ]
     header = sent[0]
     ready = next(r for r in sent if r[0] == "Non autonome, prête à apprendre")
@@ -807,7 +925,9 @@ def test_the_page_says_what_the_api_and_the_csv_say(
     assert download.content == api.content
     total = _read_csv(download)[-1]
     assert (total["Vers un médiateur"], total["Envois à un lieu"], total["dont acceptés"]) == (
-        "13", "14", "4"
+        "13",
+        "14",
+        "4",
     )
 
 
@@ -842,8 +962,7 @@ def test_the_page_names_its_own_fields(client: TestClient, stats_world: StatsWor
     backwards = client.get("/coordinateur?du=2026-05-01&au=2026-01-01")
     assert backwards.status_code == 422
     said = (
-        "La période commence le 01/05/2026, après sa fin le 01/01/2026 : inversez « Du » et "
-        "« Au »."
+        "La période commence le 01/05/2026, après sa fin le 01/01/2026 : inversez « Du » et « Au »."
     )
     assert f'<p class="fr-error-text" id="du-erreur">{escape(said)}</p>' in backwards.text
     assert 'aria-describedby="du-erreur"' in backwards.text

@@ -130,9 +130,7 @@ def expected_totals(made: list[Oriented]) -> dict[str, Any]:
     sent = [s for o in counted for s in o.chain]
     shown = Counter(_shown(s) for s in sent)
     accepted = [s for s in sent if "acceptee" in s.path]
-    expired_unanswered = sum(
-        1 for s in sent if _shown(s) == "expiree" and "acceptee" not in s.path
-    )
+    expired_unanswered = sum(1 for s in sent if _shown(s) == "expiree" and "acceptee" not in s.path)
     routes = Counter(o.route for o in counted)
     totals: dict[str, Any] = {
         "orientations": len(counted),
@@ -173,20 +171,43 @@ def insert(engine: Engine, world: World, made: list[Oriented], copies: int) -> N
                 day = date.fromisoformat(o.day)
                 created = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=9)
                 oid = new_id("ori")
-                insert_row(session, Orientation, {
-                    "id": oid, "created_at": created, "day": day, "api_key_id": key_id,
-                    "origin_place_id": desk, "profile": o.profile, "profile_source": "declared",
-                    "route": o.route, "do_now_at_france_services": False,
-                    "reasons": [], "rules_version": "test", "theme": o.theme, "urgent": False,
-                    "already_followed": o.route == "mediateur" and not o.chain,
-                    "commune": o.commune, "consent": False, "alternatives": [],
-                })
+                insert_row(
+                    session,
+                    Orientation,
+                    {
+                        "id": oid,
+                        "created_at": created,
+                        "day": day,
+                        "api_key_id": key_id,
+                        "origin_place_id": desk,
+                        "profile": o.profile,
+                        "profile_source": "declared",
+                        "route": o.route,
+                        "do_now_at_france_services": False,
+                        "reasons": [],
+                        "rules_version": "test",
+                        "theme": o.theme,
+                        "urgent": False,
+                        "already_followed": o.route == "mediateur" and not o.chain,
+                        "commune": o.commune,
+                        "consent": False,
+                        "alternatives": [],
+                    },
+                )
                 previous = None
                 for place, sent in zip(mediation, o.chain, strict=False):
                     row = new_referral(
-                        orientation_id=oid, place_id=place, origin_place_id=desk,
-                        distance_km=1.0, profile=o.profile, theme=o.theme, urgent=False,
-                        commune=o.commune, day=day, now=created, ttl_days=14,
+                        orientation_id=oid,
+                        place_id=place,
+                        origin_place_id=desk,
+                        distance_km=1.0,
+                        profile=o.profile,
+                        theme=o.theme,
+                        urgent=False,
+                        commune=o.commune,
+                        day=day,
+                        now=created,
+                        ttl_days=14,
                         previous_referral_id=previous,
                     )
                     row["status"] = sent.path[-1] if sent.path else "en_attente"
@@ -391,12 +412,27 @@ def test_every_figure_adds_up(
 def test_the_checks_can_fail() -> None:
     """check_figures refuses figures that do not add up, and the total row is found."""
     good = {
-        "orientations": 3, "to_mediateur": 2, "not_sent": 0, "to_france_services": 1,
-        "no_orientation": 0, "referrals": 3, "reoriented": 1, "answered": 3, "accepted": 2,
-        "refused": 1, "expired_unanswered": 0, "accepted_closed": 2, "completed": 1,
-        "no_show": 1, "acceptance_rate": round(2 / 3, 4), "completion_rate": 0.5,
+        "orientations": 3,
+        "to_mediateur": 2,
+        "not_sent": 0,
+        "to_france_services": 1,
+        "no_orientation": 0,
+        "referrals": 3,
+        "reoriented": 1,
+        "answered": 3,
+        "accepted": 2,
+        "refused": 1,
+        "expired_unanswered": 0,
+        "accepted_closed": 2,
+        "completed": 1,
+        "no_show": 1,
+        "acceptance_rate": round(2 / 3, 4),
+        "completion_rate": 0.5,
         "no_show_rate": 0.5,
-        **dict.fromkeys(stats.STATUSES, 0), "refusee": 1, "terminee": 1, "non_venue": 1,
+        **dict.fromkeys(stats.STATUSES, 0),
+        "refusee": 1,
+        "terminee": 1,
+        "non_venue": 1,
     }
     check_figures(good, "good")
     for wrong in (

@@ -50,11 +50,21 @@ TERRITORIES = (
     Territory("departement", "01", "Ain"),
 )
 # The département of each commune above, and each territory's.
-DEPARTEMENT_OF = {"19272": "19", "19275": "19", "19031": "19", "23096": "23", "33063": "33",
-                  "01053": "01"}
+DEPARTEMENT_OF = {
+    "19272": "19",
+    "19275": "19",
+    "19031": "19",
+    "23096": "23",
+    "33063": "33",
+    "01053": "01",
+}
 IN_TERRITORY = {
-    "national": None, "region:75": {"19", "23", "33"}, "region:84": {"01"},
-    "departement:19": {"19"}, "departement:23": {"23"}, "departement:01": {"01"},
+    "national": None,
+    "region:75": {"19", "23", "33"},
+    "region:84": {"01"},
+    "departement:19": {"19"},
+    "departement:23": {"23"},
+    "departement:01": {"01"},
 }
 ROUTE_OF = {
     "non_autonome_sans_envie": "france_services",
@@ -66,7 +76,8 @@ REASONS = (None, "hors_territoire", "pas_de_capacite", "autre")
 FIRST, LAST = date(2025, 11, 20), date(2027, 2, 10)
 # Days that sit on the edges of months and years, where a cell ends.
 EDGES = tuple(
-    d for m in ((2025, 12), (2026, 1), (2026, 2), (2026, 3), (2026, 12), (2027, 1))
+    d
+    for m in ((2025, 12), (2026, 1), (2026, 2), (2026, 3), (2026, 12), (2027, 1))
     for d in (date(*m, 1), date(*m, 1) - timedelta(days=1))
 )
 
@@ -81,10 +92,12 @@ def _referral(draw: st.DrawFn) -> dict[str, Any]:
     lifecycle's: a reason kept on a status other than `refusee` is not counted by reason)."""
     return {
         # Half of them open, whose deadline may have passed.
-        "status": draw(st.one_of(
-            st.sampled_from(("en_attente", "acceptee")),
-            st.sampled_from([s.value for s in ReferralStatus]),
-        )),
+        "status": draw(
+            st.one_of(
+                st.sampled_from(("en_attente", "acceptee")),
+                st.sampled_from([s.value for s in ReferralStatus]),
+            )
+        ),
         "past_due": draw(st.booleans()),
         "accepted": draw(st.booleans()),
         # Hours to first contact, in quarters of an hour: a median has values to order.
@@ -98,7 +111,8 @@ def _orientation(draw: st.DrawFn) -> dict[str, Any]:
     profile = draw(st.sampled_from(sorted(ROUTE_OF) + ["partiellement_autonome"] * 3))
     chain = (
         draw(st.lists(_referral(), min_size=draw(st.integers(0, 4)) and 1, max_size=3))
-        if ROUTE_OF[profile] == "mediateur" else []
+        if ROUTE_OF[profile] == "mediateur"
+        else []
     )
     return {
         "commune": draw(st.sampled_from((*COMMUNES, MISSING))),
@@ -136,13 +150,16 @@ def _insert(
     connection = session.connection()
     if missing and connection.dialect.name == "postgresql":
         for table in ("orientation", "referral"):
-            name = connection.execute(text(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f' "
-                "AND conrelid = CAST(:t AS regclass) AND confrelid = 'commune'::regclass"
-            ), {"t": table}).scalar_one()
-            connection.execute(text(
-                f"ALTER TABLE {table} ALTER CONSTRAINT {name} DEFERRABLE INITIALLY DEFERRED"
-            ))
+            name = connection.execute(
+                text(
+                    "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                    "AND conrelid = CAST(:t AS regclass) AND confrelid = 'commune'::regclass"
+                ),
+                {"t": table},
+            ).scalar_one()
+            connection.execute(
+                text(f"ALTER TABLE {table} ALTER CONSTRAINT {name} DEFERRABLE INITIALLY DEFERRED")
+            )
     elif missing:
         connection.execute(text("PRAGMA defer_foreign_keys = ON"))
     key_id = connection.execute(text("SELECT id FROM api_key LIMIT 1")).scalar_one()
@@ -152,20 +169,44 @@ def _insert(
     for o in made:
         created = datetime.combine(o["day"], datetime.min.time(), UTC) + timedelta(hours=9)
         oid = new_id("ori")
-        insert_row(session, Orientation, {
-            "id": oid, "created_at": created, "day": o["day"], "api_key_id": key_id,
-            "origin_place_id": desk, "profile": o["profile"], "profile_source": "declared",
-            "route": ROUTE_OF[o["profile"]], "do_now_at_france_services": False,
-            "reasons": [], "rules_version": "test", "theme": o["theme"], "urgent": False,
-            "already_followed": False, "commune": o["commune"], "consent": False,
-            "alternatives": [],
-        })
+        insert_row(
+            session,
+            Orientation,
+            {
+                "id": oid,
+                "created_at": created,
+                "day": o["day"],
+                "api_key_id": key_id,
+                "origin_place_id": desk,
+                "profile": o["profile"],
+                "profile_source": "declared",
+                "route": ROUTE_OF[o["profile"]],
+                "do_now_at_france_services": False,
+                "reasons": [],
+                "rules_version": "test",
+                "theme": o["theme"],
+                "urgent": False,
+                "already_followed": False,
+                "commune": o["commune"],
+                "consent": False,
+                "alternatives": [],
+            },
+        )
         previous = None
         for place, sent in zip(mediation * 3, o["chain"], strict=False):
             row = new_referral(
-                orientation_id=oid, place_id=place, origin_place_id=desk, distance_km=1.0,
-                profile=o["profile"], theme=o["theme"], urgent=False, commune=o["commune"],
-                day=o["day"], now=created, ttl_days=14, previous_referral_id=previous,
+                orientation_id=oid,
+                place_id=place,
+                origin_place_id=desk,
+                distance_km=1.0,
+                profile=o["profile"],
+                theme=o["theme"],
+                urgent=False,
+                commune=o["commune"],
+                day=o["day"],
+                now=created,
+                ttl_days=14,
+                previous_referral_id=previous,
             )
             row["status"] = sent["status"]
             row["expires_at"] = now + timedelta(days=-1 if sent["past_due"] else 14)
@@ -181,20 +222,24 @@ def _insert(
     data=st.data(),
 )
 @settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_tallies_count_what_a_scan_counts(
     engine: Engine, world: World, made: list[dict[str, Any]], data: st.DataObject
 ) -> None:
-    asked = data.draw(st.lists(
-        st.tuples(
-            st.sampled_from((NATIONAL, *TERRITORIES)),
-            _period([o["day"] for o in made]),
-            _keys(),
-        ),
-        min_size=1, max_size=4,
-    ))
+    asked = data.draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from((NATIONAL, *TERRITORIES)),
+                _period([o["day"] for o in made]),
+                _keys(),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     with Session(engine) as session:
         try:
             _insert(session, world, made)
@@ -207,8 +252,11 @@ def test_the_tallies_count_what_a_scan_counts(
                 # test) has first contacts, since a grouping by département leaves it out.
                 inside = IN_TERRITORY[str(territory)]
                 hours = [
-                    (o["commune"], r["hours"]) for o in made for r in o["chain"]
-                    if r["hours"] is not None and period.start <= o["day"] <= period.end
+                    (o["commune"], r["hours"])
+                    for o in made
+                    for r in o["chain"]
+                    if r["hours"] is not None
+                    and period.start <= o["day"] <= period.end
                     and (inside is None or DEPARTEMENT_OF.get(o["commune"]) in inside)
                 ]
                 if all(commune != MISSING for commune, _ in hours):
@@ -225,8 +273,12 @@ def test_what_the_tallies_cannot_say_is_scanned(engine: Engine) -> None:
     epci = Territory("epci", "200066744", "Haute-Corrèze Communauté")
     with Session(engine) as session:
         for territory, keys in (
-            (NATIONAL, ("week",)), (NATIONAL, ("status",)), (NATIONAL, ("place",)),
-            (NATIONAL, ("commune",)), (NATIONAL, ("month", "epci")), (epci, ()),
+            (NATIONAL, ("week",)),
+            (NATIONAL, ("status",)),
+            (NATIONAL, ("place",)),
+            (NATIONAL, ("commune",)),
+            (NATIONAL, ("month", "epci")),
+            (epci, ()),
             (Territory("commune", "19272", "Tulle"), ("month",)),
         ):
             stats.referral_stats(session, territory, period, keys)  # the scan, by itself
@@ -267,8 +319,12 @@ def test_the_triggers_keep_what_a_rebuild_makes(
         body = orientation_body(
             assessment={"profile": profile},
             procedure={"theme": "caf", "urgent": False},
-            person={"commune": commune, "consent": True, "first_name": "Jeanne",
-                    "phone": "0601020304"},
+            person={
+                "commune": commune,
+                "consent": True,
+                "first_name": "Jeanne",
+                "phone": "0601020304",
+            },
         )
         answer = client.post("/v1/orientations", json=body, headers=world.auth(agent))
         assert answer.status_code == 201, answer.text
@@ -276,9 +332,7 @@ def test_the_triggers_keep_what_a_rebuild_makes(
 
     def move(who: str, referral: str, status: str, reason: str | None = None) -> Any:
         body = {"status": status, **({"reason": reason} if reason else {})}
-        answer = client.post(
-            f"/v1/referrals/{referral}/events", json=body, headers=world.auth(who)
-        )
+        answer = client.post(f"/v1/referrals/{referral}/events", json=body, headers=world.auth(who))
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -314,9 +368,12 @@ def test_the_triggers_keep_what_a_rebuild_makes(
     # The expiry, the retention purge, and writers other than the service: updates of every
     # watched column, then deletions.
     with Session(engine) as session:
-        session.execute(text(
-            "UPDATE referral SET expires_at = :past WHERE status IN ('en_attente', 'acceptee')"
-        ), {"past": datetime.now(UTC) - timedelta(days=1)})
+        session.execute(
+            text(
+                "UPDATE referral SET expires_at = :past WHERE status IN ('en_attente', 'acceptee')"
+            ),
+            {"past": datetime.now(UTC) - timedelta(days=1)},
+        )
         session.commit()
     with Session(engine) as session:
         assert expire_due(session) >= 1
@@ -341,33 +398,49 @@ def test_the_triggers_keep_what_a_rebuild_makes(
     # Deletions (of rows no handoff event names: the log is append-only), a referral before
     # its orientation, one by one and in bulk.
     rows: list[dict[str, Any]] = [
-        {"commune": commune, "day": day, "profile": "partiellement_autonome", "theme": "caf",
-         "chain": [{"status": "en_attente", "past_due": False, "accepted": True,
-                    "hours": 30.0, "reason": None}] * 2}
-        for commune in ("19272", "33063") for day in (date(2026, 3, 31), date(2026, 4, 1))
+        {
+            "commune": commune,
+            "day": day,
+            "profile": "partiellement_autonome",
+            "theme": "caf",
+            "chain": [
+                {
+                    "status": "en_attente",
+                    "past_due": False,
+                    "accepted": True,
+                    "hours": 30.0,
+                    "reason": None,
+                }
+            ]
+            * 2,
+        }
+        for commune in ("19272", "33063")
+        for day in (date(2026, 3, 31), date(2026, 4, 1))
     ]
     with Session(engine) as session:
         _insert(session, world, rows, missing=False)
         session.commit()
     kept, rebuilt = _rebuilt(engine)
     assert kept == rebuilt
-    unlogged = (
-        "NOT IN (SELECT orientation_id FROM handoff_event)"
-    )
+    unlogged = "NOT IN (SELECT orientation_id FROM handoff_event)"
     with Session(engine) as session:
-        one = session.execute(text(
-            f"SELECT id FROM referral WHERE orientation_id {unlogged} "
-            "AND previous_referral_id IS NOT NULL LIMIT 1"
-        )).scalar_one()
+        one = session.execute(
+            text(
+                f"SELECT id FROM referral WHERE orientation_id {unlogged} "
+                "AND previous_referral_id IS NOT NULL LIMIT 1"
+            )
+        ).scalar_one()
         session.execute(text("DELETE FROM referral WHERE id = :id"), {"id": one})
         session.commit()
     kept, rebuilt = _rebuilt(engine)
     assert kept == rebuilt
     with Session(engine) as session:
-        session.execute(text(
-            f"DELETE FROM referral WHERE orientation_id {unlogged} "
-            "AND previous_referral_id IS NOT NULL"
-        ))
+        session.execute(
+            text(
+                f"DELETE FROM referral WHERE orientation_id {unlogged} "
+                "AND previous_referral_id IS NOT NULL"
+            )
+        )
         session.execute(text(f"DELETE FROM referral WHERE orientation_id {unlogged}"))
         session.execute(text(f"DELETE FROM orientation WHERE id {unlogged}"))
         session.commit()
@@ -378,9 +451,21 @@ def test_the_triggers_keep_what_a_rebuild_makes(
 def test_a_commune_missing_from_the_reference(engine: Engine, world: World) -> None:
     """Its orientations count nationally, and in no département, as the scan counts them."""
     made = [
-        {"commune": commune, "day": date(2026, 1, 31), "profile": "partiellement_autonome",
-         "theme": "caf", "chain": [{"status": "acceptee", "past_due": True, "accepted": True,
-                                    "hours": None, "reason": None}]}
+        {
+            "commune": commune,
+            "day": date(2026, 1, 31),
+            "profile": "partiellement_autonome",
+            "theme": "caf",
+            "chain": [
+                {
+                    "status": "acceptee",
+                    "past_due": True,
+                    "accepted": True,
+                    "hours": None,
+                    "reason": None,
+                }
+            ],
+        }
         for commune in (MISSING, "19272")
     ] * 5
     period = stats.Period(date(2026, 1, 15), date(2026, 3, 31))
@@ -391,9 +476,7 @@ def test_a_commune_missing_from_the_reference(engine: Engine, world: World) -> N
                 scanned = stats.referral_stats(session, NATIONAL, period, keys, using="scan")
                 tallied = stats.referral_stats(session, NATIONAL, period, keys, using="tally")
                 assert tallied == scanned, keys
-                assert [g.get("departement") for g in scanned["groups"]] == (
-                    ["19"] if keys else []
-                )
+                assert [g.get("departement") for g in scanned["groups"]] == (["19"] if keys else [])
                 # Grouped by département, the total is that of the départements.
                 assert scanned["totals"]["orientations"] == (5 if keys else 10)
         finally:
@@ -423,7 +506,8 @@ def test_the_migration_backfills_what_the_triggers_keep(tmp_path: Path) -> None:
             db.execute(
                 "UPDATE orientation SET commune = ?, day = ?, api_key_id = 'k', "
                 "origin_place_id = 'p', profile = 'autonome', route = 'mediateur', "
-                "theme = 'caf' WHERE id = ?", (commune, day, f"ori_{i}"),
+                "theme = 'caf' WHERE id = ?",
+                (commune, day, f"ori_{i}"),
             )
             for j, status in enumerate(("refusee", "acceptee")):
                 parent(db, "referral", "id", f"orv_{i}{j}")
@@ -432,10 +516,17 @@ def test_the_migration_backfills_what_the_triggers_keep(tmp_path: Path) -> None:
                     "place_id = 'm', origin_place_id = 'p', commune = ?, day = ?, "
                     "profile = 'autonome', theme = 'caf', refusal_reason = ?, "
                     "accepted_at = ?, previous_referral_id = ? WHERE id = ?",
-                    (f"ori_{i}", f"{i}{j}", status, commune, day,
-                     "autre" if j == 0 else None,
-                     "2026-02-02 10:00:00.000000" if j else None,
-                     f"orv_{i}0" if j else None, f"orv_{i}{j}"),
+                    (
+                        f"ori_{i}",
+                        f"{i}{j}",
+                        status,
+                        commune,
+                        day,
+                        "autre" if j == 0 else None,
+                        "2026-02-02 10:00:00.000000" if j else None,
+                        f"orv_{i}0" if j else None,
+                        f"orv_{i}{j}",
+                    ),
                 )
     with Session(engine) as session:
         kept = _cells(session)
@@ -455,14 +546,29 @@ def test_a_commune_that_changes_departement_moves_its_tallies(
     départements are redrawn) rebuilds the tallies in its transaction: they say what the scan
     says, under the new département."""
     made = [
-        {"commune": "19272", "day": date(2026, 1, 31), "profile": "partiellement_autonome",
-         "theme": "caf", "chain": [{"status": "acceptee", "past_due": False, "accepted": True,
-                                    "hours": 2.0, "reason": None}]}
+        {
+            "commune": "19272",
+            "day": date(2026, 1, 31),
+            "profile": "partiellement_autonome",
+            "theme": "caf",
+            "chain": [
+                {
+                    "status": "acceptee",
+                    "past_due": False,
+                    "accepted": True,
+                    "hours": 2.0,
+                    "reason": None,
+                }
+            ],
+        }
     ] * 6
     period = stats.Period(date(2026, 1, 1), date(2026, 3, 31))
-    moved = replace(reference, communes=[
-        {**c, "departement": "23"} if c["code"] == "19272" else c for c in reference.communes
-    ])
+    moved = replace(
+        reference,
+        communes=[
+            {**c, "departement": "23"} if c["code"] == "19272" else c for c in reference.communes
+        ],
+    )
     with Session(engine) as session:
         _insert(session, world, made, missing=False)
         session.commit()
@@ -490,10 +596,23 @@ def test_the_median_of_first_contacts_in_france_and_in_a_territory(
     in France (read in the index's order) and in a territory (its rows sorted)."""
     hours = {"19272": [40.0, 1.0, 7.5, 3.0, 90.0], "33063": [2.0, 500.0, 0.25]}
     made = [
-        {"commune": commune, "day": date(2026, 2, 10), "profile": "partiellement_autonome",
-         "theme": "caf", "chain": [{"status": "contactee", "past_due": False, "accepted": True,
-                                    "hours": h, "reason": None}]}
-        for commune, values in hours.items() for h in values
+        {
+            "commune": commune,
+            "day": date(2026, 2, 10),
+            "profile": "partiellement_autonome",
+            "theme": "caf",
+            "chain": [
+                {
+                    "status": "contactee",
+                    "past_due": False,
+                    "accepted": True,
+                    "hours": h,
+                    "reason": None,
+                }
+            ],
+        }
+        for commune, values in hours.items()
+        for h in values
     ]
     period = stats.Period(date(2026, 2, 1), date(2026, 2, 28))
     with Session(engine) as session:

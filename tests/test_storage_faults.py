@@ -40,8 +40,15 @@ from tests.test_web import form, login
 
 PROBLEM = "application/problem+json"
 UNAVAILABLE_EXIT = 69
-TABLES = ("orientation", "referral", "contact", "handoff_event", "outbox", "idempotency_record",
-          "contact_read")
+TABLES = (
+    "orientation",
+    "referral",
+    "contact",
+    "handoff_event",
+    "outbox",
+    "idempotency_record",
+    "contact_read",
+)
 
 
 def _counts(engine: Engine) -> dict[str, int]:
@@ -147,9 +154,10 @@ def test_a_full_disk_answers_503_says_so_in_readyz_and_loses_nothing(
     with small_disk(tmp_path / "disk", size) as disk:
         url = _sqlite_copy(engine, disk)
         copy = make_engine(url)
-        with serving(url, tmp_path / "server.log") as server, httpx.Client(
-            base_url=server.url, timeout=30
-        ) as http:
+        with (
+            serving(url, tmp_path / "server.log") as server,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
             agent, med = world.auth("agent_tulle"), world.auth("med_tulle")
             before = http.post("/v1/orientations", headers=agent, json=orientation_body())
             assert before.status_code == 201, before.text
@@ -296,8 +304,10 @@ def test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers(
         app = create_app(engine, Settings())
         with TestClient(app, raise_server_exceptions=False) as client:
             agent = world.auth("agent_tulle")
-            assert client.post("/v1/orientations", headers=agent,
-                               json=orientation_body()).status_code == 201
+            assert (
+                client.post("/v1/orientations", headers=agent, json=orientation_body()).status_code
+                == 201
+            )
             counted = _counts(engine)
 
             # Out of connections: everything the server allows is taken by someone else.
@@ -310,8 +320,10 @@ def test_postgresql_stopped_or_out_of_connections_answers_503_then_recovers(
             assert client.get("/readyz").status_code == 503
             for hog in hogs:
                 hog.close()
-            assert client.post("/v1/orientations", headers=agent,
-                               json=orientation_body()).status_code == 201
+            assert (
+                client.post("/v1/orientations", headers=agent, json=orientation_body()).status_code
+                == 201
+            )
 
             # A person signed in: her session is read from the database, so is her page.
             person = User(email="marie@example.org", first_name="Marie")

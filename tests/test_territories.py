@@ -62,8 +62,11 @@ def test_suggestions_stay_inside_the_coordinators_territory(
     assert [s["code"] for s in suggestions(client, "departement:19")] == ["departement:19"]
     assert suggestions(client, "c") == []  # one letter: nothing yet
     # Every territory offered is one the coordinator may read, through the API as well.
-    offered = {s["code"] for q in ("Correze", "tulle", "brive", "saint", "xaintrie") for s in
-               suggestions(client, q)}
+    offered = {
+        s["code"]
+        for q in ("Correze", "tulle", "brive", "saint", "xaintrie")
+        for s in suggestions(client, q)
+    }
     assert len(offered) >= 15
     for code in offered:
         answer = client.get(
@@ -105,7 +108,7 @@ def test_a_territory_is_chosen_by_its_name(client: TestClient, world: World) -> 
     chosen = client.get(offered[0][1])
     assert chosen.status_code == 200 and "km=12" in offered[0][1]
     assert field_value(chosen.text) == "Corrèze (département 19)"
-    assert "<h2 class=\"fr-h3\">Corrèze</h2>" in chosen.text
+    assert '<h2 class="fr-h3">Corrèze</h2>' in chosen.text
     # One of that name inside the coordinator's territory (Ussel is also in Cantal and Lot).
     ussel = client.get("/coordinateur/couverture", params={"territoire": "USSEL"})
     assert ussel.status_code == 200 and field_value(ussel.text) == "Ussel (commune, 19)"
@@ -116,9 +119,7 @@ def test_a_territory_is_chosen_by_its_name(client: TestClient, world: World) -> 
     # Only the start of a name: confirmed, not guessed.
     partial = client.get("/coordinateur/couverture", params={"territoire": "Saint-Martin"})
     assert partial.status_code == 422
-    assert [label for label, _ in choices(partial.text)] == [
-        "Saint-Martin-la-Méanne (commune, 19)"
-    ]
+    assert [label for label, _ in choices(partial.text)] == ["Saint-Martin-la-Méanne (commune, 19)"]
     # The CSV of the page's query names the territory by its code.
     csv = client.get("/coordinateur/couverture.csv", params={"territoire": "Tulle Agglo"})
     assert csv.status_code == 200
@@ -179,6 +180,6 @@ def test_the_api_keeps_its_codes(client: TestClient, world: World) -> None:
         "/v1/stats/coverage?territory=commune:75056", headers=world.auth("admin")
     ).json()
     assert [row["commune"] for row in paris["communes"]] == [f"751{n:02d}" for n in range(1, 21)]
-    assert client.get(
-        "/v1/stats/coverage?territory=commune:75056", headers=coord
-    ).status_code == 403
+    assert (
+        client.get("/v1/stats/coverage?territory=commune:75056", headers=coord).status_code == 403
+    )

@@ -9,7 +9,9 @@ from tests.test_web_browser import _database, browser, check, login, new_page  #
 
 
 def test_a_coordinator_chooses_a_territory_by_its_name(
-    new_page: Any, world: World, database_url: str  # noqa: F811
+    new_page: Any,  # noqa: F811
+    world: World,
+    database_url: str,
 ) -> None:
     db = _database(database_url)
     page = new_page()

@@ -110,4 +110,3 @@ def test_great_circle_distance() -> None:
     # Paris (Notre-Dame) to Lyon (Bellecour): 391-392 km as the crow flies.
     assert 390 < distance_km(48.8530, 2.3499, 45.7578, 4.8320) < 393
     assert distance_km(45.2667, 1.7667, 45.2667, 1.7667) == 0
-

@@ -203,11 +203,10 @@ def test_the_form_says_what_to_fix_in_french_and_keeps_what_was_typed(
     assert "Autonome (d'après le diagnostic)" in html.unescape(answer.text)
 
 
-def test_an_agent_cancels_a_referral_from_its_page(
-    client: TestClient, world: World
-) -> None:
-    sent = client.post("/v1/orientations", json=orientation_body(), headers=world.auth(
-        "agent_tulle")).json()["referral"]
+def test_an_agent_cancels_a_referral_from_its_page(client: TestClient, world: World) -> None:
+    sent = client.post(
+        "/v1/orientations", json=orientation_body(), headers=world.auth("agent_tulle")
+    ).json()["referral"]
     token = login(client, world, "agent_tulle")
     page = client.get(f"/agent/orientations/{sent['id']}")
     assert "Jeanne" in page.text and sent["code"] in page.text
@@ -227,9 +226,7 @@ def test_an_agent_cancels_a_referral_from_its_page(
         data={"csrf": token, "status": "telepathie", "version": "1"},
     )
     assert answer.status_code == 422
-    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(
-        answer.text
-    )
+    assert "Étape : choisissez une des valeurs proposées par la page." in html.unescape(answer.text)
     answer = client.post(
         f"/agent/orientations/{sent['id']}/statut",
         data={"csrf": token, "status": "annulee", "version": "1"},
@@ -316,7 +313,8 @@ def test_commune_suggestions_while_typing(client: TestClient, world: World) -> N
     answer = client.post("/agent", data=form(csrf=token, commune="19200"))
     assert answer.status_code == 422 and "Plusieurs communes correspondent" in answer.text
     answer = client.post(
-        "/agent", data=form(csrf=token, commune="19200", commune_code="19200"),
+        "/agent",
+        data=form(csrf=token, commune="19200", commune_code="19200"),
         follow_redirects=False,
     )
     assert answer.status_code == 303

@@ -82,8 +82,9 @@ def test_an_unfinished_diagnostic_marks_each_question_left_without_the_answers_c
     assert "None" not in text and 'name="commune_code"' not in answer.text  # Tulle is one
     assert "Diagnostic : questions 2, 4 et 5 sans réponse" in text
     assert 'href="#q-courriel-non"' in answer.text  # the first question left
-    errors = re.findall(r'class="fr-fieldset diagnostic-question fr-fieldset--error" id="([^"]+)"',
-                        answer.text)
+    errors = re.findall(
+        r'class="fr-fieldset diagnostic-question fr-fieldset--error" id="([^"]+)"', answer.text
+    )
     assert errors == ["question-2", "question-4", "question-5"]
     # What was answered stays answered.
     assert 'id="q-usage_appareil-jamais" name="q_usage_appareil" value="jamais" checked' in (
@@ -358,5 +359,6 @@ def test_erasing_a_persons_contact_asks_first(client: TestClient, world: World) 
         assert "Effacer les coordonnées de la personne ?" in asked
         assert f'action="{prefix}/orientations/{sent["id"]}/effacer"' in asked
         assert "Oui, effacer ses coordonnées" in asked and "Non, les garder" in asked
-        assert "Jeanne" in client.get(f"/v1/referrals/{sent['id']}",
-                                      headers=world.auth(who)).text  # nothing erased yet
+        assert (
+            "Jeanne" in client.get(f"/v1/referrals/{sent['id']}", headers=world.auth(who)).text
+        )  # nothing erased yet

@@ -25,7 +25,10 @@ def _fits(page: Any) -> None:
 
 
 def test_a_phone_shows_every_page_without_sideways_scroll(
-    new_page: Any, world: World, server: Server, database_url: str  # noqa: F811
+    new_page: Any,  # noqa: F811
+    world: World,
+    server: Server,
+    database_url: str,
 ) -> None:
     db = _database(database_url)
     for _ in range(3):
@@ -81,7 +84,10 @@ def test_a_phone_shows_every_page_without_sideways_scroll(
 
 
 def test_erasing_a_contact_asks_first_and_works_from_the_keyboard(
-    new_page: Any, world: World, server: Server, database_url: str  # noqa: F811
+    new_page: Any,  # noqa: F811
+    world: World,
+    server: Server,
+    database_url: str,
 ) -> None:
     db = _database(database_url)
     sent = _orient(server, world)

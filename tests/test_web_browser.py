@@ -60,6 +60,7 @@ def new_page(browser: Any, server: Server) -> Iterator[Any]:
         )
         contexts.append(context)
         page = context.new_page()
+
         # Anything the Content-Security-Policy refused, or a script error, fails the test.
         def console(message: Any) -> None:
             if message.type == "error":

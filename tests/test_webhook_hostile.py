@@ -76,8 +76,9 @@ def _healthy(conn: socket.socket) -> None:
 
 
 def _subscribe(client: TestClient, world: World, url: str, who: str = "agent_tulle") -> Any:
-    return client.post("/v1/webhooks", json={"url": url, "events": ["referral.created"]},
-                       headers=world.auth(who))
+    return client.post(
+        "/v1/webhooks", json={"url": url, "events": ["referral.created"]}, headers=world.auth(who)
+    )
 
 
 @pytest.fixture
@@ -166,8 +167,7 @@ def test_the_address_checked_is_the_address_connected_to(
         created = _subscribe(hooks, world, f"http://LOCALHOST:{port}/crochet#x")
         assert created.status_code == 201, created.text
         assert created.json()["url"] == f"http://localhost:{port}/crochet"
-        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                   json=orientation_body())
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body())
         assert _deliver(engine, hook_settings.model_copy(update={"smtp_url": None})).sent == 1
         (head,) = receiver.requests
         assert f"host: localhost:{port}\r\n".encode() in head.lower()
@@ -202,8 +202,7 @@ def test_a_name_that_changes_its_address_after_the_check_is_not_followed(
     try:
         assert _subscribe(hooks, world, f"http://{name}:{port}/crochet").status_code == 201
         assert len(lookups) == 1
-        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                   json=orientation_body())
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body())
         report = _deliver(engine, hook_settings.model_copy(update={"smtp_url": None}))
         assert (report.sent, report.failed) == (1, 0), report
         assert len(lookups) == 2  # the delivery's check; the connection used its answer
@@ -222,19 +221,23 @@ def test_a_url_that_can_never_be_sent_is_dead_and_holds_nothing_back(
     try:
         assert _subscribe(hooks, world, receiver.url).status_code == 201
         with engine.begin() as connection:
-            connection.execute(text("UPDATE webhook SET url = :u"),
-                               {"u": "http://127.0.0.1:8971/p\u0001"})
-        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                   json=orientation_body())
+            connection.execute(
+                text("UPDATE webhook SET url = :u"), {"u": "http://127.0.0.1:8971/p\u0001"}
+            )
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body())
         with engine.begin() as connection:  # as queued before: the message carries it too
-            connection.execute(text("UPDATE outbox SET recipient = :u WHERE channel = 'webhook'"),
-                               {"u": "http://127.0.0.1:8971/p\u0001"})
+            connection.execute(
+                text("UPDATE outbox SET recipient = :u WHERE channel = 'webhook'"),
+                {"u": "http://127.0.0.1:8971/p\u0001"},
+            )
         report = _deliver(engine, hook_settings)
         assert (report.sent, report.dead) == (1, 1), report
         with engine.connect() as connection:
-            rows: dict[str, str] = dict(connection.execute(
-                text("SELECT channel, status || ' ' || COALESCE(last_error, '') FROM outbox")
-            ).all())
+            rows: dict[str, str] = dict(
+                connection.execute(
+                    text("SELECT channel, status || ' ' || COALESCE(last_error, '') FROM outbox")
+                ).all()
+            )
         assert rows["email"] == "sent " and rows["webhook"].startswith("dead adresse"), rows
         due = _deliver(engine, hook_settings)
         assert (due.sent, due.dead, due.failed) == (0, 0, 0)
@@ -259,8 +262,7 @@ def test_a_slow_receiver_is_cut_at_the_deadline_and_delays_no_one(
     try:
         assert _subscribe(hooks, world, slow.url).status_code == 201
         assert _subscribe(hooks, world, healthy.url, "med_tulle").status_code == 201
-        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                   json=orientation_body())
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body())
         started = time.monotonic()
         report = _deliver(engine, hook_settings.model_copy(update={"smtp_url": None}))
         took = time.monotonic() - started
@@ -291,8 +293,7 @@ def test_a_huge_answer_is_never_read_whole(
     receiver = RawReceiver(huge)
     try:
         assert _subscribe(hooks, world, receiver.url).status_code == 201
-        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"),
-                   json=orientation_body())
+        hooks.post("/v1/orientations", headers=world.auth("agent_tulle"), json=orientation_body())
         report = _deliver(engine, hook_settings.model_copy(update={"smtp_url": None}))
         assert report.sent == 1, report
         assert receiver.answered.wait(30)  # the receiver notices the hang-up

@@ -32,8 +32,10 @@ class Orientation(SQLModel, table=True):
         Index("ix_orientation_commune_day", "commune", "day"),
         # The few orientations that state needs, for the coordinators' totals (migration 0013).
         Index(
-            "ix_orientation_needs_day", "day",
-            sqlite_where=text("needs IS NOT NULL"), postgresql_where=text("needs IS NOT NULL"),
+            "ix_orientation_needs_day",
+            "day",
+            sqlite_where=text("needs IS NOT NULL"),
+            postgresql_where=text("needs IS NOT NULL"),
         ),
     )
 

@@ -24,13 +24,16 @@ class Referral(SQLModel, table=True):
         Index("ix_referral_commune_day", "commune", "day"),  # statistics (migration 0005)
         # The median hours to first contact read in order (migration 0013).
         Index(
-            "ix_referral_first_contact_day", "first_contact_hours", "day",
+            "ix_referral_first_contact_day",
+            "first_contact_hours",
+            "day",
             sqlite_where=text("first_contact_hours IS NOT NULL"),
             postgresql_where=text("first_contact_hours IS NOT NULL"),
         ),
         # The open referrals past their deadline, which statistics read live (migration 0014).
         Index(
-            "ix_referral_open_expires", "expires_at",
+            "ix_referral_open_expires",
+            "expires_at",
             sqlite_where=text("status IN ('en_attente', 'acceptee')"),
             postgresql_where=text("status IN ('en_attente', 'acceptee')"),
         ),

@@ -148,8 +148,7 @@ def render_email(
             if to_place
             else ""
         )
-        +
-        "<p><small>Ce message ne contient aucune donnée personnelle : retrouvez la personne par "
+        + "<p><small>Ce message ne contient aucune donnée personnelle : retrouvez la personne par "
         "son code.</small></p></body></html>"
     )
     return subject, text, page
@@ -281,8 +280,11 @@ def _mark(session: Session, outcomes: list[Outcome], max_attempts: int) -> Deliv
             elif outcome.final or item.attempts >= max_attempts:
                 values = {"status": "dead", "last_error": error, "claim": None}
             else:
-                values = {"next_attempt_at": now + backoff(item.attempts), "last_error": error,
-                          "claim": None}
+                values = {
+                    "next_attempt_at": now + backoff(item.attempts),
+                    "last_error": error,
+                    "claim": None,
+                }
             done = session.execute(
                 update(OutboxMessage).where(*_held(item.claim, [item.id])).values(**values)
             )
@@ -316,9 +318,7 @@ def _renew(session: Session, token: str, ids: list[str], lease: timedelta) -> No
     with writing(session):
         lock_in_order(session, *_held(token, ids))
         session.execute(
-            update(OutboxMessage)
-            .where(*_held(token, ids))
-            .values(next_attempt_at=utcnow() + lease)
+            update(OutboxMessage).where(*_held(token, ids)).values(next_attempt_at=utcnow() + lease)
         )
         session.commit()
 
@@ -535,7 +535,6 @@ async def _send_webhooks(items: list[Claimed], batch: _Batch) -> None:
         await asyncio.gather(*(one(item) for item in items))
 
 
-
 @dataclass(frozen=True)
 class Channel:
     """A way a notification is delivered: each outbox message names one (OutboxMessage.channel;
@@ -569,6 +568,7 @@ CHANNELS: dict[str, Channel] = {
     ),
 }
 
+
 async def deliver_due(
     db: Db, only: str | None = None, stop: asyncio.Event | None = None
 ) -> DeliveryReport:
@@ -577,7 +577,8 @@ async def deliver_due(
     new message is tried: those in flight are finished and marked, the others released."""
     settings = db.settings
     channels = [
-        name for name, channel in CHANNELS.items()
+        name
+        for name, channel in CHANNELS.items()
         if channel.ready(settings) and only in (None, name)
     ]
     lease = timedelta(seconds=settings.outbox_lease_seconds)
@@ -621,4 +622,3 @@ def outbox_messages(
     return list(
         session.exec(query.order_by(col(OutboxMessage.created_at).desc()).limit(limit)).all()
     )
-

@@ -135,7 +135,6 @@ class PlaceIndex:
             order = np.argsort(d, kind="stable")
         return [Located(self.places[candidates[i]], round(float(d[i]), 1)) for i in order]
 
-
     def nearest_each(
         self,
         lats: NDArray[np.float64],
@@ -341,9 +340,7 @@ def create_place(
         bump(session, "place")
         return place_out(place).model_dump(mode="json")
 
-    return idempotency.commit_once(
-        session, api_key_id, idempotency_key, "/v1/places", data, write
-    )
+    return idempotency.commit_once(session, api_key_id, idempotency_key, "/v1/places", data, write)
 
 
 # A place's own facts: every change to one of them goes to the place's history (place_event),
@@ -379,9 +376,7 @@ def _change(
     return changed
 
 
-def replace_place(
-    session: Session, principal: Principal, place_id: str, data: PlaceIn
-) -> PlaceOut:
+def replace_place(session: Session, principal: Principal, place_id: str, data: PlaceIn) -> PlaceOut:
     with writing(session):
         place = get_place(session, place_id)
         now = utcnow()

@@ -160,8 +160,7 @@ def _csv_records(text: str, delimiter: str) -> tuple[list[str], list[tuple[int, 
                 "Corrigez le fichier."
             ) from exc
         raise FileRejected(
-            f"{where} : CSV illisible (guillemet mal placé dans une valeur). "
-            "Corrigez le fichier."
+            f"{where} : CSV illisible (guillemet mal placé dans une valeur). Corrigez le fichier."
         ) from exc
     finally:
         csv.field_size_limit(limit)

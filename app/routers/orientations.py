@@ -12,7 +12,8 @@ from app.problems import IdempotencyKeyReused, NotFound
 from app.services import orientation as service
 
 router = APIRouter(
-    prefix="/v1/orientations", tags=["orientations"],
+    prefix="/v1/orientations",
+    tags=["orientations"],
     responses=api_problems(NotFound),
 )
 

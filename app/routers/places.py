@@ -58,13 +58,9 @@ async def create_place(
     body = await db.write(
         lambda session: service.create_place(session, principal.key, data, idempotency_key)
     )
-    return FastJSONResponse(
-        body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"}
-    )
+    return FastJSONResponse(body, status_code=201, headers={"Location": f"/v1/places/{body['id']}"})
 
 
 @router.put("/{place_id}", response_model=PlaceOut, summary="Remplacer un lieu")
 async def replace_place(place_id: str, data: PlaceIn, principal: Admin, db: DbDep) -> PlaceOut:
-    return await db.write(
-        lambda session: service.replace_place(session, principal, place_id, data)
-    )
+    return await db.write(lambda session: service.replace_place(session, principal, place_id, data))

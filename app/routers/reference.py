@@ -14,7 +14,8 @@ from app.triage.matching import MATCHING_VERSION
 from app.triage.needs import HALVES, MODALITIES, PUBLIC, SPECIFIC, Day
 
 router = APIRouter(
-    prefix="/v1", tags=["référentiels"],
+    prefix="/v1",
+    tags=["référentiels"],
     responses=problem_responses(InternalError),
 )
 

@@ -156,9 +156,7 @@ async def move_referral(
 async def referral_events(
     referral_id: str, principal: AgentOrMediateur, db: DbDep
 ) -> list[HandoffEventOut]:
-    return await db.read(
-        lambda session: lifecycle.referral_events(session, principal, referral_id)
-    )
+    return await db.read(lambda session: lifecycle.referral_events(session, principal, referral_id))
 
 
 @router.post(
@@ -214,7 +212,5 @@ async def reorient(
     ),
 )
 async def erase_person(referral_id: str, principal: AgentOrMediateur, db: DbDep) -> Response:
-    await db.write(
-        lambda session: personal_data.erase_on_request(session, principal, referral_id)
-    )
+    await db.write(lambda session: personal_data.erase_on_request(session, principal, referral_id))
     return Response(status_code=204)

@@ -31,8 +31,8 @@ Subscriber = Annotated[Principal, Depends(Require(Role.AGENT, Role.MEDIATEUR, Ro
         "administrateur : de toutes) est envoyé en POST à `url`, signé selon la spécification "
         "Standard Webhooks (en-têtes `webhook-id`, `webhook-timestamp`, `webhook-signature`, "
         "HMAC-SHA256 avec le secret `whsec_…` rendu ici une seule fois), et renvoyé avec un "
-        "délai croissant tant que la réponse n'est pas 2xx. Le corps : `{\"type\", "
-        "\"timestamp\", \"data\": {\"id\", \"code\", \"status\", \"event\", …}}` ; "
+        'délai croissant tant que la réponse n\'est pas 2xx. Le corps : `{"type", '
+        '"timestamp", "data": {"id", "code", "status", "event", …}}` ; '
         "dédoublonnez par `webhook-id`. https:// seulement ; jamais une adresse privée."
     ),
 )

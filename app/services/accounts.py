@@ -736,9 +736,7 @@ def decide_join(
 def _queue_email(
     session: Session, event: str, recipient: str, facts: dict[str, Any], now: datetime
 ) -> None:
-    notify.enqueue(
-        session, "email", event, None, recipient, None, {"event": event, **facts}, now
-    )
+    notify.enqueue(session, "email", event, None, recipient, None, {"event": event, **facts}, now)
 
 
 def _duration(minutes: float) -> str:

@@ -113,9 +113,7 @@ def read_reference(source: Path | None = None) -> Reference:
     mairie_off = shapely.distance(outlines, mairies) * 111.0
     has_mairie = ~shapely.is_missing(mairies)
     has_mairie[has_mairie] = ~shapely.is_empty(mairies[has_mairie])  # some are POINT EMPTY
-    use_mairie = has_mairie & (
-        shapely.is_missing(outlines) | (mairie_off <= MAIRIE_TOLERANCE_KM)
-    )
+    use_mairie = has_mairie & (shapely.is_missing(outlines) | (mairie_off <= MAIRIE_TOLERANCE_KM))
     points = np.where(use_mairie, mairies, shapely.point_on_surface(outlines))
     point_sources[use_mairie] = "mairie"
     shapes = shapely.simplify(outlines, SHAPE_TOLERANCE, preserve_topology=True)

@@ -96,10 +96,7 @@ def _upsert(
     if not rows:  # a file of communes brings no territories
         return CommuneImport()
     columns = [getattr(model, name) for name in rows[0]]
-    existing = {
-        row[0]: tuple(row)
-        for row in session.execute(select(*columns))
-    }
+    existing = {row[0]: tuple(row) for row in session.execute(select(*columns))}
     new = [r for r in rows if r[key] not in existing]
     changed = [r for r in rows if r[key] in existing and tuple(r.values()) != existing[r[key]]]
     if new:
@@ -132,8 +129,9 @@ def import_reference(session: Session, reference: Reference) -> CommuneImport:
             session.execute(select(col(Commune.code), col(Commune.departement))).all()
         )
         report = _upsert(session, Commune, "code", reference.communes)
-        if any(was_in.get(c["code"], c["departement"]) != c["departement"]
-               for c in reference.communes):
+        if any(
+            was_in.get(c["code"], c["departement"]) != c["departement"] for c in reference.communes
+        ):
             # Statistics are tallied by the commune's département (app.services.stats_tally):
             # a commune that moved moves its rows. Only then (a rebuild at 1 M referrals is
             # ~28 s of writers waiting): a new commune has no rows yet, and a new population

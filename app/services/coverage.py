@@ -165,9 +165,9 @@ def commune_shapes(session: Session, found: Coverage) -> np.ndarray:
     return cast(np.ndarray, geometries)
 
 
-def map_of(session: Session, found: Coverage, draw: Callable[[np.ndarray], T]) -> tuple[
-    list[dict[str, Any]], T
-]:
+def map_of(
+    session: Session, found: Coverage, draw: Callable[[np.ndarray], T]
+) -> tuple[list[dict[str, Any]], T]:
     """The rows a map of the coverage shows (mainland France on the national map: overseas in
     the table) and `draw` of their communes' shapes, made once per territory and copy of the
     reference (outlines change only with it: app.services.cache makes a new copy then), so

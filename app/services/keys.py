@@ -37,9 +37,7 @@ def resolve_scope(
         # The place's id here, or its id in the imported source (what an admin has at hand).
         place = session.get(Place, place_id)
         if place is None:
-            same_source_id = session.exec(
-                select(Place).where(Place.source_id == place_id)
-            ).all()
+            same_source_id = session.exec(select(Place).where(Place.source_id == place_id)).all()
             if len(same_source_id) > 1:
                 raise KeyError_(
                     f"{len(same_source_id)} lieux de sources différentes ont l'identifiant "

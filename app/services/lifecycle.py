@@ -274,11 +274,7 @@ def expire_due(session: Session, now: datetime | None = None, batch: int = 500) 
     total = 0
     while True:
         with writing(session):
-            due = session.exec(
-                select(Referral)
-                .where(past_due(now))
-                .limit(batch)
-            ).all()
+            due = session.exec(select(Referral).where(past_due(now)).limit(batch)).all()
             for referral in due:
                 # Moved meanwhile by its place: theirs is the last word.
                 if not _apply(

@@ -48,8 +48,15 @@ def is_code_collision(exc: IntegrityError) -> bool:
 NEW_REFERRAL = RowShape.of(
     Referral,
     (
-        "orientation_id", "previous_referral_id", "code", "place_id", "distance_km",
-        "created_at", "updated_at", "expires_at", *REFERRAL_INHERITS,
+        "orientation_id",
+        "previous_referral_id",
+        "code",
+        "place_id",
+        "distance_km",
+        "created_at",
+        "updated_at",
+        "expires_at",
+        *REFERRAL_INHERITS,
     ),
     "new_referral",
 )
@@ -356,7 +363,11 @@ def list_referrals(
 
 # Kept by triggers in every transaction that writes a referral (migration 0012).
 _tally = table(
-    "referral_tally", column("side"), column("place_id"), column("status"), column("urgent"),
+    "referral_tally",
+    column("side"),
+    column("place_id"),
+    column("status"),
+    column("urgent"),
     column("count"),
 )
 
@@ -370,17 +381,22 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     now = utcnow()
     past = past_due(now).label("past")
     expirable = [s.value for s in EXPIRABLE]
-    rows = list(session.exec(
-        select(Referral.status, Referral.urgent, past, func.count())
-        .where(scope_filter(principal), col(Referral.status).in_(expirable))
-        .group_by(col(Referral.status), col(Referral.urgent), past)
-    ).all())
+    rows = list(
+        session.exec(
+            select(Referral.status, Referral.urgent, past, func.count())
+            .where(scope_filter(principal), col(Referral.status).in_(expirable))
+            .group_by(col(Referral.status), col(Referral.urgent), past)
+        ).all()
+    )
     if principal.role in (Role.MEDIATEUR, Role.AGENT):
         side = "received" if principal.role is Role.MEDIATEUR else "sent"
         rows += session.exec(
-            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"])
-            .where(_tally.c.side == side, _tally.c.place_id == principal.place_id,
-                   _tally.c.status.not_in(expirable), _tally.c["count"] != 0)
+            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"]).where(
+                _tally.c.side == side,
+                _tally.c.place_id == principal.place_id,
+                _tally.c.status.not_in(expirable),
+                _tally.c["count"] != 0,
+            )
         ).all()
     by_status = dict.fromkeys((s.value for s in ReferralStatus), 0)
     urgent_open = 0
@@ -388,5 +404,8 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
         shown = shown_status(ReferralStatus(status), bool(is_past))
         by_status[shown.value] += number
         urgent_open += number if urgent and shown in OPEN else 0
-    return {"by_status": by_status, "open": sum(by_status[s.value] for s in OPEN),
-            "urgent_open": urgent_open}
+    return {
+        "by_status": by_status,
+        "open": sum(by_status[s.value] for s in OPEN),
+        "urgent_open": urgent_open,
+    }

@@ -74,9 +74,7 @@ def referrals_download(document: dict[str, Any], period: stats.Period) -> Downlo
 def coverage_download(found: coverage_service.Coverage) -> Download:
     """A territory's coverage, a row per commune, as CSV (the API's and the pages')."""
     rows = coverage_service.flat_rows(found)
-    return Download(
-        stats.to_csv(rows, coverage_service.COLUMNS), f"{_coverage_name(found)}.csv"
-    )
+    return Download(stats.to_csv(rows, coverage_service.COLUMNS), f"{_coverage_name(found)}.csv")
 
 
 def coverage_geojson(session: Session, found: coverage_service.Coverage) -> Download:

@@ -164,8 +164,7 @@ FIGURES = (
     Figure(
         "answered",
         "Acceptés, refusés ou expirés",
-        "Envois que le lieu a acceptés ou refusés, ou laissés sans réponse jusqu'à "
-        "l'échéance.",
+        "Envois que le lieu a acceptés ou refusés, ou laissés sans réponse jusqu'à l'échéance.",
         "accepted + refused + expired_unanswered",
     ),
     Figure(
@@ -354,16 +353,11 @@ def _labels(keys: Sequence[str], sql_keys: Sequence[str]) -> Callable[..., tuple
     (and the status as shown, when the database grouped by the stored one)."""
     at = {k: i for i, k in enumerate(sql_keys)}
     day = at.get("day", -1)
-    parts = [
-        (key, day) if key in TIME_KEYS else (key, at.get(key, -1))
-        for key in keys
-    ]
+    parts = [(key, day) if key in TIME_KEYS else (key, at.get(key, -1)) for key in keys]
 
     def label(values: Sequence[Any], status: str | None = None) -> tuple[Any, ...]:
         return tuple(
-            _period_label(key, values[i]) if key in TIME_KEYS
-            else status if i < 0
-            else values[i]
+            _period_label(key, values[i]) if key in TIME_KEYS else status if i < 0 else values[i]
             for key, i in parts
         )
 
@@ -587,9 +581,7 @@ def _scan(session: Session, scope: _Scope, keys: Sequence[str]) -> Counted:
     query = select(*_key_columns(Orientation, sql_keys), route, func.count())
     query = _scoped(query.select_from(Orientation), Orientation, scope, keys)
     if per_referral:  # the group of orientations with no referral at all
-        made = select(col(Referral.id)).where(
-            col(Referral.orientation_id) == col(Orientation.id)
-        )
+        made = select(col(Referral.id)).where(col(Referral.orientation_id) == col(Orientation.id))
         query = query.add_columns(func.count().filter(~made.exists()))
     for row in session.execute(_grouped(query, width, 1)).all():
         route_value, n = row[width], row[width + 1]
@@ -696,8 +688,9 @@ def _spans(period: Period) -> list[tuple[str, date, date]]:
     return spans
 
 
-def _cells_of(tally: Any, period: Period, departements: tuple[str, ...] | None,
-              keys: Sequence[str]) -> list[Any]:
+def _cells_of(
+    tally: Any, period: Period, departements: tuple[str, ...] | None, keys: Sequence[str]
+) -> list[Any]:
     """The WHERE of a tally query: the period's cells, of the territory's départements."""
     grain, start = tally.c.grain, tally.c.period_start
     where = [or_(*(and_(grain == g, start >= lo, start <= hi) for g, lo, hi in _spans(period)))]
@@ -722,8 +715,10 @@ def _from_tallies(
 
     def key_columns(tally: Any) -> list[Any]:
         return [
-            tally.c.period_start if key == "day"
-            else literal(Route.MEDIATEUR.value) if key == "route" and tally is referral_tally
+            tally.c.period_start
+            if key == "day"
+            else literal(Route.MEDIATEUR.value)
+            if key == "route" and tally is referral_tally
             else tally.c[key]
             for key in sql_keys
         ]
@@ -742,8 +737,13 @@ def _from_tallies(
     c = referral_tally.c
     where = _cells_of(referral_tally, scope.period, departements, keys)
     query = select(
-        *key_columns(referral_tally), c.status, c.accepted, c.refusal_reason,
-        func.sum(c.n), func.sum(c.reoriented), func.sum(c.contacted),
+        *key_columns(referral_tally),
+        c.status,
+        c.accepted,
+        c.refusal_reason,
+        func.sum(c.n),
+        func.sum(c.reoriented),
+        func.sum(c.contacted),
     ).where(*where)
     for row in session.execute(_grouped(query, width, 3)).all():
         stored, accepted, why, *counts = row[width:]
@@ -980,8 +980,7 @@ def csv_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The groups of a statistics document as the CSV has them, then a row of the totals."""
     keys = document["filters"]["group_by"]
     rows = [
-        _csv_row({**g, **{f"{k}_label": key_label(k, g) for k in keys}})
-        for g in document["groups"]
+        _csv_row({**g, **{f"{k}_label": key_label(k, g) for k in keys}}) for g in document["groups"]
     ]
     totals = document["totals"]
     last = {**totals, **totals["by_status"], "masked": False}

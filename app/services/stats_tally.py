@@ -45,8 +45,10 @@ referral_tally = table(
 def _period(grain: str, postgresql: bool) -> str:
     if grain == "day":
         return "r.day"
-    return "(r.day - (extract(day FROM r.day)::int - 1))" if postgresql else (
-        "strftime('%Y-%m-01', r.day)"
+    return (
+        "(r.day - (extract(day FROM r.day)::int - 1))"
+        if postgresql
+        else ("strftime('%Y-%m-01', r.day)")
     )
 
 
@@ -63,20 +65,24 @@ def rebuild_tallies(session: Session) -> None:
     department = f"coalesce(c.departement, '{NO_DEPARTEMENT}')"
     for grain in GRAINS:
         period = _period(grain, postgresql)
-        session.execute(text(
-            "INSERT INTO orientation_stats_tally "
-            "(grain, period_start, departement, profile, route, theme, n) "
-            f"SELECT '{grain}', {period}, {department}, r.profile, r.route, r.theme, count(*) "
-            "FROM orientation r LEFT JOIN commune c ON c.code = r.commune "
-            "GROUP BY 2, 3, 4, 5, 6"
-        ))
-        session.execute(text(
-            "INSERT INTO referral_stats_tally (grain, period_start, departement, profile, theme, "
-            "status, accepted, refusal_reason, n, reoriented, contacted) "
-            f"SELECT '{grain}', {period}, {department}, r.profile, r.theme, r.status, "
-            "r.accepted_at IS NOT NULL, CASE WHEN r.status = 'refusee' "
-            "THEN coalesce(r.refusal_reason, '') ELSE '' END, count(*), "
-            "count(r.previous_referral_id), count(r.first_contact_hours) "
-            "FROM referral r LEFT JOIN commune c ON c.code = r.commune "
-            "GROUP BY 2, 3, 4, 5, 6, 7, 8"
-        ))
+        session.execute(
+            text(
+                "INSERT INTO orientation_stats_tally "
+                "(grain, period_start, departement, profile, route, theme, n) "
+                f"SELECT '{grain}', {period}, {department}, r.profile, r.route, r.theme, count(*) "
+                "FROM orientation r LEFT JOIN commune c ON c.code = r.commune "
+                "GROUP BY 2, 3, 4, 5, 6"
+            )
+        )
+        session.execute(
+            text(
+                "INSERT INTO referral_stats_tally (grain, period_start, departement, profile, "
+                "theme, status, accepted, refusal_reason, n, reoriented, contacted) "
+                f"SELECT '{grain}', {period}, {department}, r.profile, r.theme, r.status, "
+                "r.accepted_at IS NOT NULL, CASE WHEN r.status = 'refusee' "
+                "THEN coalesce(r.refusal_reason, '') ELSE '' END, count(*), "
+                "count(r.previous_referral_id), count(r.first_contact_hours) "
+                "FROM referral r LEFT JOIN commune c ON c.code = r.commune "
+                "GROUP BY 2, 3, 4, 5, 6, 7, 8"
+            )
+        )

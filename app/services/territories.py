@@ -20,9 +20,7 @@ SYNTAX = {
     "epci": re.compile(r"\d{9}"),
     "commune": re.compile(r"\d{5}|2[AB]\d{3}"),
 }
-EXAMPLES = (
-    "national, region:75, departement:19, epci:<SIREN à 9 chiffres> ou commune:<code INSEE>"
-)
+EXAMPLES = "national, region:75, departement:19, epci:<SIREN à 9 chiffres> ou commune:<code INSEE>"
 # How the pages name each kind, and in which order they list them (the largest first).
 KIND_WORDS = {
     "national": "France entière",
@@ -345,17 +343,13 @@ def _build_index(session: Session, every: dict[str, CommuneRef]) -> _Index:
             *commune.postal_codes.split(),
         )
     # A label folded is its name folded and its qualifier folded (few distinct ones).
-    by_label = {
-        (e.names[0][1:] + " " + fold(e.territory.qualifier)).strip(): e for e in entries
-    }
+    by_label = {(e.names[0][1:] + " " + fold(e.territory.qualifier)).strip(): e for e in entries}
     return _Index(entries, by_label, by_code)
 
 
 def _sorted(found: list[_Entry]) -> list[_Entry]:
     """The largest kinds first (a département before its communes), then by population."""
-    return sorted(
-        found, key=lambda e: (_RANK[e.territory.kind], -e.population, e.territory.label)
-    )
+    return sorted(found, key=lambda e: (_RANK[e.territory.kind], -e.population, e.territory.label))
 
 
 def _search(index: _Index, text: str) -> tuple[list[_Entry], list[_Entry]]:
@@ -432,4 +426,3 @@ def _by_name(session: Session, scope: Territory, text: str, loc: list[str | int]
         "Corrigez le champ « Territoire » (des suggestions s'affichent pendant la saisie), ou "
         "videz-le pour voir tout votre territoire.",
     )
-

@@ -12,8 +12,10 @@ from app.triage.needs import Day, Half, slot
 # A week with no public holiday in France (PH rules then change nothing): 2025-03-10 is a Monday.
 _MONDAY = datetime(2025, 3, 10)
 # A half-day counts as open when the place is open at any time within it.
-_HALF_DAYS = {Half.MATIN: (timedelta(hours=8), timedelta(hours=12, minutes=30)),
-              Half.APRES_MIDI: (timedelta(hours=13, minutes=30), timedelta(hours=19))}
+_HALF_DAYS = {
+    Half.MATIN: (timedelta(hours=8), timedelta(hours=12, minutes=30)),
+    Half.APRES_MIDI: (timedelta(hours=13, minutes=30), timedelta(hours=19)),
+}
 UNKNOWN = None
 
 

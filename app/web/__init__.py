@@ -76,7 +76,10 @@ def install(app: FastAPI, settings: Settings) -> None:
             return await _answer(api_problem(request, exc))
         try:
             answer = await page(
-                request, "error.html", status_code=exc.status, status=exc.status,
+                request,
+                "error.html",
+                status_code=exc.status,
+                status=exc.status,
                 detail=exc.detail,
             )
             answer.headers.update(exc.headers or {})  # a 429's Retry-After, as the API's

@@ -268,9 +268,7 @@ async def create(request: Request, principal: AgentUser, form: Form) -> Response
                 "orientation."
             }
             return await _form(request, form, said, status_code=422, new_key=True)
-        return await _form(
-            request, form, _on_form(problem), status_code=problem.status
-        )
+        return await _form(request, form, _on_form(problem), status_code=problem.status)
     return RedirectResponse(f"/agent/resultat/{body['id']}", status_code=303)
 
 

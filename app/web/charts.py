@@ -167,11 +167,17 @@ class Band:
 def bands(max_km: float) -> list[Band]:
     """Distance classes of the map: near to far in blues, then beyond `max_km` in red, and
     grey where no place receives referrals at all."""
-    found = [Band(f"{km:g} km ou moins", colour, km) for km, colour in ((5, BLUE), (10, "#5858e0"))
-             if km < max_km]
+    found = [
+        Band(f"{km:g} km ou moins", colour, km)
+        for km, colour in ((5, BLUE), (10, "#5858e0"))
+        if km < max_km
+    ]
     low = found[-1].upto if found else 0
-    found.append(Band(f"de {low:g} à {max_km:g} km" if low else f"{max_km:g} km ou moins",
-                      BLUE_LIGHT, max_km))
+    found.append(
+        Band(
+            f"de {low:g} à {max_km:g} km" if low else f"{max_km:g} km ou moins", BLUE_LIGHT, max_km
+        )
+    )
     found.append(Band(f"plus de {max_km:g} km : zone blanche", RED, None))
     return found
 
@@ -268,16 +274,19 @@ def coverage_map(shapes: Outlines, rows: list[dict[str, object]], max_km: float,
             if path:
                 drawn.append(path)
             elif dot is not None:  # a dot: a circle as path data
-                drawn.append(f"M{dot[0] - radius} {dot[1]}a{radius} {radius} 0 1 0 {2 * radius} 0"
-                             f"a{radius} {radius} 0 1 0 {-2 * radius} 0z")
+                drawn.append(
+                    f"M{dot[0] - radius} {dot[1]}a{radius} {radius} 0 1 0 {2 * radius} 0"
+                    f"a{radius} {radius} 0 1 0 {-2 * radius} 0z"
+                )
             continue
         far = "aucun lieu" if distance is None else f"{distance:g} km".replace(".", ",")
         tip = f"<title>{escape(str(row.get('name')))} : {far}</title>"
         if path:
             body.append(f'<path d="{path}" fill="{colour}">{tip}</path>')
         elif dot is not None:
-            body.append(f'<circle cx="{dot[0]}" cy="{dot[1]}" r="{radius}" fill="{colour}">'
-                        f"{tip}</circle>")
+            body.append(
+                f'<circle cx="{dot[0]}" cy="{dot[1]}" r="{radius}" fill="{colour}">{tip}</circle>'
+            )
     names = {band.colour: band.label for band in classes} | {GREY: "aucun lieu"}
     for colour in [band.colour for band in classes] + [GREY]:
         if grouped.get(colour):

@@ -248,9 +248,7 @@ async def statistics_download(
     request: Request, principal: CoordinateurUser, asked: Asked
 ) -> Response:
     period, keys = asked.parsed()
-    found = await db_of(request).read(
-        lambda session: asked.read(session, principal, period, keys)
-    )
+    found = await db_of(request).read(lambda session: asked.read(session, principal, period, keys))
     return _download(statistics_read.referrals_download(found.document, period))
 
 
@@ -303,9 +301,7 @@ async def coverage(
             form={**field, "km": limit, "besoin": asked.besoin.value if asked.besoin else ""},
             needs=SPECIFIC,
         )
-    white = sorted(
-        (r for r in found.rows if r["beyond"]), key=lambda r: -(r["population"] or 0)
-    )
+    white = sorted((r for r in found.rows if r["beyond"]), key=lambda r: -(r["population"] or 0))
     return await page(
         request,
         "coordinateur/coverage.html",
@@ -324,9 +320,7 @@ async def coverage_download(
     request: Request, principal: CoordinateurUser, asked: Annotated[CoverageQuery, Depends()]
 ) -> Response:
     limit = asked.limit(request)
-    found = await db_of(request).read(
-        lambda session: asked.read(session, principal, limit)
-    )
+    found = await db_of(request).read(lambda session: asked.read(session, principal, limit))
     return _download(statistics_read.coverage_download(found))
 
 

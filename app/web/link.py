@@ -210,8 +210,14 @@ async def move(request: Request, token: Token) -> Response:
         change, if_match = step_of(form, referral_id)
         await db.write(
             lambda session: lifecycle.move_referral(
-                session, principal, referral_id, change, if_match, None,
-                db.settings.referral_ttl_days, answered=False,
+                session,
+                principal,
+                referral_id,
+                change,
+                if_match,
+                None,
+                db.settings.referral_ttl_days,
+                answered=False,
             )
         )
     except Problem as problem:

@@ -201,4 +201,3 @@ for role in ("agent", "mediateur"):
     router.add_api_route(f"/{role}/orientations/{{referral_id}}", show, methods=["GET"])
     router.add_api_route(f"/{role}/orientations/{{referral_id}}/statut", move, methods=["POST"])
     router.add_api_route(f"/{role}/orientations/{{referral_id}}/effacer", erase, methods=["POST"])
-

@@ -29,8 +29,18 @@ from app.web.session import keep_cookie, read_session
 HERE = Path(__file__).parent
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = [
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
 ]
 
 templates = Jinja2Templates(directory=HERE / "templates")

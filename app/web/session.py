@@ -71,9 +71,7 @@ async def read_session(request: Request) -> WebSession:
         else:
             if isinstance(person, str):
                 token = person
-                found = await db_of(request).read(
-                    lambda s: principal_of_session(s, token)
-                )
+                found = await db_of(request).read(lambda s: principal_of_session(s, token))
                 if found is None:
                     session = WebSession(None, csrf, expired=True)
                 else:
@@ -125,8 +123,10 @@ async def check_csrf(request: Request) -> dict[str, str]:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     sent = fields.pop("csrf", "")
-    if session.expired or not request.cookies.get(COOKIE) or not secrets.compare_digest(
-        sent.encode(), session.csrf.encode()
+    if (
+        session.expired
+        or not request.cookies.get(COOKIE)
+        or not secrets.compare_digest(sent.encode(), session.csrf.encode())
     ):
         raise FormRefused(
             "Formulaire refusé : il ne vient pas de cette session (jeton anti-falsification "

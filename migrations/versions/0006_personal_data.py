@@ -94,9 +94,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(), nullable=False),
         sa.Column("place_id", sa.String(), nullable=True),
         sa.Column("referral_id", sa.String(), sa.ForeignKey("referral.id"), nullable=False),
-        sa.Column(
-            "orientation_id", sa.String(), sa.ForeignKey("orientation.id"), nullable=False
-        ),
+        sa.Column("orientation_id", sa.String(), sa.ForeignKey("orientation.id"), nullable=False),
         sa.Column("via", sa.String(), nullable=False),
     )
     op.create_index("ix_contact_read_at", "contact_read", ["at"])

@@ -22,17 +22,25 @@ CONTACTED = sa.text("first_contact_hours IS NOT NULL")
 
 
 def upgrade() -> None:
-    json_null = "needs::text = 'null'" if op.get_context().dialect.name == "postgresql" else (
-        "needs = 'null'"
+    json_null = (
+        "needs::text = 'null'"
+        if op.get_context().dialect.name == "postgresql"
+        else ("needs = 'null'")
     )
     op.execute(f"UPDATE orientation SET needs = NULL WHERE {json_null}")
     op.create_index(
-        "ix_orientation_needs_day", "orientation", ["day"],
-        sqlite_where=NEEDS, postgresql_where=NEEDS,
+        "ix_orientation_needs_day",
+        "orientation",
+        ["day"],
+        sqlite_where=NEEDS,
+        postgresql_where=NEEDS,
     )
     op.create_index(
-        "ix_referral_first_contact_day", "referral", ["first_contact_hours", "day"],
-        sqlite_where=CONTACTED, postgresql_where=CONTACTED,
+        "ix_referral_first_contact_day",
+        "referral",
+        ["first_contact_hours", "day"],
+        sqlite_where=CONTACTED,
+        postgresql_where=CONTACTED,
     )
 
 

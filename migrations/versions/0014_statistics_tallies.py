@@ -26,7 +26,13 @@ depends_on: str | Sequence[str] | None = None
 
 ORIENTATION_KEY = ("grain", "period_start", "departement", "profile", "route", "theme")
 REFERRAL_KEY = (
-    "grain", "period_start", "departement", "profile", "theme", "status", "accepted",
+    "grain",
+    "period_start",
+    "departement",
+    "profile",
+    "theme",
+    "status",
+    "accepted",
     "refusal_reason",
 )
 GRAINS = ("month", "day")
@@ -34,8 +40,10 @@ OPEN = sa.text("status IN ('en_attente', 'acceptee')")
 
 
 def _month(day: str, postgresql: bool) -> str:
-    return f"({day} - (extract(day FROM {day})::int - 1))" if postgresql else (
-        f"strftime('%Y-%m-01', {day})"
+    return (
+        f"({day} - (extract(day FROM {day})::int - 1))"
+        if postgresql
+        else (f"strftime('%Y-%m-01', {day})")
     )
 
 
@@ -93,11 +101,14 @@ def _sqlite_upserts(table: str, row: str, sign: str) -> str:
 
 # What a cell depends on: an update that changes none of these leaves the tallies alone.
 WATCHED = {
-    "orientation": {c: f"OLD.{c} IS NOT NEW.{c}" for c in ("day", "commune", "profile", "route",
-                                                            "theme")},
+    "orientation": {
+        c: f"OLD.{c} IS NOT NEW.{c}" for c in ("day", "commune", "profile", "route", "theme")
+    },
     "referral": {
-        **{c: f"OLD.{c} IS NOT NEW.{c}" for c in ("day", "commune", "profile", "theme", "status",
-                                                  "refusal_reason")},
+        **{
+            c: f"OLD.{c} IS NOT NEW.{c}"
+            for c in ("day", "commune", "profile", "theme", "status", "refusal_reason")
+        },
         **{
             c: f"(OLD.{c} IS NULL) IS NOT (NEW.{c} IS NULL)"
             for c in ("accepted_at", "previous_referral_id", "first_contact_hours")
@@ -127,9 +138,7 @@ def _sqlite_triggers(table: str) -> list[str]:
 
 
 def _pg_rows(table: str, rows: str, sign: str) -> str:
-    period = (
-        f"CASE g.grain WHEN 'month' THEN {_month('r.day', True)} ELSE r.day END"
-    )
+    period = f"CASE g.grain WHEN 'month' THEN {_month('r.day', True)} ELSE r.day END"
     department = "coalesce(c.departement, '')"
     if table == "orientation":
         values = f"g.grain, {period}, {department}, r.profile, r.route, r.theme, {sign}1"
@@ -161,13 +170,13 @@ def _pg_function(table: str, event: str) -> str:
 CREATE FUNCTION {table}_stats_tally_{event}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {table}_stats_tally ({columns})
-    SELECT {', '.join(key)}, {', '.join(f'sum({s})' for s in sums)}
-      FROM ({' UNION ALL '.join(parts)}) AS d ({columns})
+    SELECT {", ".join(key)}, {", ".join(f"sum({s})" for s in sums)}
+      FROM ({" UNION ALL ".join(parts)}) AS d ({columns})
      GROUP BY {positions}
-    HAVING {' OR '.join(f'sum({s}) <> 0' for s in sums)}
+    HAVING {" OR ".join(f"sum({s}) <> 0" for s in sums)}
      ORDER BY {positions}
-    ON CONFLICT ({', '.join(key)}) DO UPDATE SET
-        {', '.join(f'{s} = {table}_stats_tally.{s} + EXCLUDED.{s}' for s in sums)};
+    ON CONFLICT ({", ".join(key)}) DO UPDATE SET
+        {", ".join(f"{s} = {table}_stats_tally.{s} + EXCLUDED.{s}" for s in sums)};
     RETURN NULL;
 END $$
 """
@@ -231,8 +240,11 @@ def upgrade() -> None:
             for statement in _sqlite_triggers(table):
                 op.execute(statement)
     op.create_index(
-        "ix_referral_open_expires", "referral", ["expires_at"],
-        sqlite_where=OPEN, postgresql_where=OPEN,
+        "ix_referral_open_expires",
+        "referral",
+        ["expires_at"],
+        sqlite_where=OPEN,
+        postgresql_where=OPEN,
     )
 
 
