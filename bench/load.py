@@ -281,55 +281,49 @@ def web_pages(tmp: Path, table: Table) -> None:
     engine.dispose()
 
 
-# The columns fill writes, in the order of its rows; the others take the model's defaults (None
-# for the transitions' and the personal data's), so a new column needs nothing here unless it
-# is required.
-ORIENTATION_FILL = RowShape.of(
-    Orientation,
-    (
-        "id",
-        "created_at",
-        "day",
-        "api_key_id",
-        "origin_place_id",
-        "profile",
-        "profile_source",
-        "route",
-        "do_now_at_france_services",
-        "reasons",
-        "rules_version",
-        "theme",
-        "urgent",
-        "already_followed",
-        "commune",
-        "consent",
-        "alternatives",
-    ),
-    "bench.load.fill",
+# The columns a bench fill writes, in the order of its rows (bench.stats's generate adds what
+# its statuses need); the others take the model's defaults (None for the transitions' and the
+# personal data's), so a new column needs nothing here unless it is required.
+ORIENTATION_COLUMNS = (
+    "id",
+    "created_at",
+    "day",
+    "api_key_id",
+    "origin_place_id",
+    "profile",
+    "profile_source",
+    "route",
+    "do_now_at_france_services",
+    "reasons",
+    "rules_version",
+    "theme",
+    "urgent",
+    "already_followed",
+    "commune",
+    "consent",
+    "alternatives",
 )
-REFERRAL_FILL = RowShape.of(
-    Referral,
-    (
-        "id",
-        "orientation_id",
-        "previous_referral_id",
-        "code",
-        "status",
-        "place_id",
-        "origin_place_id",
-        "distance_km",
-        "profile",
-        "theme",
-        "urgent",
-        "commune",
-        "day",
-        "created_at",
-        "updated_at",
-        "expires_at",
-        "version",
-    ),
-    "bench.load.fill",
+REFERRAL_COLUMNS = (
+    "id",
+    "orientation_id",
+    "previous_referral_id",
+    "code",
+    "status",
+    "place_id",
+    "origin_place_id",
+    "distance_km",
+    "profile",
+    "theme",
+    "urgent",
+    "commune",
+    "day",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "version",
 )
+ORIENTATION_FILL = RowShape.of(Orientation, ORIENTATION_COLUMNS, "bench.load.fill")
+REFERRAL_FILL = RowShape.of(Referral, REFERRAL_COLUMNS, "bench.load.fill")
 
 
 def fill(db: Path, total: int, own: int, place: str, others: list[str], origin: str) -> None:

@@ -41,6 +41,7 @@ from app.services.coverage import coverage_communes
 from app.services.keys import create_key
 from app.services.territories import Territory
 from app.triage import PROCEDURE_THEMES
+from bench.load import ORIENTATION_COLUMNS, REFERRAL_COLUMNS
 from bench.table import Table
 from tests.pgserver import free_port, postgres_server
 
@@ -77,53 +78,10 @@ REORIENTED = 0.5  # of refused referrals, re-oriented by the agent
 # The columns generate writes, in the order of its rows; the others take the model's defaults
 # (None for the personal data's and the reminders'), so a new column needs nothing here unless
 # it is required.
-ORIENTATION_FILL = RowShape.of(
-    Orientation,
-    (
-        "id",
-        "created_at",
-        "day",
-        "api_key_id",
-        "origin_place_id",
-        "profile",
-        "profile_source",
-        "route",
-        "do_now_at_france_services",
-        "reasons",
-        "rules_version",
-        "theme",
-        "urgent",
-        "already_followed",
-        "commune",
-        "consent",
-        "alternatives",
-    ),
-    "bench.stats.generate",
-)
+ORIENTATION_FILL = RowShape.of(Orientation, ORIENTATION_COLUMNS, "bench.stats.generate")
 REFERRAL_FILL = RowShape.of(
     Referral,
-    (
-        "id",
-        "orientation_id",
-        "previous_referral_id",
-        "code",
-        "status",
-        "place_id",
-        "origin_place_id",
-        "distance_km",
-        "profile",
-        "theme",
-        "urgent",
-        "commune",
-        "day",
-        "created_at",
-        "updated_at",
-        "expires_at",
-        "version",
-        "accepted_at",
-        "first_contact_hours",
-        "refusal_reason",
-    ),
+    (*REFERRAL_COLUMNS, "accepted_at", "first_contact_hours", "refusal_reason"),
     "bench.stats.generate",
 )
 
