@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, select
 
 from app.db import engine_of, writing
 from app.models import Commune, Departement, Epci, Region
@@ -83,6 +83,8 @@ class CommuneImport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    # The columns whose value changed in some updated row.
+    changed_columns: frozenset[str] = frozenset()
 
     @property
     def total(self) -> int:
@@ -103,7 +105,16 @@ def _upsert(
         session.execute(insert(model), new)
     if changed:
         session.execute(update(model), changed)
-    return CommuneImport(len(new), len(changed), len(rows) - len(new) - len(changed))
+    names = list(rows[0])
+    changed_columns = frozenset(
+        name
+        for r in changed
+        for name, was in zip(names, existing[r[key]], strict=True)
+        if r[name] != was
+    )
+    return CommuneImport(
+        len(new), len(changed), len(rows) - len(new) - len(changed), changed_columns
+    )
 
 
 def import_reference(session: Session, reference: Reference) -> CommuneImport:
@@ -125,13 +136,8 @@ def import_reference(session: Session, reference: Reference) -> CommuneImport:
             "siren",
             [{"siren": c, "name": n, "kind": k} for c, (n, k) in reference.epcis.items()],
         )
-        was_in: dict[str, str] = dict(
-            session.execute(select(col(Commune.code), col(Commune.departement))).all()
-        )
         report = _upsert(session, Commune, "code", reference.communes)
-        if any(
-            was_in.get(c["code"], c["departement"]) != c["departement"] for c in reference.communes
-        ):
+        if "departement" in report.changed_columns:
             # Statistics are tallied by the commune's département (app.services.stats_tally):
             # a commune that moved moves its rows. Only then (a rebuild at 1 M referrals is
             # ~28 s of writers waiting): a new commune has no rows yet, and a new population
