@@ -1,26 +1,24 @@
 """The referral lifecycle through HTTP, on SQLite and PostgreSQL: every row of the contract's
 table, the refusals, If-Match and ETag, the log, idempotency and concurrent transitions."""
 
-import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import Settings
-from app.db import Db
+from app.db import _on_loop
 from app.main import create_app
-from app.services.lifecycle import expire_due
 from tests.conftest import World, count, orientation_body
 
 PROBLEM = "application/problem+json"
@@ -300,26 +298,32 @@ def test_the_running_service_expires_on_its_own(
 
 
 def test_a_backlog_expires_off_the_event_loop(
-    engine: Engine, world: World, settings: Settings, client: TestClient
+    engine: Engine, world: World, settings: Settings
 ) -> None:
-    """The service's jobs write in a worker thread, SQLite included (where a request's write
-    runs on the loop): a backlog of past-due referrals never holds the requests."""
-    backlog = [_referral(client, world) for _ in range(3)]
-    for referral in backlog:
-        _age(engine, referral, 2)
-    db = Db(engine, settings)
+    """The running service's expiry writes in a worker thread, SQLite included (where a
+    request's write runs on the loop): a backlog of past-due referrals never holds the
+    requests. Each expiry UPDATE says whether it ran as an on-loop write (app.db.Db.write)."""
+    settings.expiry_check_seconds = 0.2
+    on_loop: list[bool] = []
 
-    async def threads() -> tuple[int, int, int]:
-        loop = threading.get_ident()
-        on_write = await db.write(lambda _: threading.get_ident())
-        background = await db.in_background(lambda _: threading.get_ident())
-        return loop, on_write, background
+    def seen(*args: Any) -> None:
+        statement, params = args[2], args[3]
+        if statement.startswith("UPDATE referral") and "expiree" in str(params):
+            on_loop.append(_on_loop.get())
 
-    loop, on_write, background = asyncio.run(threads())
-    assert background != loop
-    if engine.dialect.name == "sqlite":
-        assert on_write == loop  # what a job would have held
-    assert asyncio.run(db.in_background(expire_due)) == 3
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with TestClient(create_app(engine, settings)) as client:
+            backlog = [_referral(client, world) for _ in range(3)]
+            for referral in backlog:
+                _age(engine, referral, 2)
+            for _ in range(50):
+                if len(on_loop) >= len(backlog):
+                    break
+                time.sleep(0.1)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(on_loop) == len(backlog) and not any(on_loop), on_loop
 
 
 def test_acceptance_gives_the_place_its_time_again(
