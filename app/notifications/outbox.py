@@ -357,14 +357,19 @@ class _Batch:
         self.tried: set[str] = set()
         self.report = DeliveryReport()
         self.arrived = asyncio.Event()
+        self.progress = asyncio.Event()  # set, and replaced, after each marking written
         self.closing = False
+
+    def over(self) -> bool:
+        """The service is stopping or the batch's time is over."""
+        return (self.stop is not None and self.stop.is_set()) or (
+            asyncio.get_running_loop().time() > self.deadline
+        )
 
     def may_start(self, item: Claimed) -> bool:
         """Whether to try `item` now: not once the service is stopping or the batch's time is
         over (it is released instead, for this process or another to take)."""
-        if (self.stop is not None and self.stop.is_set()) or (
-            asyncio.get_running_loop().time() > self.deadline
-        ):
+        if self.over():
             return False
         self.tried.add(item.id)
         return True
@@ -372,6 +377,15 @@ class _Batch:
     def done(self, item: Claimed, error: str | None, final: bool = False) -> None:
         self.waiting.append(Outcome(item, error, final))
         self.arrived.set()
+
+    async def settled(self, item: Claimed) -> None:
+        """Waits until `item`'s outcome is written (or the batch is over). A sender holding its
+        turn until then bounds what a crash can make be delivered twice: no more than the
+        turns, in flight or delivered and not yet marked."""
+        while item.id in self.unmarked and not self.over():
+            progress = self.progress
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), timeout=0.5)
 
     async def _mark_waiting(self) -> None:
         outcomes, self.waiting = self.waiting, []
@@ -384,6 +398,8 @@ class _Batch:
             raise
         self.unmarked -= {o.item.id for o in outcomes}
         self.report.add(report)
+        self.progress.set()
+        self.progress = asyncio.Event()
 
     async def marking(self) -> None:
         while not (self.closing and not self.waiting):
@@ -494,9 +510,10 @@ async def _send_webhooks(items: list[Claimed], batch: _Batch) -> None:
         turns = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
         async def one(item: Claimed) -> None:
-            async with turns:
+            async with turns:  # held until the outcome is marked
                 if batch.may_start(item):
                     await send(item)
+                    await batch.settled(item)
 
         async def send(item: Claimed) -> None:
             if not item.secret:  # its subscription was deleted since it was queued
