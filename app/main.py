@@ -21,7 +21,7 @@ from app.db import Db, exclusive, get_engine
 from app.guard import RequestGuard
 from app.notifications import notify, outbox
 from app.routers import health, orientations, places, reference, referrals, stats, webhooks
-from app.services import cache, lifecycle, personal_data
+from app.services import cache, lifecycle, personal_data, stats_tally
 from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
@@ -71,8 +71,9 @@ def _one_at_a_time(
 
 
 def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
-    """Expiry and reminders, the purge of personal data (each in one process of a fleet at a
-    time), the delivery of the outbox (in every process, on disjoint batches)."""
+    """Expiry and reminders, the purge of personal data, the fold of the tallies' deltas (each
+    in one process of a fleet at a time), the delivery of the outbox (in every process, on
+    disjoint batches)."""
     settings = db.settings
 
     async def expire() -> str | None:
@@ -102,7 +103,11 @@ def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, No
             )
         return None
 
-    return [
+    async def fold() -> str | None:
+        await db.in_background(stats_tally.fold_tallies)
+        return None
+
+    jobs = [
         _repeat(
             settings.expiry_check_seconds,
             "Expiration des orientations",
@@ -117,6 +122,16 @@ def _background_jobs(db: Db, stop: asyncio.Event) -> list[Coroutine[Any, Any, No
         ),
         _repeat(settings.outbox_check_seconds, "Envoi des notifications", deliver, stop),
     ]
+    if db.engine.dialect.name == "postgresql":  # SQLite's triggers update the cells themselves
+        jobs.append(
+            _repeat(
+                stats_tally.FOLD_EVERY_SECONDS,
+                "Cumul des statistiques",
+                _one_at_a_time(db, "fold-tallies", fold),
+                stop,
+            )
+        )
+    return jobs
 
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:

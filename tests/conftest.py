@@ -49,10 +49,13 @@ MUTABLE_TABLES = (
     "idempotency_record",
     "referral",
     "referral_tally",  # after referral: deleting referrals (SQLite) moves its counts
+    "referral_tally_delta",  # (PostgreSQL: appends deltas)
     "contact",
     "orientation",
     "orientation_stats_tally",  # after orientation and referral, whose deletes move them
     "referral_stats_tally",
+    "orientation_stats_delta",
+    "referral_stats_delta",
     "place_event",
     "web_session",
     "login_link",

@@ -33,6 +33,7 @@ from sqlmodel import Session
 from app.config import Settings
 from app.notifications.notify import remind_due
 from app.notifications.outbox import CONCURRENT_DELIVERIES
+from app.services.stats_tally import rebuild_tallies
 from tests.conftest import Mailbox, World, count, orientation_body
 from tests.pgserver import free_port
 
@@ -625,3 +626,41 @@ def test_one_idempotency_key_sent_to_every_instance_at_once_is_done_once(
                 text("SELECT COUNT(*) FROM handoff_event WHERE to_status = 'acceptee'")
             ).scalar_one()
         assert accepted == 5
+
+
+def test_the_tallies_stay_exact_while_three_instances_orient_and_fold(
+    pg: str, engine: Engine, world: World, tmp_path: Path
+) -> None:
+    """Three instances orient at once, their triggers appending deltas, while one of them at a
+    time folds the deltas into the cells (the advisory lock) and one is killed mid-run: the
+    cells and the deltas still to fold count what a recount counts, the inbox's included, and
+    the deltas are folded soon after."""
+    from tests.test_stats_tallies import _cells
+
+    deltas = ("orientation_stats_delta", "referral_stats_delta", "referral_tally_delta")
+
+    def pending() -> int:
+        with engine.connect() as connection:
+            return sum(
+                connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
+                for name in deltas
+            )
+
+    with fleet(pg, tmp_path, expiry_check_seconds="3600") as instances:
+        killer = threading.Timer(2.0, instances[2].process.send_signal, (signal.SIGKILL,))
+        killer.start()
+        created = _orient_everywhere(instances, world, 400, concurrency=16)
+        killer.join()
+        assert len({c["referral"]["id"] for c in created}) == 400 == count(engine, "referral")
+        assert _wait_until(lambda: pending() == 0, 20), pending()
+        summary = httpx.get(
+            instances[0].url + "/v1/referrals/summary", headers=world.auth("agent_tulle")
+        )
+        assert summary.status_code == 200, summary.text
+        assert summary.json()["by_status"]["en_attente"] == 400
+    with Session(engine) as session:
+        kept = _cells(session)
+        rebuild_tallies(session)
+        assert _cells(session) == kept
+        assert sum(cell[-3] for cell in kept["referral_stats_tally"] if cell[0] == "day") == 400
+        session.rollback()

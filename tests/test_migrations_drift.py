@@ -16,8 +16,15 @@ import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
 # (migration 0012) is written only by triggers on referral and read through a lightweight
 # `table()` in app/services/referrals.py: autogenerate sees it in the database and not in
 # the models, and would drop it. So are the statistics tallies (migration 0014, read through
-# app/services/stats_tally.py).
-OUTSIDE_THE_MODELS = {"referral_tally", "orientation_stats_tally", "referral_stats_tally"}
+# app/services/stats_tally.py), and the deltas of all three (migration 0015).
+OUTSIDE_THE_MODELS = {
+    "referral_tally",
+    "orientation_stats_tally",
+    "referral_stats_tally",
+    "referral_tally_delta",
+    "orientation_stats_delta",
+    "referral_stats_delta",
+}
 
 
 def _flat(diff: list[Any]) -> list[tuple[Any, ...]]:

@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, column, false, func, or_, table
+from sqlalchemy import ColumnElement, and_, case, false, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -21,6 +21,7 @@ from app.problems import InvalidCursor
 from app.services.contact import person_out, reads_of, record_reads
 from app.services.lookup import first_or_404
 from app.services.scope import past_due, scope_filter
+from app.services.stats_tally import place_tally
 from app.triage.lifecycle import EXPIRABLE, OPEN, effective_status, shown_status
 
 # Read aloud and typed at a desk: no 0/O, 1/I/L, 5/S, 8/B, Z/2 or U/V pairs to confuse.
@@ -361,17 +362,6 @@ def list_referrals(
     )
 
 
-# Kept by triggers in every transaction that writes a referral (migration 0012).
-_tally = table(
-    "referral_tally",
-    column("side"),
-    column("place_id"),
-    column("status"),
-    column("urgent"),
-    column("count"),
-)
-
-
 def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     """Counts by status as shown, for the caller's place, and how many open ones are urgent:
     what an inbox shows ("3 en attente, 1 urgente"). Only the referrals that may still expire
@@ -391,11 +381,13 @@ def referral_summary(session: Session, principal: Principal) -> dict[str, Any]:
     if principal.role in (Role.MEDIATEUR, Role.AGENT):
         side = "received" if principal.role is Role.MEDIATEUR else "sent"
         rows += session.exec(
-            select(_tally.c.status, _tally.c.urgent, false(), _tally.c["count"]).where(
-                _tally.c.side == side,
-                _tally.c.place_id == principal.place_id,
-                _tally.c.status.not_in(expirable),
-                _tally.c["count"] != 0,
+            select(
+                place_tally.c.status, place_tally.c.urgent, false(), place_tally.c["count"]
+            ).where(
+                place_tally.c.side == side,
+                place_tally.c.place_id == principal.place_id,
+                place_tally.c.status.not_in(expirable),
+                place_tally.c["count"] != 0,
             )
         ).all()
     by_status = dict.fromkeys((s.value for s in ReferralStatus), 0)
