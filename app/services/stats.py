@@ -641,6 +641,8 @@ def _scan(session: Session, scope: _Scope, keys: Sequence[str]) -> Counted:
 # theme, and for referrals their stored status, acceptance and refusal reason. They answer
 # whole départements (national, a région, a département) grouped by these keys; the others
 # (weeks, communes, EPCI, statuses and places, which need distinct orientations) are scanned.
+# Every query sums: on PostgreSQL a tally is its cells and the deltas not yet folded into them
+# (migration 0015), several rows per key.
 
 TALLY_KEYS = frozenset({"month", "profile", "route", "theme", "departement"})
 Using = Literal["auto", "scan", "tally"]
