@@ -14,7 +14,7 @@
 4. The same on a SQLite copy of that database (every row copied; SQLite's triggers make its
    tallies as they would the service's writes).
 
-Usage: python -m bench.stats [--referrals 1000000] [--places FILE]"""
+Usage: python -m bench.stats [--referrals 1000000] [--places FILE] [--no-sqlite]"""
 
 import argparse
 import os
@@ -283,8 +283,9 @@ def main() -> None:
     parser.add_argument(
         "--places", type=Path, default=SHARED / "places" / "lieux-consolides-v1.csv"
     )
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
-    national(None, args.referrals, args.places)
+    national(None, args.referrals, args.places, sqlite=not args.no_sqlite)
 
 
 def national(table: Table | None, referrals: int, places: Path, sqlite: bool = True) -> None:
