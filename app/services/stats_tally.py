@@ -7,7 +7,7 @@ départements of communes may have changed (a commune reference import).
 
 On PostgreSQL the triggers append deltas (rows of their own: no two transactions wait on a
 shared cell) and `fold_tallies`, a job of one process at a time, moves them into the cells in
-one statement each. A reader reads the cells and the deltas not yet moved together (`*_cells`:
+one statement each. A reader reads the cells and the deltas not yet moved together (`_cells`:
 a UNION ALL that every query sums over), so it is exact whenever it reads. On SQLite the
 triggers update the cells and the deltas stay empty.
 
