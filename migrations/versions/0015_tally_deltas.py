@@ -16,6 +16,7 @@ Revises: 0014
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -25,26 +26,20 @@ down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Same columns as the cells (migrations 0012 and 0014), no key: each row is one statement's part.
-TALLIES = {
-    "orientation_stats": (
-        ("grain", "period_start", "departement", "profile", "route", "theme"),
-        ("n",),
-    ),
-    "referral_stats": (
-        (
-            "grain",
-            "period_start",
-            "departement",
-            "profile",
-            "theme",
-            "status",
-            "accepted",
-            "refusal_reason",
-        ),
-        ("n", "reoriented", "contacted"),
-    ),
-}
+
+def _revision(number: str) -> Any:
+    """An earlier migration's module: the triggers it wrote are rewritten from its own parts."""
+    return context.script.get_revision(number).module
+
+
+def _tallies() -> dict[str, tuple[Sequence[str], Sequence[str]]]:
+    """Migration 0014's tallies: their key columns and their sums (the deltas have both, no key:
+    each row is one statement's part)."""
+    m0014 = _revision("0014")
+    return {
+        "orientation_stats": (m0014.ORIENTATION_KEY, ("n",)),
+        "referral_stats": (m0014.REFERRAL_KEY, ("n", "reoriented", "contacted")),
+    }
 
 
 def _columns(keys: Sequence[str], sums: Sequence[str]) -> list[sa.Column[object]]:
@@ -57,13 +52,13 @@ def _columns(keys: Sequence[str], sums: Sequence[str]) -> list[sa.Column[object]
 
 def _pg_stats_function(table: str, event: str) -> str:
     """Migration 0014's statement trigger, appending its grouped sums as delta rows."""
-    keys, sums = TALLIES[f"{table}_stats"]
+    keys, sums = _tallies()[f"{table}_stats"]
     parts = {
         "insert": [("new_rows", "+")],
         "update": [("old_rows", "-"), ("new_rows", "+")],
         "delete": [("old_rows", "-")],
     }[event]
-    m0014 = context.script.get_revision("0014").module
+    m0014 = _revision("0014")
     columns = ", ".join((*keys, *sums))
     positions = ", ".join(str(i + 1) for i in range(len(keys)))
     union = " UNION ALL ".join(m0014._pg_rows(table, rows, sign) for rows, sign in parts)
@@ -99,7 +94,7 @@ END $$
 
 
 def upgrade() -> None:
-    for name, (keys, sums) in TALLIES.items():
+    for name, (keys, sums) in _tallies().items():
         op.create_table(f"{name}_delta", *_columns(keys, sums))
     op.create_table(
         "referral_tally_delta", *_columns(("side", "place_id", "status", "urgent"), ("count",))
@@ -120,7 +115,7 @@ def downgrade() -> None:
 
         for statement in FOLDS:
             op.execute(statement)
-        m0014 = context.script.get_revision("0014").module
+        m0014 = _revision("0014")
         for table in ("orientation", "referral"):
             for event in ("insert", "update", "delete"):
                 op.execute(
@@ -128,7 +123,8 @@ def downgrade() -> None:
                         "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
                     )
                 )
-        m0012 = context.script.get_revision("0012").module
-        op.execute(m0012._PG_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+        op.execute(
+            _revision("0012")._PG_FUNCTION.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")
+        )
     for table in ("referral_tally_delta", "referral_stats_delta", "orientation_stats_delta"):
         op.drop_table(table)
