@@ -635,22 +635,25 @@ def test_the_tallies_stay_exact_while_three_instances_orient_and_fold(
     time folds the deltas into the cells (the advisory lock) and one is killed mid-run: the
     cells and the deltas still to fold count what a recount counts, the inbox's included, and
     the deltas are folded soon after."""
-    from tests.test_stats_tallies import _cells
-
-    deltas = ("orientation_stats_delta", "referral_stats_delta", "referral_tally_delta")
+    from tests.test_stats_tallies import _cells, pending_deltas
 
     def pending() -> int:
-        with engine.connect() as connection:
-            return sum(
-                connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
-                for name in deltas
-            )
+        with Session(engine) as session:
+            return pending_deltas(session)
 
     with fleet(pg, tmp_path, expiry_check_seconds="3600") as instances:
-        killer = threading.Timer(2.0, instances[2].process.send_signal, (signal.SIGKILL,))
+        killed_at: list[int] = []
+
+        def kill_mid_run() -> None:
+            _wait_until(lambda: count(engine, "referral") >= 100, 60)
+            instances[2].process.send_signal(signal.SIGKILL)
+            killed_at.append(count(engine, "referral"))
+
+        killer = threading.Thread(target=kill_mid_run)
         killer.start()
         created = _orient_everywhere(instances, world, 400, concurrency=16)
         killer.join()
+        assert killed_at and killed_at[0] < 400, killed_at  # killed while orienting
         assert len({c["referral"]["id"] for c in created}) == 400 == count(engine, "referral")
         assert _wait_until(lambda: pending() == 0, 20), pending()
         summary = httpx.get(

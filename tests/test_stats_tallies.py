@@ -310,21 +310,24 @@ def _cells(session: Session) -> dict[str, set[tuple[Any, ...]]]:
     return found
 
 
+def pending_deltas(session: Session) -> int:
+    """The delta rows not yet folded into the cells, of the three tallies."""
+    return sum(
+        session.execute(select(func.count()).select_from(table(name))).scalar_one()
+        for name in DELTAS.values()
+    )
+
+
 def _rebuilt(engine: Engine) -> tuple[dict[str, set[tuple[Any, ...]]], dict[str, set[Any]]]:
     """The tallies as the triggers left them, and as a rebuild makes them (rolled back). On
     PostgreSQL the triggers appended deltas since the last call, and the fold moves them into
     the cells without changing a sum."""
     with Session(engine) as session:
         kept = _cells(session)
-        pending = sum(
-            session.execute(select(func.count()).select_from(table(name))).scalar_one()
-            for name in DELTAS.values()
-        )
-        assert (pending > 0) == (engine.dialect.name == "postgresql")
+        assert (pending_deltas(session) > 0) == (engine.dialect.name == "postgresql")
         fold_tallies(session)
         assert _cells(session) == kept
-        for name in DELTAS.values():
-            assert not session.execute(select(func.count()).select_from(table(name))).scalar_one()
+        assert pending_deltas(session) == 0
         rebuild_tallies(session)
         rebuilt = _cells(session)
         session.rollback()
