@@ -350,7 +350,7 @@ def copy_to_sqlite(source: str, target: str) -> None:
     writes would (the PostgreSQL tallies are not copied)."""
     pg, lite = make_engine(source), make_engine(target)
     migrate(lite)
-    with lite.begin() as connection:  # the migration's own rows (none expected beyond these)
+    with lite.begin() as connection:  # the migrations' own rows (data_version's), copied again
         for table in reversed(SQLModel.metadata.sorted_tables):
             connection.execute(table.delete())
     with pg.connect() as reading, lite.connect() as writing:
@@ -386,10 +386,7 @@ def _serve_and_time(
     launched = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(serve_port)],
-        env={
-            **os.environ,
-            "DATABASE_URL": url,
-        },
+        env={**os.environ, "DATABASE_URL": url},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
