@@ -313,7 +313,7 @@ def _cells(session: Session) -> dict[str, set[tuple[Any, ...]]]:
 def pending_deltas(session: Session) -> int:
     """The delta rows not yet folded into the cells, of the three tallies."""
     return sum(
-        session.execute(select(func.count()).select_from(table(name))).scalar_one()
+        int(session.execute(select(func.count()).select_from(table(name))).scalar_one())
         for name in DELTAS.values()
     )
 
