@@ -33,6 +33,7 @@ from app.services.personal_data import purge
 from app.services.referrals import new_referral
 from app.services.stats_tally import (
     DELTAS,
+    GRAINS,
     fold_tallies,
     orientation_tally,
     rebuild_tallies,
@@ -506,7 +507,8 @@ def test_a_commune_missing_from_the_reference(engine: Engine, world: World) -> N
 
 
 def test_the_migration_backfills_what_the_triggers_keep(tmp_path: Path) -> None:
-    """0014 on a database with history: its backfill makes the cells its triggers keep."""
+    """0014 and 0016 on a database with history: their backfills make the cells their triggers
+    keep."""
     from alembic import command
 
     from app.db import alembic_config, make_engine
@@ -552,12 +554,17 @@ def test_the_migration_backfills_what_the_triggers_keep(tmp_path: Path) -> None:
                 )
     with Session(engine) as session:
         kept = _cells(session)
-    command.downgrade(alembic_config(engine), "0013")
-    command.upgrade(alembic_config(engine), "head")
-    with Session(engine) as session:
-        assert _cells(session) == kept
-    # By month and by day, three (day, département) cells, two statuses each.
-    assert len(kept["referral_stats_tally"]) == 2 * 3 * 2
+    # 0014's backfill from the rows, then 0016's from 0014's cells (its cells by département
+    # alone); and 0016's alone, from the cells its downgrade leaves.
+    for before in ("0013", "0015"):
+        command.downgrade(alembic_config(engine), before)
+        command.upgrade(alembic_config(engine), "head")
+        with Session(engine) as session:
+            assert _cells(session) == kept
+    # By month and by day, in detail and by département alone, three (day, département) cells,
+    # two statuses each.
+    assert len(kept["referral_stats_tally"]) == 2 * 2 * 3 * 2
+    assert {c[0] for c in kept["referral_stats_tally"]} == set(GRAINS)
     engine.dispose()
 
 

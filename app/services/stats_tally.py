@@ -24,7 +24,15 @@ from app.db import engine_of
 # A commune missing from the commune table counts under this département (statistics by
 # département then leave it out, as a join on the commune table would).
 NO_DEPARTEMENT = ""
-GRAINS = ("month", "day")
+# Each grain: its period, and whether its cells keep the profile and the theme (migration
+# 0016: the `departement_*` cells leave both out, '', for what groups by month, département
+# or route alone: fewer cells to sum).
+GRAINS = {
+    "month": ("month", True),
+    "day": ("day", True),
+    "departement_month": ("month", False),
+    "departement_day": ("day", False),
+}
 
 _COLUMNS: dict[str, tuple[tuple[str, Any], ...]] = {
     "orientation_stats_tally": (
@@ -117,8 +125,8 @@ def fold_tallies(session: Session) -> int:
     return moved
 
 
-def _period(grain: str, postgresql: bool) -> str:
-    if grain == "day":
+def _period(unit: str, postgresql: bool) -> str:
+    if unit == "day":
         return "r.day"
     return (
         "(r.day - (extract(day FROM r.day)::int - 1))"
@@ -146,14 +154,15 @@ def rebuild_tallies(session: Session) -> None:
         session.execute(text(f"DELETE FROM {name}_tally"))
         session.execute(text(f"DELETE FROM {name}_delta"))
     department = f"coalesce(c.departement, '{NO_DEPARTEMENT}')"
-    for grain in GRAINS:
-        period = _period(grain, postgresql)
+    for grain, (unit, detailed) in GRAINS.items():
+        period = _period(unit, postgresql)
+        profile, theme = ("r.profile", "r.theme") if detailed else ("''", "''")
         session.execute(
             text(
                 "INSERT INTO orientation_stats_tally "
                 "(grain, period_start, departement, profile, route, theme, n) "
-                f"SELECT '{grain}', {period}, {department}, r.profile, r.route, r.theme, count(*) "
-                "FROM orientation r LEFT JOIN commune c ON c.code = r.commune "
+                f"SELECT '{grain}', {period}, {department}, {profile}, r.route, {theme}, "
+                "count(*) FROM orientation r LEFT JOIN commune c ON c.code = r.commune "
                 "GROUP BY 2, 3, 4, 5, 6"
             )
         )
@@ -161,7 +170,7 @@ def rebuild_tallies(session: Session) -> None:
             text(
                 "INSERT INTO referral_stats_tally (grain, period_start, departement, profile, "
                 "theme, status, accepted, refusal_reason, n, reoriented, contacted) "
-                f"SELECT '{grain}', {period}, {department}, r.profile, r.theme, r.status, "
+                f"SELECT '{grain}', {period}, {department}, {profile}, {theme}, r.status, "
                 "r.accepted_at IS NOT NULL, CASE WHEN r.status = 'refusee' "
                 "THEN coalesce(r.refusal_reason, '') ELSE '' END, count(*), "
                 "count(r.previous_referral_id), count(r.first_contact_hours) "

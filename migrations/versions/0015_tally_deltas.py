@@ -15,7 +15,7 @@ Revision ID: 0015
 Revises: 0014
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,18 +50,21 @@ def _columns(keys: Sequence[str], sums: Sequence[str]) -> list[sa.Column[object]
     ]
 
 
-def _pg_stats_function(table: str, event: str) -> str:
-    """Migration 0014's statement trigger, appending its grouped sums as delta rows."""
+def _pg_stats_function(
+    table: str, event: str, pg_rows: Callable[[str, str, str], str] | None = None
+) -> str:
+    """Migration 0014's statement trigger, appending its grouped sums as delta rows; the rows
+    of each cell are 0014's `_pg_rows` unless a later migration gives its own."""
     keys, sums = _tallies()[f"{table}_stats"]
     parts = {
         "insert": [("new_rows", "+")],
         "update": [("old_rows", "-"), ("new_rows", "+")],
         "delete": [("old_rows", "-")],
     }[event]
-    m0014 = _revision("0014")
+    pg_rows = pg_rows or _revision("0014")._pg_rows
     columns = ", ".join((*keys, *sums))
     positions = ", ".join(str(i + 1) for i in range(len(keys)))
-    union = " UNION ALL ".join(m0014._pg_rows(table, rows, sign) for rows, sign in parts)
+    union = " UNION ALL ".join(pg_rows(table, rows, sign) for rows, sign in parts)
     return f"""
 CREATE OR REPLACE FUNCTION {table}_stats_tally_{event}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
