@@ -22,6 +22,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Table, event, func, select, text
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -34,6 +35,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _WRITE = "passerelle_write"
 SQLITE_BUSY_MS = 30_000
 _write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _sqlite_from_hint(_compiler: SQLiteCompiler, _table: Any, hint: str) -> str:
+    return hint
+
+
+# `Select.with_hint(table, "INDEXED BY …", "sqlite")`: SQLAlchemy's hook for a hint after a
+# table's name, which its SQLite dialect leaves unwritten (app.services.scope.by_past_due_index).
+SQLiteCompiler.get_from_hint_text = _sqlite_from_hint  # type: ignore[method-assign,assignment]
 
 
 def make_engine(url: str) -> Engine:

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, or_, select, table, text
+from sqlalchemy import event, func, or_, select, table, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -659,3 +659,36 @@ def test_the_median_of_first_contacts_in_france_and_in_a_territory(
                 ), territory
         finally:
             session.rollback()
+
+
+def test_the_open_referrals_past_due_are_read_through_their_partial_index(
+    engine: Engine,
+) -> None:
+    """SQLite takes migration 0014's partial index on the open referrals' deadlines only for a
+    WHERE that writes its terms as the index does (bound parameters are not): the expiry's
+    query and the statistics' live read of the past-due ones, joined to the communes, go
+    through it (by the commune index instead, national statistics read every referral: 3.8 s
+    at 1 M)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans a partial index with the parameters' values")
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with Session(engine) as session:
+            expire_due(session)
+            period = stats.Period(date(2026, 1, 1), date(2026, 12, 31))
+            stats.referral_stats(session, NATIONAL, period, ("departement",))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    past_due = [(s, p) for s, p in statements if "expires_at <=" in s]
+    assert len(past_due) == 2, past_due
+    with engine.connect() as connection:
+        for statement, parameters in past_due:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            assert "USING INDEX ix_referral_open_expires" in " ".join(
+                row[-1] for row in plan.all()
+            ), statement

@@ -41,7 +41,7 @@ from app.services.referrals import (
     record_handoff,
     referral_out,
 )
-from app.services.scope import past_due
+from app.services.scope import by_past_due_index, past_due
 from app.triage.geo import distance_km
 from app.triage.lifecycle import (
     REFUSAL_REASONS,
@@ -274,7 +274,8 @@ def expire_due(session: Session, now: datetime | None = None, batch: int = 500) 
     total = 0
     while True:
         with writing(session):
-            due = session.exec(select(Referral).where(past_due(now)).limit(batch)).all()
+            query = by_past_due_index(select(Referral).where(past_due(now)).limit(batch))
+            due = session.exec(query).all()
             for referral in due:
                 # Moved meanwhile by its place: theirs is the last word.
                 if not _apply(
