@@ -14,7 +14,7 @@ Revision ID: 0014
 Revises: 0013
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -117,16 +117,21 @@ WATCHED = {
 }
 
 
-def _sqlite_triggers(table: str) -> list[str]:
+def _sqlite_triggers(
+    table: str, upserts: Callable[[str, str, str], str] | None = None
+) -> list[str]:
+    """The row triggers of `table`; each writes `upserts(table, row, sign)` (this migration's
+    `_sqlite_upserts` unless a later migration gives its own grains)."""
     watched = WATCHED[table]
+    upserts = upserts or _sqlite_upserts
     return [
         f"CREATE TRIGGER {table}_stats_tally_insert AFTER INSERT ON {table} BEGIN\n"
-        f"{_sqlite_upserts(table, 'NEW', '+')}\nEND",
+        f"{upserts(table, 'NEW', '+')}\nEND",
         f"CREATE TRIGGER {table}_stats_tally_update AFTER UPDATE OF {', '.join(watched)} "
         f"ON {table} WHEN {' OR '.join(watched.values())} BEGIN\n"
-        f"{_sqlite_upserts(table, 'OLD', '-')}\n{_sqlite_upserts(table, 'NEW', '+')}\nEND",
+        f"{upserts(table, 'OLD', '-')}\n{upserts(table, 'NEW', '+')}\nEND",
         f"CREATE TRIGGER {table}_stats_tally_delete AFTER DELETE ON {table} BEGIN\n"
-        f"{_sqlite_upserts(table, 'OLD', '-')}\nEND",
+        f"{upserts(table, 'OLD', '-')}\nEND",
     ]
 
 

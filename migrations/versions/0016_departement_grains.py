@@ -80,19 +80,6 @@ def _sqlite_upserts(table: str, row: str, sign: str) -> str:
     return "\n".join(statements)
 
 
-def _sqlite_triggers(table: str) -> list[str]:
-    watched = _revision("0014").WATCHED[table]
-    return [
-        f"CREATE TRIGGER {table}_stats_tally_insert AFTER INSERT ON {table} BEGIN\n"
-        f"{_sqlite_upserts(table, 'NEW', '+')}\nEND",
-        f"CREATE TRIGGER {table}_stats_tally_update AFTER UPDATE OF {', '.join(watched)} "
-        f"ON {table} WHEN {' OR '.join(watched.values())} BEGIN\n"
-        f"{_sqlite_upserts(table, 'OLD', '-')}\n{_sqlite_upserts(table, 'NEW', '+')}\nEND",
-        f"CREATE TRIGGER {table}_stats_tally_delete AFTER DELETE ON {table} BEGIN\n"
-        f"{_sqlite_upserts(table, 'OLD', '-')}\nEND",
-    ]
-
-
 # --- PostgreSQL: 0015's statement triggers, each row counted in every grain ------------------
 
 
@@ -158,7 +145,7 @@ def upgrade() -> None:
         else:
             for event in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER {table}_stats_tally_{event}")
-            for statement in _sqlite_triggers(table):
+            for statement in _revision("0014")._sqlite_triggers(table, _sqlite_upserts):
                 op.execute(statement)
 
 
