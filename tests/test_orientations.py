@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -250,6 +251,59 @@ def test_crash_mid_request_leaves_nothing(
     assert written == ["Orientation", "Contact", "Referral"]
     for table in ("orientation", "referral", "contact", "handoff_event"):
         assert count(engine, table) == 0, table
+
+
+def test_orientations_arriving_together_commit_together_and_each_stands_alone(
+    client: TestClient, world: World, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the orientations of one turn of the event loop share a transaction (app.db,
+    group commit), each in a savepoint: one whose attempt fails half-way (its referral's code
+    taken, after its orientation was written) is undone alone and drawn again, and every
+    answer is committed, once."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writes in the thread pool, a transaction each")
+    from app.services import referrals
+
+    first = orient(client, world)
+    assert first.status_code == 201, first.text
+    taken = first.json()["referral"]["code"]
+    draws = iter(range(10_000))
+    real_code = referrals.new_code
+
+    def every_third_taken() -> str:
+        return taken if next(draws) % 3 == 0 else real_code()
+
+    monkeypatch.setattr(referrals, "new_code", every_third_taken)
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(engine, "commit", committed)
+    start = threading.Barrier(8)
+
+    def post(i: int) -> list[dict[str, object]]:
+        start.wait()
+        answers = []
+        for _ in range(5):
+            response = orient(client, world, procedure={"theme": "caf", "urgent": i % 2 == 0})
+            assert response.status_code == 201, response.text
+            answers.append(response.json())
+        return answers
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = [a for batch in pool.map(post, range(8)) for a in batch]
+    finally:
+        event.remove(engine, "commit", committed)
+    assert len(commits) < len(answers) == 40  # some of them shared a commit
+    assert count(engine, "orientation") == count(engine, "referral") == 41
+    assert count(engine, "handoff_event") == 41
+    codes = [a["referral"]["code"] for a in answers]  # type: ignore[index]
+    assert taken not in codes and len(set(codes)) == 40
+    for answer in answers[::7]:
+        again = client.get(f"/v1/orientations/{answer['id']}", headers=world.auth("agent_tulle"))
+        assert again.json() == answer
 
 
 BAD_INPUTS: list[tuple[str, bytes | None, dict[str, object] | None]] = [

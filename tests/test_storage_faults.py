@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -171,6 +172,18 @@ def test_a_full_disk_answers_503_says_so_in_readyz_and_loses_nothing(
             _is_503(http.post("/v1/orientations", headers=keyed, json=orientation_body()))
             full = http.post("/v1/orientations", headers=agent, json=orientation_body())
             _is_503(full)
+            # Arriving together (on SQLite, one group commit): each of them refused whole.
+            with ThreadPoolExecutor(6) as pool:
+                together = list(
+                    pool.map(
+                        lambda _: http.post(
+                            "/v1/orientations", headers=agent, json=orientation_body()
+                        ),
+                        range(12),
+                    )
+                )
+            for answer in together:
+                _is_503(answer)
             assert "plein" in full.json()["detail"]
             # Contact data is shown only with its read logged: no log, no data, and a 503.
             read = http.get(f"/v1/referrals/{referral_id}", headers=med)

@@ -34,7 +34,8 @@ async def create_orientation(
     body = await db.write(
         lambda session: service.create_orientation(
             session, principal, payload, db.settings, idempotency_key
-        )
+        ),
+        grouped=True,
     )
     return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orientations/{body['id']}"}

@@ -15,7 +15,7 @@ from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app.db import engine_of
+from app.db import engine_of, when_durable
 from app.models.data_version import DataVersion
 
 T = TypeVar("T")
@@ -115,7 +115,7 @@ def _after_commit(session: Session) -> None:
     bumped = session.info.pop("bumped", None)
     if bumped:
         engine = engine_of(session)
-        invalidate(engine, *bumped)
+        when_durable(session, lambda: invalidate(engine, *bumped))
 
 
 @event.listens_for(Session, "after_rollback")
