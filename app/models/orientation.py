@@ -55,7 +55,8 @@ class Orientation(SQLModel, table=True):
     theme: str
     urgent: bool
     already_followed: bool
-    commune: str = Field(foreign_key="commune.code", index=True)
+    # Found by ix_orientation_commune_day, which begins with it (migration 0017).
+    commune: str = Field(foreign_key="commune.code")
     consent: bool
     # Consent on record: when, and which wording was shown (app.triage.consent); by the key and
     # place of the orientation (api_key_id, origin_place_id).
