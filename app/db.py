@@ -295,8 +295,10 @@ class Db:
         else:
             group.done.set_result(None)
         finally:
-            group.connection.close()  # back to the pool, rolled back if the commit failed
-            group.lock.release()
+            try:
+                group.connection.close()  # back to the pool, rolled back if the commit failed
+            finally:
+                group.lock.release()
         if group.done.exception() is None:
             for callback in group.on_commit:
                 callback()
