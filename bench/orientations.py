@@ -56,7 +56,7 @@ def _wait(port: int, process: subprocess.Popen[bytes], path: str = "/healthz") -
 class Servers:
     """N server processes (each a process group, so that `--workers` children count too)."""
 
-    def __init__(self, commands: list[list[str]], env: dict[str, str]) -> None:
+    def __init__(self, commands: list[list[str]], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.ports = [free_port() for _ in commands]
         # A file, not a pipe: an access log filling a pipe nobody reads would stall a server.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
@@ -64,7 +64,7 @@ class Servers:
             subprocess.Popen(
                 [*command, "--port", str(port)],
                 env={**os.environ, **env},
-                cwd=ROOT,
+                cwd=cwd,
                 stdout=subprocess.DEVNULL,
                 stderr=self.log,
                 start_new_session=True,
