@@ -158,9 +158,10 @@ class _Group:
         self.transaction = connection.get_transaction()
         self.lock = lock
         self.members = 0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Every member may have failed already: its error is then nobody's to read.
-        self.done.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # A future per member waiting for the commit, and per writer waiting for room: one
+        # whose request is cancelled cancels its own only.
+        self.answered: list[asyncio.Future[None]] = []
+        self.full: list[asyncio.Future[None]] = []
         self.on_commit: list[Callable[[], None]] = []
         self.fault: BaseException | None = None  # a member's error that ended the transaction
 
@@ -238,8 +239,9 @@ class Db:
 
     async def _grouped(self, use_case: Callable[[Session], T]) -> T:
         while (group := self._group) is not None and group.members >= GROUP_LIMIT:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(group.done)
+            room = asyncio.get_running_loop().create_future()
+            group.full.append(room)
+            await room
         token = _on_loop.set(True)
         try:
             if group is None:
@@ -260,7 +262,9 @@ class Db:
                 raise
         finally:
             _on_loop.reset(token)
-        await asyncio.shield(group.done)
+        answered = asyncio.get_running_loop().create_future()
+        group.answered.append(answered)
+        await answered  # the group's commit, or its error
         return result
 
     def _open_group(self) -> _Group:
@@ -285,21 +289,30 @@ class Db:
     def _commit(self, group: _Group) -> None:
         if self._group is group:
             self._group = None
+        failed: BaseException | None = None
         try:
             if group.fault is not None:
                 raise group.fault
             assert group.transaction is not None
             group.transaction.commit()
         except BaseException as exc:
-            group.done.set_exception(exc)
-        else:
-            group.done.set_result(None)
+            failed = exc
         finally:
             try:
                 group.connection.close()  # back to the pool, rolled back if the commit failed
             finally:
                 group.lock.release()
-        if group.done.exception() is None:
+        for answered in group.answered:
+            if answered.done():  # its request was cancelled
+                continue
+            if failed is None:
+                answered.set_result(None)
+            else:
+                answered.set_exception(failed)
+        for room in group.full:
+            if not room.done():
+                room.set_result(None)
+        if failed is None:
             for callback in group.on_commit:
                 callback()
 
