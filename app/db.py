@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import sqlite3
@@ -12,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _WRITE = "passerelle_write"
 SQLITE_BUSY_MS = 30_000
+logger = logging.getLogger("passerelle")
 _write_locks: "weakref.WeakKeyDictionary[Engine, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
@@ -63,9 +65,9 @@ def make_engine(url: str) -> Engine:
         # Savepoints (a group commit's, Db.write) straight to the driver: SQLAlchemy compiles
         # each as a statement, 10 % of an orientation's CPU in a group (py-spy, make bench).
         dialect: Any = engine.dialect
-        dialect.do_savepoint = lambda c, name: raw_execute(c, f"SAVEPOINT {name}")
-        dialect.do_release_savepoint = lambda c, name: raw_execute(c, f"RELEASE {name}")
-        dialect.do_rollback_to_savepoint = lambda c, name: raw_execute(c, f"ROLLBACK TO {name}")
+        dialect.do_savepoint = partial(_savepoint, "SAVEPOINT")
+        dialect.do_release_savepoint = partial(_savepoint, "RELEASE")
+        dialect.do_rollback_to_savepoint = partial(_savepoint, "ROLLBACK TO")
     else:
         engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, **pool)
     _write_locks[engine] = threading.Lock()
@@ -81,6 +83,29 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+_TRANSACTION_LOST = "La base de données a annulé l'écriture en cours : réessayez."
+
+
+def _in_transaction(connection: Connection) -> bool:
+    """Whether SQLite still has the connection's transaction (it ends one by itself on some
+    errors: a full disk, an I/O error, ON CONFLICT ROLLBACK)."""
+    try:
+        return bool(connection.connection.driver_connection.in_transaction)  # type: ignore[union-attr]
+    except Exception:  # an invalidated connection: no transaction either
+        return False
+
+
+def _savepoint(verb: str, connection: Connection, name: str) -> None:
+    if _in_transaction(connection):
+        raw_execute(connection, f"{verb} {name}")
+    elif verb != "ROLLBACK TO":
+        # Outside a transaction SAVEPOINT would begin one of its own, and RELEASE commit it:
+        # a savepoint's work is never committed but by its transaction.
+        raise StorageUnavailable(_TRANSACTION_LOST)
+    # ROLLBACK TO with the transaction gone: nothing is left to undo; the error that ended it
+    # is what the caller must see, not "no such savepoint".
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -252,8 +277,7 @@ class Db:
                     s.info[_GROUP] = group
                     result = use_case(s)
             except BaseException as exc:
-                driver = group.connection.connection.driver_connection
-                if group.fault is None and not getattr(driver, "in_transaction", True):
+                if group.fault is None and not _in_transaction(group.connection):
                     # SQLite ended the transaction on this error (a full disk, an I/O error):
                     # what the group's members wrote is gone, and so is their answer.
                     group.fault = exc
@@ -295,13 +319,14 @@ class Db:
                 raise group.fault
             assert group.transaction is not None
             group.transaction.commit()
-        except BaseException as exc:
+        except Exception as exc:
             failed = exc
+        try:
+            group.connection.close()  # back to the pool, rolled back if the commit failed
+        except Exception as exc:  # the answer is the commit's: the pool drops this connection
+            logger.warning("Connexion SQLite non rendue après écriture : %s", type(exc).__name__)
         finally:
-            try:
-                group.connection.close()  # back to the pool, rolled back if the commit failed
-            finally:
-                group.lock.release()
+            group.lock.release()
         for answered in group.answered:
             if answered.done():  # its request was cancelled
                 continue
@@ -314,7 +339,10 @@ class Db:
                 room.set_result(None)
         if failed is None:
             for callback in group.on_commit:
-                callback()
+                try:
+                    callback()
+                except Exception:
+                    logger.exception("Suite d'écriture en échec")
 
     async def in_background(self, use_case: Callable[[Session], T]) -> T:
         """A background job's write (expiry, reminders, the purge): always in the thread pool,

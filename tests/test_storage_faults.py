@@ -3,13 +3,14 @@ stopped or out of connections answer 503 with Retry-After and a French problem (
 for the pages), /readyz says so, the command line says so in French with its own exit code, and
 nothing accepted is lost or half-written."""
 
+import asyncio
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +19,22 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import RETRY_AFTER_SECONDS, insert_row, make_engine, migrate, storage_fault
+from app.db import (
+    RETRY_AFTER_SECONDS,
+    Db,
+    _write_locks,
+    insert_row,
+    make_engine,
+    migrate,
+    storage_fault,
+    writing,
+)
 from app.main import create_app
 from app.models import DataVersion, Role, User
 from app.places.importing import import_places, place_ids_by_source_id
@@ -98,6 +108,82 @@ def test_a_fault_on_the_drivers_own_cursor_is_classified_too(engine: Engine) -> 
     finally:
         connection.invalidate()
         connection.close()
+
+
+def test_a_group_commit_answers_after_its_commit_and_fails_whole_when_sqlite_ends_it(
+    engine: Engine,
+) -> None:
+    """SQLite writes of one turn of the loop share a COMMIT (app.db.Db.write, grouped): each is
+    answered after it. When SQLite ends the transaction on a member's error (as it does on a
+    full disk: it rolls back, then reports SQLITE_FULL, made here by hand since a disk fills
+    when it pleases), every member written before is lost with it and is told so as a storage
+    fault (a 503), the one that comes after it gets a transaction of its own, and the write
+    lock is free again."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writes in the thread pool, a transaction each")
+    db = Db(engine, Settings())
+    order: list[str] = []
+
+    def committed(_connection: object) -> None:
+        order.append("commit")
+
+    def add(name: str, lose: bool = False) -> Callable[[Session], str]:
+        def use_case(session: Session) -> str:
+            with writing(session):
+                insert_row(session, DataVersion, {"name": name, "version": 1})
+                if lose:
+                    driver = session.connection().connection.driver_connection
+                    assert driver is not None
+                    driver.execute("ROLLBACK")
+                    full = sqlite3.OperationalError("database or disk is full")
+                    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+                    raise DBAPIError.instance(
+                        "INSERT", None, full, sqlite3.Error, dialect=engine.dialect
+                    )
+                session.commit()
+            return name
+
+        return use_case
+
+    async def answer(name: str, lose: bool = False) -> str:
+        written = await db.write(add(name, lose), grouped=True)
+        order.append("answer")
+        return written
+
+    async def both() -> tuple[list[str], list[str], tuple[object, ...]]:
+        first = await asyncio.gather(*(answer(f"groupe-{i}") for i in range(3)))
+        seen = list(order)
+        second = await asyncio.gather(
+            answer("groupe-3"),
+            answer("groupe-4", lose=True),
+            answer("groupe-5"),
+            return_exceptions=True,
+        )
+        return first, seen, second
+
+    event.listen(engine, "commit", committed)
+    try:
+        first, seen, second = asyncio.run(both())
+    finally:
+        event.remove(engine, "commit", committed)
+        with engine.begin() as connection:
+            stored = (
+                connection.execute(
+                    text("SELECT name FROM data_version WHERE name LIKE 'groupe-%' ORDER BY name")
+                )
+                .scalars()
+                .all()
+            )
+            connection.execute(text("DELETE FROM data_version WHERE name LIKE 'groupe-%'"))
+    assert first == ["groupe-0", "groupe-1", "groupe-2"]
+    assert seen == ["commit", "answer", "answer", "answer"]  # one COMMIT, then the answers
+    for lost in second[:2]:
+        assert isinstance(lost, DBAPIError) and storage_fault(lost) is not None, repr(lost)
+    assert second[2] == "groupe-5"
+    assert stored == ["groupe-0", "groupe-1", "groupe-2", "groupe-5"]
+    lock = _write_locks[engine]
+    assert lock.acquire(blocking=False)
+    lock.release()
 
 
 # --- a small disk, mounted by the test ---------------------------------------------------------
