@@ -25,7 +25,7 @@ from sqlmodel import Session
 from app.services.demo import demo_keys
 from bench.load import cpu_seconds, demo_database, lua_script, peak_rss_mib, wrk
 from bench.table import Table
-from tests.pgserver import free_port
+from tests.pgserver import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ class Servers:
     """N server processes (each a process group, so that `--workers` children count too)."""
 
     def __init__(self, commands: list[list[str]], env: dict[str, str], cwd: Path = ROOT) -> None:
-        self.ports = [free_port() for _ in commands]
+        self.ports = free_ports(len(commands))
         # A file, not a pipe: an access log filling a pipe nobody reads would stall a server.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.processes = [

@@ -35,7 +35,7 @@ from app.notifications.notify import remind_due
 from app.notifications.outbox import CONCURRENT_DELIVERIES
 from app.services.stats_tally import rebuild_tallies
 from tests.conftest import Mailbox, World, count, orientation_body
-from tests.pgserver import free_port
+from tests.pgserver import free_ports
 
 # Three `passerelle serve` processes and more on one PostgreSQL.
 pytestmark = pytest.mark.stress
@@ -154,8 +154,7 @@ def fleet(database_url: str, logs: Path, n: int = 3, **settings: str) -> Iterato
     env = _fleet_env(database_url, **settings)
     instances = []
     with ExitStack() as stack:
-        for i in range(n):
-            port = free_port()
+        for i, port in enumerate(free_ports(n)):
             log = logs / f"instance-{i}.log"
             out = stack.enter_context(log.open("wb"))
             process = subprocess.Popen(
