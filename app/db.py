@@ -313,14 +313,13 @@ class Db:
     def _commit(self, group: _Group) -> None:
         if self._group is group:
             self._group = None
-        failed: BaseException | None = None
-        try:
-            if group.fault is not None:
-                raise group.fault
-            assert group.transaction is not None
-            group.transaction.commit()
-        except Exception as exc:
-            failed = exc
+        failed = group.fault  # the transaction is gone: nothing to commit
+        if failed is None:
+            try:
+                assert group.transaction is not None
+                group.transaction.commit()
+            except Exception as exc:
+                failed = exc
         try:
             group.connection.close()  # back to the pool, rolled back if the commit failed
         except Exception as exc:  # the answer is the commit's: the pool drops this connection
