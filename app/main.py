@@ -3,6 +3,7 @@ work of a serving process (thread pool size, cache polling)."""
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -25,6 +26,8 @@ from app.services import cache, lifecycle, personal_data, stats_tally
 from app.services.communes import communes
 
 logger = logging.getLogger("passerelle")
+
+GC_YOUNGEST = 10_000  # allocations between two collections of the youngest generation
 
 DESCRIPTION = """\
 Orientation des personnes depuis l'accueil France Services vers la médiation numérique, selon
@@ -151,6 +154,16 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             await anyio.to_thread.run_sync(communes, engine)
         except Exception as exc:  # not migrated yet, or down: /readyz says so; loaded later
             logger.warning("Référentiel des communes non chargé : %s", type(exc).__name__)
+        # What start-up made (the libraries, the communes: ~217,000 objects) lives as long as
+        # the process: out of the cycle collector's sight. Each full collection walked it all,
+        # ~110 ms every ~1,000 orientations under load; now ~4 ms. And the youngest
+        # generation collected every 10,000 allocations instead of 700: most of a request's
+        # objects are gone by then, instead of being walked, and those of the requests in
+        # flight no longer climb to the older generations. Both undone at shutdown (many
+        # apps, one process: the tests).
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNGEST, *thresholds[1:])
         stop = asyncio.Event()
 
         async def poll() -> None:
@@ -173,6 +186,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
             _done, late = await asyncio.wait(jobs, timeout=settings.shutdown_seconds)
             for task in late:
                 task.cancel()
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
 
     app = FastAPIOffline(
         title="Passerelle",
