@@ -3,11 +3,13 @@ again through the real server (a `passerelle serve` process) or the real app."""
 
 import asyncio
 import base64
+import gc
 import socket
 import sqlite3
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.config import Settings
+from app.main import GC_YOUNGEST, create_app
 from app.models import PlaceKind, Role
 from app.places.models import PlaceIn
 from app.places.service import create_place
@@ -448,3 +451,30 @@ def test_several_workers_on_postgresql(
         }
         assert len(pids) >= 2, running.log.read_text()
     assert count(engine, "orientation") == 20
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_serving_app_keeps_its_start_up_out_of_the_collector_and_gives_it_back(
+    engine: Engine, settings: Settings
+) -> None:
+    """While an app serves, what existed at its start is frozen (out of each full
+    collection's walk); at its shutdown the collector gets it back, garbage included: many
+    apps in one process (the tests) leak nothing."""
+    before = gc.get_threshold()
+    cycle = _Cycle()
+    alive = weakref.ref(cycle)
+    with TestClient(create_app(engine, settings)) as client:
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == GC_YOUNGEST
+        del cycle  # garbage from now on, but frozen: no collection finds it
+        gc.collect()
+        assert alive() is not None
+        assert client.get("/healthz").status_code == 200
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+    gc.collect()
+    assert alive() is None
